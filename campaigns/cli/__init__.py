@@ -1,0 +1,46 @@
+"""The ``retain`` command. See ``retain --help``; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.markup import escape
+
+from campaigns.cli.app import app, err
+from campaigns.config import set_thread_env
+from campaigns.errors import RetainError
+
+# command modules register themselves on `app` when imported
+from campaigns.cli import data as _data  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``retain`` console script; returns the exit status."""
+    set_thread_env()
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="retain", standalone_mode=False)
+    except RetainError as exc:
+        err.print("[red]error:[/red] " + escape(str(exc)))
+        return 1
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+__all__ = ["app", "main", "run"]

@@ -1,0 +1,80 @@
+"""The ``retain`` Typer app, its global options, and how errors reach the user.
+
+Command modules (``campaigns/cli/*.py``) register on :data:`app`. ``RetainError`` is printed as
+a message with exit status 1 (never a traceback); usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from campaigns.config import Settings, load_settings
+
+app = typer.Typer(
+    name="retain",
+    help="Retain: personalized retention emails from your shop's purchase history.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+#: stdout for results, stderr for progress and messages
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+@dataclass
+class CliState:
+    db: str | None = None
+    config: str | None = None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config, database_url=self.db)
+        return self._settings
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", metavar="URL", help="Database URL (default: $RETAIN_DATABASE_URL, retain.toml, sqlite:///var/retain.db)."),
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option("--config", metavar="PATH", help="Path of retain.toml (default: $RETAIN_CONFIG or ./retain.toml).")
+    ] = None,
+) -> None:
+    ctx.obj = CliState(db=db, config=config)
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, CliState):  # called without the callback (tests invoking a sub-app)
+        obj = CliState()
+        ctx.find_root().obj = obj
+    return obj
+
+
+def settings(ctx: typer.Context) -> Settings:
+    return state(ctx).settings
+
+
+def open_store(ctx: typer.Context) -> Any:
+    """The store for this invocation (migrated when empty)."""
+    from campaigns.store import Store
+
+    return Store.open(settings(ctx).resolved_database_url())
+
+
+def show_progress(json_output: bool = False) -> bool:
+    """Progress bars only on a terminal, and never under --json."""
+    return not json_output and sys.stderr.isatty()

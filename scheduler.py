@@ -1,0 +1,1 @@
+"""Runs Retain's scheduler in the foreground (same as ``retain schedule run``)."""
