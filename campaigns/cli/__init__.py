@@ -13,7 +13,13 @@ from campaigns.config import set_thread_env
 from campaigns.errors import RetainError
 
 # command modules register themselves on `app` when imported
+from campaigns.cli import content as _content  # noqa: E402,F401
 from campaigns.cli import data as _data  # noqa: E402,F401
+from campaigns.cli import recs as _recs  # noqa: E402,F401
+from campaigns.cli import schedule as _schedule  # noqa: E402,F401
+from campaigns.cli import sending as _sending  # noqa: E402,F401
+from campaigns.cli import web as _web  # noqa: E402,F401
+from campaigns.cli import worker as _worker  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:

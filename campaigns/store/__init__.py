@@ -10,6 +10,9 @@ for their tables and are combined here::
 from __future__ import annotations
 
 from campaigns.store.catalog import CatalogStore
+from campaigns.store.engagement import EngagementStore
+from campaigns.store.ledger import LedgerStore
+from campaigns.store.scheduling import SchedulingStore
 from campaigns.store.records import (
     CatalogCounts,
     CustomerRecord,
@@ -22,7 +25,7 @@ from campaigns.store.records import (
 )
 
 
-class Store(CatalogStore):
+class Store(CatalogStore, LedgerStore, EngagementStore, SchedulingStore):
     """Every store operation; see the mixed-in classes for each family of tables."""
 
 
