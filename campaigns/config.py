@@ -61,6 +61,9 @@ class Settings:
     batch_size: int = 500
     max_consecutive_failures: int = 50
     # audience rules
+    #: the "now" used for segments and analytics: "" = the real clock; "latest-order" = the newest order in
+    #: the store (for historical data such as the bundled 2010-2011 sample); or an ISO date/time
+    as_of: str = ""
     holdout_share: float = 0.10
     frequency_cap: int = 3  # marketing emails per window, across all campaigns (0 = no cap)
     frequency_window_days: int = 7

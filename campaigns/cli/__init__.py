@@ -13,6 +13,7 @@ from campaigns.config import set_thread_env
 from campaigns.errors import RetainError
 
 # command modules register themselves on `app` when imported
+from campaigns.cli import audience as _audience  # noqa: E402,F401
 from campaigns.cli import content as _content  # noqa: E402,F401
 from campaigns.cli import data as _data  # noqa: E402,F401
 from campaigns.cli import recs as _recs  # noqa: E402,F401
