@@ -12,7 +12,6 @@ from __future__ import annotations
 from campaigns.store.catalog import CatalogStore
 from campaigns.store.engagement import EngagementStore
 from campaigns.store.ledger import LedgerStore
-from campaigns.store.scheduling import SchedulingStore
 from campaigns.store.records import (
     CatalogCounts,
     CustomerRecord,
@@ -23,6 +22,7 @@ from campaigns.store.records import (
     ProductRecord,
     PurchaseColumns,
 )
+from campaigns.store.scheduling import SchedulingStore
 
 
 class Store(CatalogStore, LedgerStore, EngagementStore, SchedulingStore):

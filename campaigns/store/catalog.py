@@ -281,7 +281,9 @@ class CatalogStore(StoreBase):
     ) -> Iterator[PurchaseColumns]:
         """Stream every purchase line as numpy columns, ``chunk`` rows at a time (returns excluded)."""
         stmt: Select[Any] = (
-            select(O.c.customer_id, L.c.product_id, L.c.order_id, O.c.ordered_at, L.c.quantity, L.c.unit_price)
+            select(
+                O.c.customer_id, L.c.product_id, L.c.order_id, O.c.ordered_at, L.c.quantity, L.c.unit_price
+            )
             .select_from(L.join(O, O.c.id == L.c.order_id))
             .order_by(L.c.id)
         )
@@ -302,7 +304,9 @@ class CatalogStore(StoreBase):
                     np.asarray(cols[5], dtype=np.float64),
                 )
 
-    def purchase_columns(self, *, until: datetime | None = None, since: datetime | None = None) -> PurchaseColumns:
+    def purchase_columns(
+        self, *, until: datetime | None = None, since: datetime | None = None
+    ) -> PurchaseColumns:
         return PurchaseColumns.concat(list(self.iter_purchase_columns(until=until, since=since)))
 
     def returns_only_customer_ids(self) -> list[int]:
@@ -321,7 +325,7 @@ class CatalogStore(StoreBase):
         if not rows:
             return None
         # a numeric ref prefers the database id, then the shop's own id
-        rows.sort(key=lambda r: (0 if str(r.id) == str(ref) else 1 if r.external_id == str(ref) else 2))
+        rows.sort(key=lambda r: 0 if str(r.id) == str(ref) else 1 if r.external_id == str(ref) else 2)
         return customer_record(rows[0])
 
     def customers_by_ids(self, ids: Iterable[int]) -> dict[int, CustomerRecord]:
@@ -371,7 +375,11 @@ class CatalogStore(StoreBase):
         out: dict[int, list[OrderRecord]] = {cid: [] for cid in customer_ids}
         with self.engine.connect() as conn:
             for part in chunked(list(customer_ids), 500):
-                q = select(O).where(O.c.customer_id.in_(part)).order_by(O.c.customer_id, O.c.ordered_at.desc())
+                q = (
+                    select(O)
+                    .where(O.c.customer_id.in_(part))
+                    .order_by(O.c.customer_id, O.c.ordered_at.desc())
+                )
                 if since is not None:
                     q = q.where(O.c.ordered_at >= since)
                 kept: list[Any] = []

@@ -81,9 +81,7 @@ class PurchaseColumns:
                 np.empty(0, np.float64),
                 np.empty(0, np.float64),
             )
-        return PurchaseColumns(
-            *(np.concatenate([getattr(c, name) for c in chunks]) for name in _COLUMNS)
-        )
+        return PurchaseColumns(*(np.concatenate([getattr(c, name) for c in chunks]) for name in _COLUMNS))
 
 
 _COLUMNS = ("customer_id", "product_id", "order_id", "ordered_at", "quantity", "unit_price")

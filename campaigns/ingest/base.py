@@ -1,0 +1,283 @@
+"""What every importer shares: opening a CSV safely, checking its header, collecting problems.
+
+An importer reads the file once, turning each row into customers/products/orders of an
+:class:`~campaigns.store.records.ImportBatch` or into a problem ``file:line: column: what is wrong``.
+Nothing is written until the whole file has been read: with problems and no ``--skip-invalid``
+the import raises :class:`ImportValidationError` and the database is untouched; with
+``--skip-invalid`` the rejected rows go to a rejects CSV with their reasons.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from campaigns.errors import ImportValidationError
+from campaigns.store.records import ImportBatch, ImportSummary
+
+#: characters never allowed in names/emails: C0/C1 controls (CR, LF, NUL, ...), DEL, and
+#: unicode line/paragraph separators
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# a pragmatic address check: one @, no spaces/controls, a dotted domain; the real test is delivery
+_EMAIL = re.compile(
+    r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
+)
+
+Progress = Callable[[int], None]
+
+
+class RowError(ValueError):
+    """One problem with one field of one row (becomes ``file:line: column: message``)."""
+
+    def __init__(self, column: str, message: str) -> None:
+        self.column = column
+        self.message = message
+        super().__init__(f"{column}: {message}")
+
+
+@dataclass
+class Problems:
+    """Collects row problems; keeps the first 20 for the message and every rejected row for the rejects CSV."""
+
+    path: str
+    shown: list[str] = field(default_factory=list)
+    total: int = 0
+    rejected_rows: list[tuple[int, list[str], str]] = field(default_factory=list)
+    keep_rows: bool = False
+
+    def add(self, line: int, error: RowError, row: Sequence[str] | None = None) -> None:
+        self.total += 1
+        if len(self.shown) < ImportValidationError.MAX_SHOWN:
+            self.shown.append(f"{self.path}:{line}: {error.column}: {error.message}")
+        if self.keep_rows:
+            self.rejected_rows.append((line, list(row or []), f"{error.column}: {error.message}"))
+
+    def add_file_error(self, message: str) -> None:
+        self.total += 1
+        self.shown.append(f"{self.path}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.total:
+            raise ImportValidationError(self.path, self.shown, self.total)
+
+
+@dataclass
+class CsvFile:
+    """An opened CSV: its header (BOM stripped) and an iterator of (line number, row)."""
+
+    path: str
+    header: list[str]
+    rows: Iterator[tuple[int, list[str]]]
+    handle: IO[str]
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def open_csv(path: str | Path, *, delimiter: str = ",", encoding: str = "utf-8") -> CsvFile:
+    """Open a (possibly gzipped) CSV. Raises ImportValidationError for a missing, empty or undecodable file.
+
+    Line numbers are physical line numbers of the file (header = line 1), so quoted values with
+    embedded newlines still point at the right place.
+    """
+    p = Path(path)
+    name = str(path)
+    if not p.exists():
+        raise ImportValidationError(name, [f"{name}: file not found"])
+    if p.is_dir():
+        raise ImportValidationError(name, [f"{name}: is a directory, expected a CSV file"])
+    raw: IO[bytes] = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")  # noqa: SIM115
+    try:
+        head = raw.read(4)
+    except (OSError, EOFError) as exc:
+        raw.close()
+        raise ImportValidationError(name, [f"{name}: cannot read: {exc}"]) from None
+    raw.close()
+    raw = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")  # noqa: SIM115
+    # utf-8-sig strips a BOM; errors surface as a clear problem below, not a traceback
+    text = io.TextIOWrapper(
+        raw, encoding="utf-8-sig" if encoding.lower() in {"utf-8", "utf8"} else encoding, newline=""
+    )
+    if not head:
+        text.close()
+        raise ImportValidationError(name, [f"{name}: the file is empty (expected a header line)"])
+    reader = csv.reader(text, delimiter=delimiter, strict=False)
+    try:
+        header = next(reader)
+    except StopIteration:
+        text.close()
+        raise ImportValidationError(name, [f"{name}: the file is empty (expected a header line)"]) from None
+    except UnicodeDecodeError as exc:
+        text.close()
+        raise ImportValidationError(
+            name, [f"{name}:1: not valid {encoding} ({exc.reason}); re-export as UTF-8"]
+        ) from None
+    header = [h.strip() for h in header]
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        try:
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                yield reader.line_num, row
+        except UnicodeDecodeError as exc:
+            raise ImportValidationError(
+                name,
+                [f"{name}:{reader.line_num + 1}: not valid {encoding} ({exc.reason}); re-export as UTF-8"],
+            ) from None
+        except csv.Error as exc:
+            raise ImportValidationError(name, [f"{name}:{reader.line_num}: malformed CSV: {exc}"]) from None
+
+    return CsvFile(name, header, rows(), text)
+
+
+def require_columns(csv_file: CsvFile, required: Sequence[str], *, delimiter: str = ",") -> dict[str, int]:
+    """Map column name -> index; raise naming every missing column (and hint at a wrong delimiter)."""
+    index = {name: i for i, name in enumerate(csv_file.header)}
+    missing = [c for c in required if c not in index]
+    if missing:
+        hint = ""
+        if len(csv_file.header) == 1:
+            for d in (";", "\t", "|", ","):
+                if d != delimiter and d in csv_file.header[0]:
+                    hint = f" — the header looks {d!r}-delimited: pass --delimiter {d!r}"
+                    break
+        msg = (
+            f"{csv_file.path}:1: missing column(s) {', '.join(repr(m) for m in missing)}; "
+            f"found {', '.join(repr(h) for h in csv_file.header[:12])}{hint}"
+        )
+        csv_file.close()
+        raise ImportValidationError(csv_file.path, [msg])
+    return index
+
+
+# -- field parsers: each raises RowError(column, message) ------------------------------------
+
+
+def clean_text(value: str, column: str, *, required: bool = False, max_len: int = 500) -> str | None:
+    """Strip; reject control characters (CR/LF ...); None when empty and not required."""
+    value = value.strip()
+    if not value:
+        if required:
+            raise RowError(column, "is empty")
+        return None
+    if _CONTROL.search(value):
+        raise RowError(column, f"contains control characters (CR/LF/...): {value[:40]!r}")
+    if len(value) > max_len:
+        raise RowError(column, f"is longer than {max_len} characters")
+    return unicodedata.normalize("NFC", value)
+
+
+def parse_email(value: str, column: str, *, required: bool = False) -> str | None:
+    text = clean_text(value, column, required=required, max_len=320)
+    if text is None:
+        return None
+    if not _EMAIL.match(text):
+        raise RowError(column, f"is not a valid email address: {text[:60]!r}")
+    local, _, domain = text.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def parse_int(value: str, column: str) -> int:
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise RowError(column, f"is not a number: {text[:30]!r}") from None
+    if number != number or number in (float("inf"), float("-inf")) or number != int(number):
+        raise RowError(column, f"is not a whole number: {text[:30]!r}")
+    return int(number)
+
+
+def parse_float(value: str, column: str) -> float:
+    text = value.strip().replace(",", "") if value.count(",") and value.count(".") else value.strip()
+    text = text.replace(",", ".")
+    try:
+        number = float(text)
+    except ValueError:
+        raise RowError(column, f"is not a number: {value.strip()[:30]!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise RowError(column, f"is not a finite number: {value.strip()[:30]!r}")
+    return number
+
+
+def parse_datetime(value: str, column: str, fmt: str | None = None) -> datetime:
+    """ISO 8601 (default) or a strptime format; timezone-aware values are converted to naive UTC."""
+    text = value.strip()
+    if not text:
+        raise RowError(column, "is empty")
+    try:
+        parsed = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
+    except ValueError:
+        expected = fmt or "ISO 8601, e.g. 2011-12-09 12:50:00"
+        raise RowError(column, f"is not a date ({expected}): {text[:40]!r}") from None
+    if parsed.tzinfo is not None:
+        from datetime import UTC
+
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def write_rejects(path: Path, header: Sequence[str], rejected: list[tuple[int, list[str], str]]) -> None:
+    """The rejected rows as CSV: the original columns plus ``_line`` and ``_reason``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["_line", "_reason", *header])
+        for line, row, reason in rejected:
+            w.writerow([line, reason, *row])
+
+
+@dataclass
+class ParseResult:
+    batch: ImportBatch
+    rows_read: int
+    set_aside: Counter[str]
+    problems: Problems
+    header: list[str]
+
+
+def finish_import(
+    store: object,
+    path: str | Path,
+    parsed: ParseResult,
+    *,
+    skip_invalid: bool,
+    rejects_path: Path | None,
+    started: float,
+    progress: Progress | None = None,
+) -> ImportSummary:
+    """Raise on problems (all-or-nothing) or write the rejects file; then write the batch in one transaction."""
+    problems = parsed.problems
+    rejects_written: str | None = None
+    if problems.total and not skip_invalid:
+        problems.raise_if_any()
+    if problems.total and skip_invalid:
+        target = rejects_path or Path(str(path) + ".rejects.csv")
+        write_rejects(target, parsed.header, problems.rejected_rows)
+        rejects_written = str(target)
+    counts = store.write_import(parsed.batch, progress=progress)  # type: ignore[attr-defined]
+    return ImportSummary(
+        path=str(path),
+        source=parsed.batch.source,
+        rows_read=parsed.rows_read,
+        customers_added=counts.customers_added,
+        products_added=counts.products_added,
+        orders_added=counts.orders_added,
+        order_lines_added=counts.order_lines_added,
+        returns_added=counts.returns_added,
+        set_aside=dict(parsed.set_aside),
+        rejected=problems.total,
+        rejects_path=rejects_written,
+        seconds=round(time.perf_counter() - started, 2),
+    )
