@@ -6,6 +6,7 @@ a message with exit status 1 (never a traceback); usage errors exit with 2.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -47,10 +48,17 @@ def _global(
     ctx: typer.Context,
     db: Annotated[
         str | None,
-        typer.Option("--db", metavar="URL", help="Database URL (default: $RETAIN_DATABASE_URL, retain.toml, sqlite:///var/retain.db)."),
+        typer.Option(
+            "--db",
+            metavar="URL",
+            help="Database URL (default: $RETAIN_DATABASE_URL, retain.toml, sqlite:///var/retain.db).",
+        ),
     ] = None,
     config: Annotated[
-        str | None, typer.Option("--config", metavar="PATH", help="Path of retain.toml (default: $RETAIN_CONFIG or ./retain.toml).")
+        str | None,
+        typer.Option(
+            "--config", metavar="PATH", help="Path of retain.toml (default: $RETAIN_CONFIG or ./retain.toml)."
+        ),
     ] = None,
 ) -> None:
     ctx.obj = CliState(db=db, config=config)
@@ -73,6 +81,12 @@ def open_store(ctx: typer.Context) -> Any:
     from campaigns.store import Store
 
     return Store.open(settings(ctx).resolved_database_url())
+
+
+def print_json(data: Any) -> None:
+    """One JSON object on stdout, plain (no colours, no wrapping), for scripts."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def show_progress(json_output: bool = False) -> bool:

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-import typer
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
 
-from campaigns.cli.app import app, out, settings
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from campaigns.analytics import PERIODS, KpiReport, kpi_report
+from campaigns.cli.app import app, err, open_store, out, print_json, settings, show_progress
+from campaigns.errors import ConfigError
 from campaigns.store.engine import create_db_engine, current_revision, safe_url, upgrade
+from campaigns.store.records import ImportSummary
 
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+import_app = typer.Typer(
+    help="Import purchase history (all or nothing; re-importing changes nothing).", no_args_is_help=True
+)
+app.add_typer(import_app, name="import")
 
 
 @db_app.command("upgrade")
@@ -19,3 +35,186 @@ def db_upgrade(ctx: typer.Context) -> None:
     upgrade(engine)
     out.print(f"{safe_url(url)} is at revision {current_revision(engine)}")
     engine.dispose()
+
+
+@contextmanager
+def _progress(enabled: bool, label: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} lines"), TimeElapsedColumn(),
+        console=err, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _print_summary(summary: ImportSummary, as_json: bool) -> None:
+    if as_json:
+        print_json(asdict(summary))
+        return
+    out.print(
+        f"Imported {summary.path} ({summary.source}) in {summary.seconds:.1f} s: {summary.rows_read:,} rows read"
+    )
+    table = Table(show_header=False, box=None, pad_edge=False)
+    for label, value in (
+        ("customers added", summary.customers_added),
+        ("products added", summary.products_added),
+        ("orders added", summary.orders_added),
+        ("order lines added", summary.order_lines_added),
+        ("returns added", summary.returns_added),
+    ):
+        table.add_row(f"  {label}", f"{value:,}")
+    out.print(table)
+    if summary.set_aside:
+        out.print("  set aside by the cleaning rules (the data's known shape, not errors):")
+        for rule, n in sorted(summary.set_aside.items(), key=lambda kv: -kv[1]):
+            out.print(f"    {rule:<32} {n:,}")
+    if summary.rejected:
+        out.print(f"  [yellow]{summary.rejected:,} invalid rows skipped[/yellow]; see {summary.rejects_path}")
+
+
+SkipInvalid = Annotated[
+    bool,
+    typer.Option("--skip-invalid", help="Import the valid rows; write rejected ones with reasons to a CSV."),
+]
+Rejects = Annotated[
+    Path | None,
+    typer.Option("--rejects", help="Where --skip-invalid writes rejected rows (default: PATH.rejects.csv)."),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")]
+
+
+@import_app.command("online-retail")
+def import_online_retail_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The UCI Online Retail CSV (.csv or .csv.gz).")],
+    skip_invalid: SkipInvalid = False,
+    rejects: Rejects = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Import the UCI Online Retail file (e.g. data/online_retail.csv.gz) with its cleaning rules."""
+    from campaigns.ingest import import_online_retail
+
+    store = open_store(ctx)
+    with _progress(show_progress(as_json), "importing", 541_909) as progress:
+        summary = import_online_retail(
+            store, path, skip_invalid=skip_invalid, rejects_path=rejects, progress=progress
+        )
+    _print_summary(summary, as_json)
+
+
+class OrderFormat(StrEnum):
+    shopify = "shopify"
+    generic = "generic"
+
+
+@import_app.command("orders")
+def import_orders_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The orders CSV (one row per line item).")],
+    format: Annotated[
+        OrderFormat, typer.Option("--format", help="shopify (orders export) or generic (needs --map).")
+    ],
+    map: Annotated[
+        str | None,
+        typer.Option(
+            "--map",
+            help="generic: field=column pairs, e.g. customer=Cust,order=No,sku=Sku,date=Date,qty=Qty,price=Price",
+        ),
+    ] = None,
+    delimiter: Annotated[str, typer.Option("--delimiter", help="generic: field separator.")] = ",",
+    date_format: Annotated[
+        str | None,
+        typer.Option(
+            "--date-format", help="generic: strptime format, e.g. %d/%m/%Y %H:%M (default ISO 8601)."
+        ),
+    ] = None,
+    currency: Annotated[
+        str | None, typer.Option("--currency", help="Currency when the file has none (default: settings).")
+    ] = None,
+    skip_invalid: SkipInvalid = False,
+    rejects: Rejects = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Import an orders export: Shopify's, or any CSV with a column mapping."""
+    from campaigns.ingest import import_generic, import_shopify, parse_mapping
+
+    cur = (currency or settings(ctx).currency).upper()
+    if format is OrderFormat.generic:
+        if not map:
+            raise ConfigError(
+                "--format generic needs --map customer=...,order=...,sku=...,date=...,qty=...,price=..."
+            )
+        mapping = parse_mapping(map)
+        store = open_store(ctx)
+        summary = import_generic(
+            store, path, mapping, delimiter=delimiter, date_format=date_format, currency=cur,
+            skip_invalid=skip_invalid, rejects_path=rejects,
+        )  # fmt: skip
+    else:
+        if map:
+            raise ConfigError("--map is only for --format generic")
+        store = open_store(ctx)
+        summary = import_shopify(store, path, currency=cur, skip_invalid=skip_invalid, rejects_path=rejects)
+    _print_summary(summary, as_json)
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x * 100:.1f}%"
+
+
+def print_kpis(report: KpiReport, currency: str) -> None:
+    """The human KPI report (also used by the demo)."""
+    head = Table(title="Retention KPIs", show_header=False, title_justify="left")
+    head.add_row("customers (with ≥1 order)", f"{report.customers:,}")
+    head.add_row("products (bought)", f"{report.products:,}")
+    head.add_row("orders", f"{report.orders:,}")
+    head.add_row("order lines", f"{report.order_lines:,}")
+    head.add_row("returned lines (kept apart)", f"{report.returns:,}")
+    head.add_row("revenue", f"{report.revenue:,.2f} {currency}")
+    head.add_row("repeat purchase rate", _pct(report.repeat_purchase_rate))
+    aov = report.average_order_value
+    head.add_row("average order value", "—" if aov is None else f"{aov:,.2f} {currency}")
+    head.add_row(f"retention rate ({report.retention_period or 'n/a'})", _pct(report.retention_rate))
+    if report.first_order_at:
+        head.add_row("orders from", f"{report.first_order_at:%Y-%m-%d} to {report.last_order_at:%Y-%m-%d}")
+    out.print(head)
+    if report.retention:
+        t = Table(title=f"{report.period.capitalize()}ly retention", title_justify="left")
+        for col in ("period", "active before", "ordered again", "rate"):
+            t.add_column(col, justify="right")
+        for p in report.retention:
+            t.add_row(p.period, f"{p.previous_active:,}", f"{p.retained:,}", _pct(p.rate))
+        out.print(t)
+    if report.cohorts:
+        width = max(len(c.retention) for c in report.cohorts)
+        t = Table(
+            title="Cohort retention (share of each first-order month ordering k months later)",
+            title_justify="left",
+        )
+        t.add_column("cohort")
+        t.add_column("size", justify="right")
+        for k in range(1, width):
+            t.add_column(f"+{k}", justify="right")
+        for c in report.cohorts:
+            t.add_row(c.cohort, f"{c.size:,}", *[f"{v * 100:.0f}%" for v in c.retention[1:]])
+        out.print(t)
+
+
+@app.command("stats")
+def stats_cmd(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option("--period", help="Retention period: month or quarter.")] = "month",
+    as_json: JsonOut = False,
+) -> None:
+    """Print retention KPIs: customers, orders, repeat purchase rate, AOV, retention, cohorts."""
+    if period not in PERIODS:
+        raise ConfigError(f"--period must be one of {', '.join(PERIODS)}, got {period!r}")
+    store = open_store(ctx)
+    report = kpi_report(store, period=period)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        print_kpis(report, settings(ctx).currency)

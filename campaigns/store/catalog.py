@@ -246,6 +246,11 @@ class CatalogStore(StoreBase):
                 last_order_at=one[4],
             )
 
+    def products_bought_count(self) -> int:
+        """Distinct products with at least one purchase line."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count(distinct(L.c.product_id)))).scalar_one())
+
     def orders_per_customer(self) -> dict[int, int]:
         """How many customers have exactly n orders: ``{n: customers}``."""
         per_customer = select(O.c.customer_id, func.count().label("n")).group_by(O.c.customer_id).subquery()
