@@ -8,10 +8,6 @@ import click
 import typer
 from rich.markup import escape
 
-from campaigns.cli.app import app, err
-from campaigns.config import set_thread_env
-from campaigns.errors import RetainError
-
 # command modules register themselves on `app` when imported
 from campaigns.cli import audience as _audience  # noqa: E402,F401
 from campaigns.cli import content as _content  # noqa: E402,F401
@@ -21,6 +17,9 @@ from campaigns.cli import schedule as _schedule  # noqa: E402,F401
 from campaigns.cli import sending as _sending  # noqa: E402,F401
 from campaigns.cli import web as _web  # noqa: E402,F401
 from campaigns.cli import worker as _worker  # noqa: E402,F401
+from campaigns.cli.app import app, err
+from campaigns.config import set_thread_env
+from campaigns.errors import RetainError
 
 
 def main(argv: list[str] | None = None) -> int:
