@@ -27,7 +27,7 @@ app = typer.Typer(
 
 #: stdout for results, stderr for progress and messages
 out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @dataclass
