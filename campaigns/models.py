@@ -118,6 +118,9 @@ class Run(Base):
     scheduled_for: Mapped[datetime | None] = mapped_column(DateTime)
     dispatcher: Mapped[str] = mapped_column(String(20), default="local")
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the process currently sending this run (a lease renewed by heartbeat; stale leases are taken over)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
     started_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -140,8 +143,9 @@ class Delivery(Base):
     campaign: Mapped[str] = mapped_column(String(200))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
-    # claimed | sent | failed | deferred | skipped | holdout
+    # claimed | sending | sent | failed | deferred | skipped | holdout
     status: Mapped[str] = mapped_column(String(20))
+    not_before: Mapped[datetime | None] = mapped_column(DateTime)  # deferred (quiet hours) until then
     reason: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     email: Mapped[str | None] = mapped_column(String(320))
