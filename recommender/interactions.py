@@ -1,0 +1,187 @@
+"""Purchase lines -> id maps and a customer x product sparse matrix of confidence weights.
+
+The weight of a (customer, product) pair is ``log1p(number of orders holding the pair)``, multiplied by
+``0.5 ** (days since the pair was last bought / half_life_days)`` when a half-life is given, so last
+month's purchases count more than last year's. Returns never reach this module (the store excludes them).
+
+Besides the weights, the matrix keeps, aligned with its non-zeros, the raw order count, the age of the
+last purchase and the span between first and last purchase (in days): the "buy again" model reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommender.errors import InteractionError
+
+DAY = np.timedelta64(1, "D")
+
+
+class IdMap:
+    """A sorted array of external ids; ``index`` maps ids to rows (-1 when unknown), ``ids`` maps back."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and np.any(ids[1:] <= ids[:-1]):
+            raise InteractionError("an id map needs strictly increasing ids")
+        self.values = ids
+
+    @classmethod
+    def from_ids(cls, ids: np.ndarray) -> IdMap:
+        return cls(np.unique(np.asarray(ids, dtype=np.int64)))
+
+    def __len__(self) -> int:
+        return int(self.values.size)
+
+    def index(self, ids: np.ndarray | list[int]) -> np.ndarray:
+        """Row index of each id, -1 for ids the map does not hold."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not self.values.size:
+            return np.full(ids.shape, -1, dtype=np.int64)
+        pos = np.searchsorted(self.values, ids)
+        pos_c = np.minimum(pos, self.values.size - 1)
+        return np.where(self.values[pos_c] == ids, pos_c, -1).astype(np.int64)
+
+    def ids(self, index: np.ndarray) -> np.ndarray:
+        return self.values[np.asarray(index, dtype=np.int64)]
+
+
+@dataclass
+class Interactions:
+    """What every model learns from. ``weights``, ``counts`` share one sparsity pattern (CSR, sorted)."""
+
+    users: IdMap
+    items: IdMap
+    weights: sp.csr_matrix  # float32 confidence
+    counts: sp.csr_matrix  # float32 number of orders holding the pair
+    age_days: np.ndarray  # float32, aligned with counts.data: days from last purchase to as_of
+    span_days: np.ndarray  # float32, aligned with counts.data: days from first to last purchase
+    as_of: np.datetime64  # the "now" of the data (the train cutoff, or the newest purchase)
+    half_life_days: float | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.users), len(self.items))
+
+    def aligned(self, values: np.ndarray) -> sp.csr_matrix:
+        """A CSR matrix with the pattern of ``counts`` and the given data."""
+        return sp.csr_matrix((values, self.counts.indices, self.counts.indptr), shape=self.shape)
+
+    def reweighted(self, half_life_days: float | None) -> Interactions:
+        """The same purchases with another recency half-life (used by tuning)."""
+        w = _weights(self.counts.data, self.age_days, half_life_days)
+        return Interactions(
+            self.users,
+            self.items,
+            self.aligned(w),
+            self.counts,
+            self.age_days,
+            self.span_days,
+            self.as_of,
+            half_life_days,
+        )
+
+
+def _weights(counts: np.ndarray, age_days: np.ndarray, half_life_days: float | None) -> np.ndarray:
+    w = np.log1p(counts.astype(np.float64))
+    if half_life_days:
+        w = w * np.power(0.5, age_days / float(half_life_days))
+    # a floor keeps every purchase visible to the model even when it is years old
+    return np.maximum(w, 1e-6).astype(np.float32)
+
+
+def _check_finite(name: str, values: np.ndarray) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InteractionError(
+            f"{int(bad.sum())} {name} value(s) are NaN or infinite (first at row {first}); "
+            "fix or drop those purchase lines before training"
+        )
+
+
+def build_interactions(
+    customer_ids: np.ndarray,
+    product_ids: np.ndarray,
+    order_ids: np.ndarray,
+    ordered_at: np.ndarray,
+    *,
+    quantity: np.ndarray | None = None,
+    half_life_days: float | None = None,
+    as_of: np.datetime64 | None = None,
+) -> Interactions:
+    """Aggregate purchase lines (one row per order line) into :class:`Interactions`.
+
+    Lines with ``quantity <= 0`` are ignored (they are not purchases). ``as_of`` defaults to the newest
+    purchase. Raises :class:`InteractionError` for mismatched column lengths, NaN/inf quantities, missing
+    dates, a non-positive half-life, or when no purchase is left to learn from.
+    """
+    cols = [np.asarray(c) for c in (customer_ids, product_ids, order_ids, ordered_at)]
+    if len({c.shape[0] for c in cols}) != 1 or (quantity is not None and len(quantity) != len(cols[0])):
+        raise InteractionError("purchase columns have different lengths")
+    if half_life_days is not None and not (np.isfinite(half_life_days) and half_life_days > 0):
+        raise InteractionError(f"half_life_days must be a positive number of days, got {half_life_days}")
+    cust, prod, order = (c.astype(np.int64) for c in cols[:3])
+    when = cols[3].astype("datetime64[s]")
+    if np.isnat(when).any():
+        raise InteractionError(f"{int(np.isnat(when).sum())} purchase line(s) have no date")
+    if quantity is not None:
+        q = np.asarray(quantity, dtype=np.float64)
+        _check_finite("quantity", q)
+        keep = q > 0
+        cust, prod, order, when = cust[keep], prod[keep], order[keep], when[keep]
+    if cust.size == 0:
+        raise InteractionError("no purchases to learn from (empty history): import orders first")
+    users, items = IdMap.from_ids(cust), IdMap.from_ids(prod)
+    u, i = users.index(cust), items.index(prod)
+    stamp = when.astype(np.int64)
+    now = np.datetime64(as_of, "s") if as_of is not None else when.max()
+
+    # one entry per (user, item, order), then per (user, item)
+    order_key = np.lexsort((order, i, u))
+    u, i, order, stamp = u[order_key], i[order_key], order[order_key], stamp[order_key]
+    new_order = np.ones(u.size, dtype=bool)
+    new_order[1:] = (u[1:] != u[:-1]) | (i[1:] != i[:-1]) | (order[1:] != order[:-1])
+    new_pair = np.ones(u.size, dtype=bool)
+    new_pair[1:] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
+    starts = np.flatnonzero(new_pair)
+    pair_u, pair_i = u[starts], i[starts]
+    n_orders = np.add.reduceat(new_order.astype(np.float64), starts)
+    last = np.maximum.reduceat(stamp, starts)
+    first = np.minimum.reduceat(stamp, starts)
+    age = np.maximum((now.astype(np.int64) - last) / 86400.0, 0.0).astype(np.float32)
+    span = ((last - first) / 86400.0).astype(np.float32)
+
+    shape = (len(users), len(items))
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pair_u, minlength=shape[0]), out=indptr[1:])
+    counts = sp.csr_matrix((n_orders.astype(np.float32), pair_i.astype(np.int32), indptr), shape=shape)
+    weights = sp.csr_matrix((_weights(n_orders, age, half_life_days), counts.indices, indptr), shape=shape)
+    return Interactions(users, items, weights, counts, age, span, now, half_life_days)
+
+
+def interactions_from_weights(
+    customer_ids: np.ndarray,
+    product_ids: np.ndarray,
+    weights: np.ndarray,
+    *,
+    as_of: np.datetime64 | None = None,
+) -> Interactions:
+    """Interactions from explicit per-pair weights (tests, other sources). NaN/inf weights raise."""
+    w = np.asarray(weights, dtype=np.float64)
+    _check_finite("weight", w)
+    if np.any(w < 0):
+        raise InteractionError("weights must not be negative")
+    n = len(w)
+    when = np.full(n, as_of if as_of is not None else np.datetime64("2020-01-01"), dtype="datetime64[s]")
+    inter = build_interactions(customer_ids, product_ids, np.arange(n), when, as_of=as_of)
+    # put the given weights on the aggregated pattern (pairs are unique here: one order per pair)
+    u, i = inter.users.index(customer_ids), inter.items.index(product_ids)
+    mat = sp.csr_matrix((w.astype(np.float32), (u, i)), shape=inter.shape)
+    mat.sum_duplicates()
+    mat.sort_indices()
+    inter.weights = inter.aligned(np.asarray(mat[inter.counts.nonzero()]).ravel().astype(np.float32))
+    return inter

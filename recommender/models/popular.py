@@ -1,0 +1,43 @@
+"""``popular``: the most bought products in a recent window (cold start, and the first baseline)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from recommender.interactions import Interactions
+
+
+class PopularModel:
+    """Score = distinct customers who bought the item in the last ``window_days`` (plus an all-time
+    tie-break), the same for every customer. ``window_days <= 0`` counts all time."""
+
+    name: ClassVar[str] = "popular"
+
+    def __init__(self, window_days: float = 30.0) -> None:
+        self.params: dict[str, Any] = {"window_days": float(window_days)}
+        self.item_scores = np.zeros(0, dtype=np.float32)
+
+    def fit(self, data: Interactions) -> None:
+        cols = data.counts.indices
+        n_items = data.shape[1]
+        window = self.params["window_days"]
+        recent = np.bincount(cols[data.age_days <= window] if window > 0 else cols, minlength=n_items)
+        ever = np.bincount(cols, minlength=n_items)
+        self.item_scores = (recent + ever / (ever.max() + 1.0)).astype(np.float32)
+
+    def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
+        return np.tile(self.item_scores, (len(users), 1))
+
+    def item_similarity(self, items: np.ndarray) -> np.ndarray:
+        return np.tile(self.item_scores, (len(items), 1))
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"item_scores": self.item_scores}
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], state: dict[str, np.ndarray]) -> PopularModel:
+        model = cls(**params)
+        model.item_scores = state["item_scores"].astype(np.float32)
+        return model
