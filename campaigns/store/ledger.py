@@ -1,9 +1,372 @@
-"""Runs and the send ledger (deliveries): claim -> send -> record, exactly once per (run, customer)."""
+"""Runs and the send ledger (deliveries): claim -> send -> record, exactly once per (run, customer).
+
+A delivery row moves ``claimed -> sending -> sent | failed``; ``skipped``, ``holdout`` and
+``deferred`` rows record why someone got nothing (yet). The unique (run, customer) constraint
+makes a second claim impossible; the ``claimed -> sending`` step is an atomic conditional UPDATE,
+so two processes can never both hand the same row to a sender. A row still ``sending`` when its
+batch is processed again was in flight during a crash: Retain resolves it **at most once**
+(marked failed, reason ``in_flight_at_crash``, never re-sent) — see docs/sending.md.
+"""
 
 from __future__ import annotations
 
-from campaigns.store.base import StoreBase
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+
+from campaigns.errors import NotFoundError, RetainError
+from campaigns.models import Delivery, Order, Run
+from campaigns.store.base import StoreBase, chunked, utcnow
+
+RUNS, DEL, ORD = Run.__table__, Delivery.__table__, Order.__table__
+
+#: a run lease not renewed for this long is considered abandoned (the process died)
+LEASE_SECONDS = 120
+
+FINAL = ("sent", "failed", "skipped", "holdout")
+
+
+class RunBusyError(RetainError):
+    """Another live process holds this run's lease."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: int
+    campaign: str
+    key: str
+    status: str
+    reason: str | None
+    scheduled_for: datetime | None
+    dispatcher: str
+    is_test: bool
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    id: int
+    customer_id: int
+    status: str
+    not_before: datetime | None
+    attempts: int
+
+
+@dataclass(slots=True)
+class RunCounts:
+    total: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+
+    def get(self, status: str) -> int:
+        return self.by_status.get(status, 0)
+
+
+def _run_record(row: Any) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        campaign=row.campaign,
+        key=row.key,
+        status=row.status,
+        reason=row.reason,
+        scheduled_for=row.scheduled_for,
+        dispatcher=row.dispatcher,
+        is_test=bool(row.is_test),
+        started_at=row.started_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+    )
 
 
 class LedgerStore(StoreBase):
-    pass
+    # ------------------------------------------------------------------ runs
+
+    def start_run(
+        self,
+        campaign: str,
+        key: str,
+        *,
+        owner: str | None,
+        scheduled_for: datetime | None = None,
+        dispatcher: str = "local",
+        is_test: bool = False,
+    ) -> RunRecord:
+        """Get or create the run (campaign, key) and take its lease for ``owner``.
+
+        ``owner=None`` creates/fetches without a lease (the Celery enqueuer: workers own batches).
+        Raises RunBusyError when another live process holds the lease.
+        """
+        now = utcnow()
+        with self.transaction() as conn:
+            stmt = self.insert(RUNS).on_conflict_do_nothing(index_elements=[RUNS.c.campaign, RUNS.c.key])
+            conn.execute(
+                stmt,
+                {
+                    "campaign": campaign,
+                    "key": key,
+                    "status": "running",
+                    "scheduled_for": scheduled_for,
+                    "dispatcher": dispatcher,
+                    "is_test": is_test,
+                    "started_at": now,
+                    "updated_at": now,
+                },
+            )
+            row = conn.execute(select(RUNS).where(RUNS.c.campaign == campaign, RUNS.c.key == key)).one()
+            if owner is not None and row.status not in ("completed", "skipped"):
+                stale = now - timedelta(seconds=LEASE_SECONDS)
+                got = conn.execute(
+                    RUNS.update()
+                    .where(
+                        RUNS.c.id == row.id,
+                        or_(RUNS.c.owner.is_(None), RUNS.c.owner == owner, RUNS.c.heartbeat_at < stale),
+                    )
+                    .values(owner=owner, heartbeat_at=now, status="running", updated_at=now)
+                ).rowcount
+                if not got:
+                    raise RunBusyError(
+                        f"run {campaign}/{key} is being sent by {row.owner} (last heartbeat {row.heartbeat_at:%H:%M:%S} UTC); "
+                        f"wait for it to finish, or use another --run-key"
+                    )
+                row = conn.execute(select(RUNS).where(RUNS.c.id == row.id)).one()
+            return _run_record(row)
+
+    def heartbeat(self, run_id: int, owner: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                RUNS.update()
+                .where(RUNS.c.id == run_id, RUNS.c.owner == owner)
+                .values(heartbeat_at=utcnow(), updated_at=utcnow())
+            )
+
+    def finish_run(self, run_id: int, owner: str | None, status: str, reason: str | None = None) -> None:
+        """Set the final (or paused) status and release the lease."""
+        now = utcnow()
+        values: dict[str, Any] = {"status": status, "reason": reason, "owner": None, "updated_at": now}
+        if status in ("completed", "skipped", "failed"):
+            values["finished_at"] = now
+        with self.transaction() as conn:
+            cond = RUNS.c.id == run_id
+            if owner is not None:
+                cond = and_(cond, or_(RUNS.c.owner == owner, RUNS.c.owner.is_(None)))
+            conn.execute(RUNS.update().where(cond).values(**values))
+
+    def get_run(self, key: str, campaign: str | None = None) -> RunRecord:
+        """A run by key (and campaign when keys repeat); NotFoundError otherwise."""
+        with self.engine.connect() as conn:
+            q = select(RUNS).where(RUNS.c.key == key)
+            if campaign:
+                q = q.where(RUNS.c.campaign == campaign)
+            rows = conn.execute(q.order_by(RUNS.c.id.desc())).all()
+        if not rows:
+            raise NotFoundError(
+                f"no run with key {key!r}"
+                + (f" for campaign {campaign!r}" if campaign else "")
+                + "; see `retain runs`"
+            )
+        return _run_record(rows[0])
+
+    def list_runs(self, limit: int = 20, campaign: str | None = None) -> list[RunRecord]:
+        with self.engine.connect() as conn:
+            q = select(RUNS).order_by(RUNS.c.id.desc()).limit(limit)
+            if campaign:
+                q = q.where(RUNS.c.campaign == campaign)
+            return [_run_record(r) for r in conn.execute(q)]
+
+    # ------------------------------------------------------------------ deliveries
+
+    def delivery_states(self, run_id: int, customer_ids: Sequence[int]) -> dict[int, DeliveryState]:
+        out: dict[int, DeliveryState] = {}
+        with self.engine.connect() as conn:
+            for part in chunked(list(customer_ids), 900):
+                q = select(DEL.c.id, DEL.c.customer_id, DEL.c.status, DEL.c.not_before, DEL.c.attempts).where(
+                    DEL.c.run_id == run_id, DEL.c.customer_id.in_(part)
+                )
+                for r in conn.execute(q):
+                    out[r.customer_id] = DeliveryState(
+                        r.id, r.customer_id, r.status, r.not_before, r.attempts
+                    )
+        return out
+
+    def record_deliveries(self, run_id: int, campaign: str, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
+        """Insert ledger rows (one per customer); rows whose (run, customer) exists are left alone.
+
+        Each row: customer_id, status, and optionally reason, email, subject, order_id, not_before,
+        is_marketing. Returns {customer_id: delivery_id} for the rows THIS call inserted — the claim.
+        """
+        if not rows:
+            return {}
+        now = utcnow()
+        full = [
+            {
+                "run_id": run_id,
+                "campaign": campaign,
+                "customer_id": r["customer_id"],
+                "order_id": r.get("order_id"),
+                "status": r["status"],
+                "reason": r.get("reason"),
+                "email": r.get("email"),
+                "subject": (r.get("subject") or "")[:1000] or None,
+                "not_before": r.get("not_before"),
+                "is_marketing": r.get("is_marketing", True),
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in rows
+        ]
+        claimed: dict[int, int] = {}
+        with self.transaction() as conn:
+            for part in chunked(full, 500):
+                stmt = self.insert(DEL).on_conflict_do_nothing().returning(DEL.c.customer_id, DEL.c.id)
+                for cid, did in conn.execute(stmt, list(part)):
+                    claimed[int(cid)] = int(did)
+        return claimed
+
+    def update_claims(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Refresh subject/email/status of resumed rows (claimed or deferred) before sending them."""
+        if not rows:
+            return
+        now = utcnow()
+        with self.transaction() as conn:
+            for r in rows:
+                values = {k: r[k] for k in ("status", "subject", "email", "reason", "not_before") if k in r}
+                conn.execute(
+                    DEL.update()
+                    .where(DEL.c.id == r["id"], DEL.c.status.in_(("claimed", "deferred")))
+                    .values(updated_at=now, **values)
+                )
+
+    def begin_sending(self, delivery_ids: Sequence[int]) -> list[int]:
+        """Atomically move ``claimed`` rows to ``sending``; returns the ids this caller now owns."""
+        owned: list[int] = []
+        now = utcnow()
+        with self.transaction() as conn:
+            for part in chunked(list(delivery_ids), 500):
+                stmt = (
+                    DEL.update()
+                    .where(DEL.c.id.in_(part), DEL.c.status == "claimed")
+                    .values(status="sending", updated_at=now, attempts=DEL.c.attempts + 1)
+                    .returning(DEL.c.id)
+                )
+                owned.extend(int(x) for x in conn.execute(stmt).scalars())
+        return owned
+
+    def record_result(
+        self,
+        delivery_id: int,
+        *,
+        ok: bool,
+        message_id: str | None = None,
+        reason: str | None = None,
+        sender: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        """Record one message's outcome (its own short transaction: sends are recorded per message)."""
+        now = utcnow()
+        values: dict[str, Any] = {"status": "sent" if ok else "failed", "updated_at": now, "sender": sender}
+        if ok:
+            values.update(sent_at=now, message_id=message_id)
+        else:
+            values["reason"] = (reason or "failed")[:200]
+        if attempts is not None:
+            values["attempts"] = attempts
+        with self.transaction() as conn:
+            conn.execute(
+                DEL.update().where(DEL.c.id == delivery_id, DEL.c.status == "sending").values(**values)
+            )
+
+    def release_unsent(self, delivery_ids: Iterable[int]) -> int:
+        """Back from ``sending`` to ``claimed`` (the sender paused before attempting them)."""
+        ids = list(delivery_ids)
+        n = 0
+        with self.transaction() as conn:
+            for part in chunked(ids, 500):
+                n += conn.execute(
+                    DEL.update().where(DEL.c.id.in_(part), DEL.c.status == "sending").values(status="claimed")
+                ).rowcount
+        return n
+
+    def resolve_in_flight(self, delivery_ids: Sequence[int]) -> int:
+        """Rows left ``sending`` by a crashed process: at most once -> failed, never re-sent."""
+        n = 0
+        with self.transaction() as conn:
+            for part in chunked(list(delivery_ids), 500):
+                n += conn.execute(
+                    DEL.update()
+                    .where(DEL.c.id.in_(part), DEL.c.status == "sending")
+                    .values(status="failed", reason="in_flight_at_crash", updated_at=utcnow())
+                ).rowcount
+        return n
+
+    def run_counts(self, run_id: int) -> RunCounts:
+        counts = RunCounts()
+        with self.engine.connect() as conn:
+            q = (
+                select(DEL.c.status, DEL.c.reason, func.count())
+                .where(DEL.c.run_id == run_id)
+                .group_by(DEL.c.status, DEL.c.reason)
+            )
+            for status, reason, n in conn.execute(q):
+                counts.total += n
+                counts.by_status[status] = counts.by_status.get(status, 0) + n
+                if status in ("skipped", "deferred"):
+                    key = reason or status
+                    counts.skipped[key] = counts.skipped.get(key, 0) + n
+                if status == "failed":
+                    key = reason or "failed"
+                    counts.failed[key] = counts.failed.get(key, 0) + n
+        return counts
+
+    def pending_deferred(self, run_id: int) -> tuple[int, datetime | None]:
+        """How many rows wait for their quiet hours to end, and the earliest time one may go."""
+        with self.engine.connect() as conn:
+            n, first = conn.execute(
+                select(func.count(), func.min(DEL.c.not_before)).where(
+                    DEL.c.run_id == run_id, DEL.c.status == "deferred"
+                )
+            ).one()
+        return int(n), first
+
+    def due_deferred_customers(self, run_id: int, now: datetime, limit: int = 1000) -> list[int]:
+        with self.engine.connect() as conn:
+            q = (
+                select(DEL.c.customer_id)
+                .where(DEL.c.run_id == run_id, DEL.c.status == "deferred", DEL.c.not_before <= now)
+                .order_by(DEL.c.customer_id)
+                .limit(limit)
+            )
+            return [int(x) for x in conn.execute(q).scalars()]
+
+    def customers_in_state(self, run_id: int, statuses: Sequence[str], limit: int = 1000) -> list[int]:
+        with self.engine.connect() as conn:
+            q = (
+                select(DEL.c.customer_id)
+                .where(DEL.c.run_id == run_id, DEL.c.status.in_(statuses))
+                .order_by(DEL.c.customer_id)
+                .limit(limit)
+            )
+            return [int(x) for x in conn.execute(q).scalars()]
+
+    def followed_up_orders(self, campaign: str, order_ids: Sequence[int]) -> set[int]:
+        """Orders that already have a delivery row for this campaign (whatever its status)."""
+        out: set[int] = set()
+        with self.engine.connect() as conn:
+            for part in chunked(list(order_ids), 900):
+                q = select(DEL.c.order_id).where(DEL.c.campaign == campaign, DEL.c.order_id.in_(part))
+                out.update(int(x) for x in conn.execute(q).scalars())
+        return out
+
+    def sent_deliveries(self, campaign: str | None = None) -> list[tuple[int, int, datetime]]:
+        """(run id, customer id, sent_at) of every sent delivery (analytics)."""
+        with self.engine.connect() as conn:
+            q = select(DEL.c.run_id, DEL.c.customer_id, DEL.c.sent_at).where(DEL.c.status == "sent")
+            if campaign:
+                q = q.where(DEL.c.campaign == campaign)
+            return [(int(a), int(b), c) for a, b, c in conn.execute(q)]

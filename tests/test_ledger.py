@@ -1,0 +1,92 @@
+"""The send ledger on SQLite and PostgreSQL: claims are unique, transitions atomic, leases exclusive."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from campaigns.models import Run
+from campaigns.store.ledger import RunBusyError
+from campaigns.store.records import CustomerIn, ImportBatch, OrderIn, ProductIn
+
+
+@pytest.fixture
+def people(store: object) -> list[int]:
+    batch = ImportBatch(source="test")
+    for i in range(1, 4):
+        batch.customers[f"c{i}"] = CustomerIn(f"c{i}", email=f"c{i}@example.com", marketing_consent=True)
+        batch.orders[f"o{i}"] = OrderIn(f"o{i}", f"c{i}", datetime(2024, 1, i), "GBP", [("S1", 1, 5.0)])
+    batch.products["S1"] = ProductIn("S1", "Soap", 5.0, "GBP")
+    store.write_import(batch)  # type: ignore[attr-defined]
+    return [store.get_customer(f"c{i}").id for i in range(1, 4)]  # type: ignore[attr-defined]
+
+
+def test_start_run_is_get_or_create_and_leased(store: object) -> None:
+    a = store.start_run("weekly", "k1", owner="A")  # type: ignore[attr-defined]
+    again = store.start_run("weekly", "k1", owner="A")  # type: ignore[attr-defined]
+    assert a.id == again.id
+    with pytest.raises(RunBusyError, match="being sent by A"):
+        store.start_run("weekly", "k1", owner="B")  # type: ignore[attr-defined]
+    # a stale lease (the owner died) is taken over
+    with store.transaction() as conn:  # type: ignore[attr-defined]
+        conn.execute(update(Run.__table__).values(heartbeat_at=datetime(2000, 1, 1)))
+    assert store.start_run("weekly", "k1", owner="B").id == a.id  # type: ignore[attr-defined]
+    store.finish_run(a.id, "B", "completed")  # type: ignore[attr-defined]
+    assert store.get_run("k1", "weekly").status == "completed"  # type: ignore[attr-defined]
+
+
+def test_claim_is_once_per_run_and_customer(store: object, people: list[int]) -> None:
+    run = store.start_run("weekly", "k", owner="A")  # type: ignore[attr-defined]
+    rows = [{"customer_id": cid, "status": "claimed", "email": "x@example.com"} for cid in people]
+    first = store.record_deliveries(run.id, "weekly", rows)  # type: ignore[attr-defined]
+    second = store.record_deliveries(run.id, "weekly", rows)  # type: ignore[attr-defined]
+    assert sorted(first) == sorted(people)
+    assert second == {}
+    owned = store.begin_sending(list(first.values()))  # type: ignore[attr-defined]
+    assert sorted(owned) == sorted(first.values())
+    assert store.begin_sending(list(first.values())) == []  # type: ignore[attr-defined]  # nobody gets them twice
+    store.record_result(owned[0], ok=True, message_id="<m1@x>", sender="memory")  # type: ignore[attr-defined]
+    store.record_result(owned[1], ok=False, reason="smtp_550: no such user", sender="memory")  # type: ignore[attr-defined]
+    # the third was in flight when "the process died"
+    assert store.resolve_in_flight([owned[2]]) == 1  # type: ignore[attr-defined]
+    counts = store.run_counts(run.id)  # type: ignore[attr-defined]
+    assert counts.by_status == {"sent": 1, "failed": 2}
+    assert counts.failed == {"smtp_550: no such user": 1, "in_flight_at_crash": 1}
+    # recording again cannot flip a final row
+    store.record_result(owned[0], ok=False, reason="late", sender="memory")  # type: ignore[attr-defined]
+    assert store.run_counts(run.id).by_status["sent"] == 1  # type: ignore[attr-defined]
+
+
+def test_release_unsent_returns_rows_to_claimed(store: object, people: list[int]) -> None:
+    run = store.start_run("weekly", "k", owner="A")  # type: ignore[attr-defined]
+    ids = store.record_deliveries(run.id, "weekly", [{"customer_id": c, "status": "claimed"} for c in people])  # type: ignore[attr-defined]
+    owned = store.begin_sending(list(ids.values()))  # type: ignore[attr-defined]
+    assert store.release_unsent(owned) == 3  # type: ignore[attr-defined]
+    assert sorted(store.begin_sending(owned)) == sorted(owned)  # type: ignore[attr-defined]
+    assert store.run_counts(run.id).by_status == {"sending": 3}  # type: ignore[attr-defined]
+
+
+def test_one_follow_up_per_order_per_campaign(store: object, people: list[int]) -> None:
+    order = store.orders_for_customers([people[0]])[people[0]][0]  # type: ignore[attr-defined]
+    r1 = store.start_run("thanks", "day1", owner="A")  # type: ignore[attr-defined]
+    r2 = store.start_run("thanks", "day2", owner="A")  # type: ignore[attr-defined]
+    row = {"customer_id": people[0], "status": "claimed", "order_id": order.id}
+    assert store.record_deliveries(r1.id, "thanks", [row]) != {}  # type: ignore[attr-defined]
+    assert store.record_deliveries(r2.id, "thanks", [row]) == {}  # type: ignore[attr-defined]
+    assert store.followed_up_orders("thanks", [order.id]) == {order.id}  # type: ignore[attr-defined]
+    # another campaign may follow the same order up
+    r3 = store.start_run("review-ask", "day1", owner="A")  # type: ignore[attr-defined]
+    assert store.record_deliveries(r3.id, "review-ask", [row]) != {}  # type: ignore[attr-defined]
+
+
+def test_deferred_rows_become_due(store: object, people: list[int]) -> None:
+    run = store.start_run("weekly", "k", owner="A")  # type: ignore[attr-defined]
+    at = datetime(2024, 1, 1, 8)
+    store.record_deliveries(
+        run.id, "weekly", [{"customer_id": people[0], "status": "deferred", "not_before": at}]
+    )  # type: ignore[attr-defined]
+    assert store.pending_deferred(run.id) == (1, at)  # type: ignore[attr-defined]
+    assert store.due_deferred_customers(run.id, at - timedelta(minutes=1)) == []  # type: ignore[attr-defined]
+    assert store.due_deferred_customers(run.id, at) == [people[0]]  # type: ignore[attr-defined]
