@@ -184,7 +184,15 @@ def test_empty_store_counts_zero(store: Store) -> None:
 
 def test_bundled_segments_file_loads_and_runs(shop: Store) -> None:
     segments = load_segments(ROOT / "segments.yaml")
-    required = {"all-buyers", "active-buyers", "vip", "first-time-buyers", "drifting-away", "lapsed", "recent-buyers"}
+    required = {
+        "all-buyers",
+        "active-buyers",
+        "vip",
+        "first-time-buyers",
+        "drifting-away",
+        "lapsed",
+        "recent-buyers",
+    }
     assert required <= set(segments)
     sizes = {name: count_segment(shop, seg, now=NOW) for name, seg in segments.items()}
     assert sizes["all-buyers"] == 5

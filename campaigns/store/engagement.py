@@ -57,7 +57,8 @@ class EngagementStore(StoreBase):
         }
         with self.transaction() as conn:
             stmt = self.insert(S).values(row).on_conflict_do_nothing(index_elements=[S.c.email])
-            return bool(conn.execute(stmt).rowcount)
+            # rowcount is -1 on PostgreSQL with an implicit RETURNING: ask for the new id instead
+            return conn.execute(stmt.returning(S.c.id)).first() is not None
 
     def is_suppressed(self, email: str) -> bool:
         with self.engine.connect() as conn:
