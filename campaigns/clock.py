@@ -39,7 +39,7 @@ def reference_now(settings: Any, store: Any) -> datetime:
     if not as_of:
         return datetime.now(UTC).replace(tzinfo=None)
     if as_of == LATEST_ORDER:
-        latest = store.catalog_counts().last_order_at
+        latest: datetime | None = store.catalog_counts().last_order_at
         if latest is None:
             return datetime.now(UTC).replace(tzinfo=None)
         return latest + timedelta(days=1)

@@ -200,7 +200,9 @@ def _score_at_least(letter: str, k: int, stats: Any, pop: Population) -> ColumnE
     cut = pop.rfm_cuts.get(letter, {}).get(k)
     if cut is None:
         return false()
-    return getattr(stats.c, _RFM_ORDER[letter]) >= cut
+    column: ColumnElement[Any] = getattr(stats.c, _RFM_ORDER[letter])
+    reached: ColumnElement[bool] = column >= cut
+    return reached
 
 
 def _range_conds(col: Any, bounds: dict[str, float], *, days_before: datetime | None = None) -> list[Any]:

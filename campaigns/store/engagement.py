@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 
 from campaigns.models import Delivery, Event, Suppression
 from campaigns.store.base import StoreBase, chunked, utcnow
 
-S, E, D = Suppression.__table__, Event.__table__, Delivery.__table__
+S, E, D = (cast(Table, m.__table__) for m in (Suppression, Event, Delivery))
 
 #: reasons a suppression may carry (stable strings; analytics and the web endpoints use them)
 SUPPRESSION_REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual")
@@ -107,7 +107,9 @@ class EngagementStore(StoreBase):
                     created_at=at or utcnow(),
                 )
             )
-            return int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
 
     def events(self, kind: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
         """The newest events (optionally of one kind), newest first, as plain dicts."""
