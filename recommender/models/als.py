@@ -38,6 +38,8 @@ class ALSModel:
         with warnings.catch_warnings():
             # implicit warns about multi-threaded BLAS; entry points set OPENBLAS_NUM_THREADS=1
             warnings.simplefilter("ignore", RuntimeWarning)
+            # implicit converts its own intermediate COO matrices and warns about it
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
             model = AlternatingLeastSquares(
                 factors=int(p["factors"]),
                 regularization=float(p["regularization"]),
@@ -47,7 +49,7 @@ class ALSModel:
                 use_gpu=bool(p["use_gpu"]),
                 calculate_training_loss=False,
             )
-        model.fit(data.weights, show_progress=False)
+            model.fit(data.weights, show_progress=False)
         if bool(p["use_gpu"]):
             model = model.to_cpu()
         self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)

@@ -35,6 +35,8 @@ class ItemKNNModel:
         p = self.params
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
+            # implicit converts its own intermediate COO matrices and warns about it
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
             if p["similarity"] == "bm25":
                 model: Any = BM25Recommender(K=int(p["K"]), K1=float(p["K1"]), B=float(p["B"]))
             else:
