@@ -1,0 +1,544 @@
+"""A campaign is a template file: YAML front matter (what, to whom, when) + an MJML/Jinja body.
+
+``templates/emails/<name>.mjml`` starts with a ``---`` block; this module parses and validates it and
+is the single source of truth for what a campaign is. Every problem raises :class:`TemplateError`
+naming ``file:line`` and what to do::
+
+    ---
+    name: weekly-picks
+    kind: recommendation            # recommendation | promotion | post_purchase | winback
+    subject: "{{ customer.first_name }}, new picks for you"
+    preheader: "Chosen from what you bought"
+    from: "Shop <hello@shop.example>"
+    segment: active-buyers
+    schedule: "0 9 * * MON"         # cron in the customer's local time, or a mapping (see ScheduleSpec)
+    recommend: {blocks: [buy_again, discover], count: 4, exclude_categories: [gift-wrap]}
+    ---
+    <mjml> ... </mjml>
+
+``marketing`` defaults to True. A ``post_purchase`` campaign may say ``marketing: false`` when it is a
+transactional follow-up (feedback request): it is then exempt from the frequency cap, but the
+unsubscribe link and consent rules still apply (the runner decides; this module only records it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from campaigns.errors import NotFoundError, TemplateError
+
+KINDS = ("recommendation", "promotion", "post_purchase", "winback")
+BLOCK_NAMES = ("buy_again", "discover", "popular")
+TEMPLATE_SUFFIX = ".mjml"
+DEFAULT_MAX_LATENESS = timedelta(hours=6)
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(m|min|h|d|w)\s*$")
+_DURATION_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """When a campaign runs: exactly one of ``cron`` (5 fields), ``interval`` or ``once``.
+
+    ``timezone`` is ``"recipient"`` (the customer's own local time, falling back to the shop's) or an
+    IANA name. Day-of-week must be written with names (MON..SUN, ranges like MON-FRI): numbers mean
+    different days in cron (0 = Sunday) and APScheduler (0 = Monday), so they are refused.
+    """
+
+    cron: str | None = None
+    interval: timedelta | None = None
+    once: date | None = None
+    timezone: str = "recipient"
+    max_lateness: timedelta = DEFAULT_MAX_LATENESS
+
+    def describe(self) -> str:
+        if self.cron:
+            what = f"cron {self.cron!r}"
+        elif self.interval:
+            what = f"every {self.interval}"
+        else:
+            what = f"once on {self.once}"
+        return f"{what} ({self.timezone} time)"
+
+
+@dataclass(frozen=True)
+class RecommendSpec:
+    """Which recommendation blocks an email shows and the business rules on them."""
+
+    blocks: tuple[str, ...] = ("buy_again", "discover")
+    count: int = 4
+    exclude_categories: tuple[str, ...] = ()
+    only_categories: tuple[str, ...] = ()
+    max_per_category: int | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+
+    def rules(self) -> Any:
+        """The recommender's ``Rules`` for these settings (recommender.rules, issue #3)."""
+        from dataclasses import fields as dc_fields
+        from dataclasses import is_dataclass
+
+        from recommender import rules as rules_module  # type: ignore[attr-defined]
+
+        wanted: dict[str, Any] = {
+            "exclude_categories": frozenset(self.exclude_categories),
+            "only_categories": frozenset(self.only_categories) or None,
+            "max_per_category": self.max_per_category,
+            "min_price": self.min_price,
+            "max_price": self.max_price,
+        }
+        cls = rules_module.Rules
+        if is_dataclass(cls):
+            known = {f.name for f in dc_fields(cls)}
+            wanted = {k: v for k, v in wanted.items() if k in known}
+        return cls(**wanted)
+
+
+@dataclass(frozen=True)
+class PromotionSpec:
+    code: str
+    discount: str  # as shown: "20%", "£10"
+    expires: date | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class FollowUpSpec:
+    """post_purchase: send ``days_after_order`` days after each order (within ``window_days``)."""
+
+    days_after_order: int = 7
+    window_days: int = 3
+    similar_count: int = 3
+
+
+@dataclass(frozen=True)
+class CampaignDefinition:
+    name: str
+    kind: str
+    path: Path
+    subject: str
+    preheader: str
+    from_: str
+    segment: str | None = None
+    segment_rules: dict[str, Any] | None = None
+    schedule: ScheduleSpec | None = None
+    recommend: RecommendSpec = field(default_factory=RecommendSpec)
+    promotion: PromotionSpec | None = None
+    follow_up: FollowUpSpec | None = None
+    marketing: bool = True
+    holdout: float | None = None
+    #: the MJML/Jinja body (everything after the front matter) and the file line it starts on
+    body: str = ""
+    body_line: int = 1
+    #: front-matter line of each key, for messages that point at the definition
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def text_path(self) -> Path:
+        """The optional plain-text template beside the MJML file."""
+        return self.path.with_suffix(".txt")
+
+    @property
+    def preview_path(self) -> Path:
+        return self.path.with_suffix(".preview.json")
+
+
+_TOP_KEYS = {
+    "name",
+    "kind",
+    "subject",
+    "preheader",
+    "from",
+    "segment",
+    "schedule",
+    "recommend",
+    "promotion",
+    "follow_up",
+    "marketing",
+    "holdout",
+    "description",
+}
+
+
+class _FrontMatter:
+    """Values and file line numbers of one parsed front matter."""
+
+    def __init__(self, path: Path, text: str, first_line: int) -> None:
+        self.path = path
+        self.first_line = first_line
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = first_line + mark.line if mark else first_line
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise TemplateError(
+                f"front matter is not valid YAML: {problem}", template=str(path), line=line
+            ) from None
+        if node is None or not isinstance(node, yaml.MappingNode):
+            raise TemplateError("front matter must be a mapping of keys", template=str(path), line=first_line)
+        self.data: dict[str, Any] = {}
+        self.lines: dict[str, int] = {}
+        self.sub_lines: dict[str, dict[str, int]] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            self.lines[key] = first_line + key_node.start_mark.line
+            self.data[key] = yaml.SafeLoader(text).construct_object(value_node, deep=True)
+            if isinstance(value_node, yaml.MappingNode):
+                self.sub_lines[key] = {k.value: first_line + k.start_mark.line for k, _ in value_node.value}
+
+    def fail(self, key: str, message: str, sub: str | None = None) -> TemplateError:
+        line = self.sub_lines.get(key, {}).get(sub or "", 0) or self.lines.get(key, self.first_line)
+        return TemplateError(message, template=str(self.path), line=line)
+
+
+def split_front_matter(path: Path, source: str) -> tuple[str, int, str, int]:
+    """``(front matter text, its first line, body, body's first line)``; TemplateError if absent."""
+    lines = source.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise TemplateError(
+            "a campaign template must start with a '---' front-matter block", template=str(path), line=1
+        )
+    for i in range(1, len(lines)):
+        if lines[i].strip() == "---":
+            return "".join(lines[1:i]), 2, "".join(lines[i + 1 :]), i + 2
+    raise TemplateError("front matter is not closed with '---'", template=str(path), line=1)
+
+
+def _str(fm: _FrontMatter, key: str, *, required: bool = False, default: str | None = None) -> str | None:
+    value = fm.data.get(key, default)
+    if value is None:
+        if required:
+            raise TemplateError(f"missing required key {key!r}", template=str(fm.path), line=fm.first_line)
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise fm.fail(key, f"{key!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _string_list(fm: _FrontMatter, key: str, sub: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise fm.fail(key, f"{key}.{sub} must be a list of strings, got {value!r}", sub)
+    return tuple(value)
+
+
+def _number(
+    fm: _FrontMatter, key: str, sub: str, value: Any, *, integer: bool = False, low: float = 0
+) -> Any:
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or value < low:
+        kind = "an integer" if integer else "a number"
+        raise fm.fail(key, f"{key}.{sub} must be {kind} >= {low}, got {value!r}", sub)
+    return value
+
+
+def _mapping(fm: _FrontMatter, key: str, allowed: set[str]) -> dict[str, Any]:
+    value = fm.data.get(key)
+    if not isinstance(value, dict):
+        raise fm.fail(key, f"{key!r} must be a mapping, got {value!r}")
+    for sub in value:
+        if sub not in allowed:
+            raise fm.fail(key, f"unknown key {key}.{sub} (known: {', '.join(sorted(allowed))})", str(sub))
+    return value
+
+
+def _duration(fm: _FrontMatter, key: str, sub: str, value: Any) -> timedelta:
+    match = _DURATION_RE.match(str(value))
+    if not match or int(match.group(1)) == 0:
+        raise fm.fail(key, f"{key}.{sub} must be a duration like '30m', '6h', '1d', '2w', got {value!r}", sub)
+    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _schedule(fm: _FrontMatter) -> ScheduleSpec | None:
+    raw = fm.data.get("schedule")
+    if raw is None:
+        return None
+    spec: dict[str, Any] = (
+        {"cron": raw}
+        if isinstance(raw, str)
+        else _mapping(fm, "schedule", {"cron", "interval", "once", "timezone", "max_lateness"})
+    )
+    chosen = [k for k in ("cron", "interval", "once") if spec.get(k) is not None]
+    if len(chosen) != 1:
+        raise fm.fail("schedule", "schedule needs exactly one of 'cron', 'interval' or 'once'")
+    timezone = spec.get("timezone", "recipient")
+    if not isinstance(timezone, str):
+        raise fm.fail(
+            "schedule", f"schedule.timezone must be 'recipient' or an IANA name, got {timezone!r}", "timezone"
+        )
+    if timezone != "recipient":
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise fm.fail(
+                "schedule",
+                f"unknown timezone {timezone!r} (use 'recipient' or e.g. 'Europe/London')",
+                "timezone",
+            ) from None
+    lateness = (
+        _duration(fm, "schedule", "max_lateness", spec["max_lateness"])
+        if "max_lateness" in spec
+        else DEFAULT_MAX_LATENESS
+    )
+    cron = interval = once = None
+    if spec.get("cron") is not None:
+        cron = _cron(fm, str(spec["cron"]))
+    elif spec.get("interval") is not None:
+        interval = _duration(fm, "schedule", "interval", spec["interval"])
+    else:
+        once = spec["once"]
+        if isinstance(once, str):
+            try:
+                once = date.fromisoformat(once)
+            except ValueError:
+                once = None
+        if not isinstance(once, date):
+            raise fm.fail(
+                "schedule", f"schedule.once must be a date (YYYY-MM-DD), got {spec['once']!r}", "once"
+            )
+    return ScheduleSpec(cron=cron, interval=interval, once=once, timezone=timezone, max_lateness=lateness)
+
+
+def _cron(fm: _FrontMatter, expr: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    parts = expr.split()
+    if len(parts) != 5:
+        raise fm.fail(
+            "schedule", f"cron {expr!r} must have 5 fields (minute hour day month day-of-week)", "cron"
+        )
+    if any(ch.isdigit() for ch in parts[4]):
+        raise fm.fail(
+            "schedule",
+            f"cron {expr!r}: write day-of-week with names (MON..SUN, MON-FRI), not numbers",
+            "cron",
+        )
+    try:
+        CronTrigger.from_crontab(expr.lower(), timezone="UTC")
+    except ValueError as exc:
+        raise fm.fail("schedule", f"bad cron {expr!r}: {exc}", "cron") from None
+    return expr
+
+
+def _recommend(fm: _FrontMatter) -> RecommendSpec:
+    if "recommend" not in fm.data:
+        return RecommendSpec()
+    raw = _mapping(
+        fm,
+        "recommend",
+        {
+            "blocks",
+            "count",
+            "exclude_categories",
+            "only_categories",
+            "max_per_category",
+            "min_price",
+            "max_price",
+        },
+    )
+    out: dict[str, Any] = {}
+    if "blocks" in raw:
+        blocks = _string_list(fm, "recommend", "blocks", raw["blocks"])
+        bad = [b for b in blocks if b not in BLOCK_NAMES]
+        if bad or not blocks:
+            raise fm.fail(
+                "recommend",
+                f"recommend.blocks: unknown block {bad} (known: {', '.join(BLOCK_NAMES)})",
+                "blocks",
+            )
+        out["blocks"] = blocks
+    if "count" in raw:
+        out["count"] = _number(fm, "recommend", "count", raw["count"], integer=True, low=1)
+        if out["count"] > 12:
+            raise fm.fail(
+                "recommend", "recommend.count must be at most 12 (an email, not a catalogue)", "count"
+            )
+    for sub in ("exclude_categories", "only_categories"):
+        if sub in raw:
+            out[sub] = _string_list(fm, "recommend", sub, raw[sub])
+    if raw.get("max_per_category") is not None:
+        out["max_per_category"] = _number(
+            fm, "recommend", "max_per_category", raw["max_per_category"], integer=True, low=1
+        )
+    for sub in ("min_price", "max_price"):
+        if raw.get(sub) is not None:
+            out[sub] = float(_number(fm, "recommend", sub, raw[sub]))
+    if (
+        out.get("min_price") is not None
+        and out.get("max_price") is not None
+        and out["min_price"] > out["max_price"]
+    ):
+        raise fm.fail("recommend", "recommend.min_price is above max_price", "min_price")
+    return RecommendSpec(**out)
+
+
+def _promotion(fm: _FrontMatter, kind: str) -> PromotionSpec | None:
+    if "promotion" not in fm.data:
+        if kind == "promotion":
+            raise fm.fail(
+                "kind", "a promotion campaign needs a 'promotion:' mapping (code, discount, expires)"
+            )
+        return None
+    raw = _mapping(fm, "promotion", {"code", "discount", "expires", "category"})
+    for sub in ("code", "discount"):
+        if (
+            not isinstance(raw.get(sub), str | int)
+            or isinstance(raw.get(sub), bool)
+            or not str(raw.get(sub)).strip()
+        ):
+            raise fm.fail("promotion", f"promotion.{sub} is required (a string)", sub)
+    expires = raw.get("expires")
+    if isinstance(expires, str):
+        try:
+            expires = date.fromisoformat(expires)
+        except ValueError:
+            expires = False
+    if expires is not None and not isinstance(expires, date):
+        raise fm.fail(
+            "promotion",
+            f"promotion.expires must be a date (YYYY-MM-DD), got {raw.get('expires')!r}",
+            "expires",
+        )
+    category = raw.get("category")
+    if category is not None and not isinstance(category, str):
+        raise fm.fail("promotion", "promotion.category must be a string", "category")
+    return PromotionSpec(
+        code=str(raw["code"]), discount=str(raw["discount"]), expires=expires, category=category
+    )
+
+
+def _follow_up(fm: _FrontMatter, kind: str) -> FollowUpSpec | None:
+    if "follow_up" not in fm.data:
+        return FollowUpSpec() if kind == "post_purchase" else None
+    if kind != "post_purchase":
+        raise fm.fail("follow_up", "'follow_up' only applies to kind: post_purchase")
+    raw = _mapping(fm, "follow_up", {"days_after_order", "window_days", "similar_count"})
+    out = {
+        k: _number(fm, "follow_up", k, v, integer=True, low=0 if k == "days_after_order" else 1)
+        for k, v in raw.items()
+    }
+    return FollowUpSpec(**out)
+
+
+def parse_campaign(path: Path, source: str) -> CampaignDefinition:
+    """Parse a campaign from its source text (see :func:`load_campaign`)."""
+    fm_text, fm_line, body, body_line = split_front_matter(path, source)
+    fm = _FrontMatter(path, fm_text, fm_line)
+    for key in fm.data:
+        if key not in _TOP_KEYS:
+            raise fm.fail(key, f"unknown key {key!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+    name = _str(fm, "name", default=path.name.removesuffix(TEMPLATE_SUFFIX))
+    assert name is not None
+    if not _NAME_RE.match(name):
+        raise fm.fail("name", f"name {name!r} must be lower-case letters, digits and '-'")
+    kind = _str(fm, "kind", required=True)
+    if kind not in KINDS:
+        raise fm.fail("kind", f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    segment = fm.data.get("segment")
+    segment_name, segment_rules = None, None
+    if isinstance(segment, dict):
+        segment_rules = segment
+    elif segment is not None:
+        segment_name = _str(fm, "segment")
+    marketing = fm.data.get("marketing", True)
+    if not isinstance(marketing, bool):
+        raise fm.fail("marketing", f"'marketing' must be true or false, got {marketing!r}")
+    if not marketing and kind != "post_purchase":
+        raise fm.fail("marketing", "only post_purchase follow-ups may be marked 'marketing: false'")
+    holdout = fm.data.get("holdout")
+    if holdout is not None and (
+        isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0 <= holdout < 1
+    ):
+        raise fm.fail("holdout", f"'holdout' must be a share in [0, 1), got {holdout!r}")
+    recommend = _recommend(fm)
+    promotion = _promotion(fm, kind)
+    if promotion and promotion.category and not recommend.only_categories:
+        # products personalised within the promoted category
+        recommend = replace(recommend, only_categories=(promotion.category,))
+    if not body.strip():
+        raise TemplateError(
+            "the template body after the front matter is empty", template=str(path), line=body_line
+        )
+    return CampaignDefinition(
+        name=name,
+        kind=kind,
+        path=path,
+        subject=_str(fm, "subject", required=True) or "",
+        preheader=_str(fm, "preheader", default="") if fm.data.get("preheader") else "",
+        from_=_str(fm, "from") or "",
+        segment=segment_name,
+        segment_rules=segment_rules,
+        schedule=_schedule(fm),
+        recommend=recommend,
+        promotion=promotion,
+        follow_up=_follow_up(fm, kind),
+        marketing=marketing,
+        holdout=float(holdout) if holdout is not None else None,
+        body=body,
+        body_line=body_line,
+        lines=dict(fm.lines),
+    )
+
+
+def load_campaign(path: Path) -> CampaignDefinition:
+    """Read and validate one campaign file. Raises TemplateError (with file:line) or NotFoundError."""
+    path = Path(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFoundError(f"campaign template {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"not UTF-8 text ({exc.reason})", template=str(path)) from None
+    return parse_campaign(path, source)
+
+
+def campaign_paths(templates_dir: Path) -> list[Path]:
+    emails = Path(templates_dir) / "emails"
+    if not emails.is_dir():
+        raise NotFoundError(f"templates directory {emails} does not exist (setting 'templates_dir')")
+    return sorted(emails.glob(f"*{TEMPLATE_SUFFIX}"))
+
+
+def load_campaigns(templates_dir: Path) -> list[CampaignDefinition]:
+    """Every campaign under ``<templates_dir>/emails``, by name; the first invalid one raises."""
+    found = [load_campaign(p) for p in campaign_paths(templates_dir)]
+    seen: dict[str, Path] = {}
+    for d in found:
+        if d.name in seen:
+            raise TemplateError(
+                f"campaign name {d.name!r} is also used by {seen[d.name]}", template=str(d.path)
+            )
+        seen[d.name] = d.path
+    return sorted(found, key=lambda d: d.name)
+
+
+def find_campaign(templates_dir: Path, name: str) -> CampaignDefinition:
+    """The campaign called ``name`` (its front-matter name or its file stem); NotFoundError lists the known ones."""
+    paths = campaign_paths(templates_dir)
+    direct = Path(templates_dir) / "emails" / f"{name}{TEMPLATE_SUFFIX}"
+    if direct in paths:
+        d = load_campaign(direct)
+        if d.name == name:
+            return d
+    known: list[str] = []
+    for p in paths:
+        try:
+            d = load_campaign(p)
+        except TemplateError:
+            known.append(p.name.removesuffix(TEMPLATE_SUFFIX) + " (invalid)")
+            continue
+        if d.name == name:
+            return d
+        known.append(d.name)
+    raise NotFoundError(
+        f"no campaign named {name!r} in {Path(templates_dir) / 'emails'} (known: {', '.join(known) or 'none'})"
+    )

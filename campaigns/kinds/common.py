@@ -1,0 +1,190 @@
+"""What every kind's context shares: customer, shop, links, product cards and recommendation blocks."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from campaigns.config import Settings
+from campaigns.definition import CampaignDefinition
+from campaigns.links import add_utm
+from campaigns.store.records import CustomerRecord, OrderRecord, ProductRecord
+from campaigns.tokens import unsubscribe_url
+from recommender.blocks import Block, Recommendation
+
+BLOCK_TITLES = {
+    "buy_again": "Time to stock up?",
+    "discover": "Picked for you",
+    "popular": "Popular right now",
+    "similar": "Goes well with your order",
+}
+_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$", "AUD": "A$", "CAD": "C$", "JPY": "¥", "CHF": "CHF "}
+_secret_cache: dict[tuple[str, str], bytes] = {}
+
+
+class NoContent(Exception):  # noqa: N818 - a skip signal, not an error
+    """This customer would get an empty email; ``reason`` says why (e.g. "no recommendations")."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def secret_key(settings: Settings) -> bytes:
+    """The signing key, read once per process (it may live in a file under var_dir)."""
+    cache_key = (settings.secret_key, settings.var_dir)
+    key = _secret_cache.get(cache_key)
+    if key is None:
+        key = _secret_cache[cache_key] = settings.resolved_secret_key()
+    return key
+
+
+def money(amount: float | None, currency: str) -> str:
+    """``£4.95``; an empty string when the price is unknown."""
+    if amount is None:
+        return ""
+    symbol = _SYMBOLS.get(currency.upper(), currency.upper() + " ")
+    return f"{symbol}{amount:,.2f}"
+
+
+def long_date(value: date | datetime | None) -> str:
+    """``3 March 2025``; empty when unknown."""
+    return f"{value.day} {value:%B %Y}" if value else ""
+
+
+def _clean(text: str | None) -> str:
+    """One line of display text: control characters and line breaks become spaces."""
+    if not text:
+        return ""
+    return " ".join("".join(ch if ch >= " " and ch != "\x7f" else " " for ch in text).split())
+
+
+def display_name(name: str | None) -> str:
+    """A product name for people: ALL-CAPS catalogue names become Title Case."""
+    name = _clean(name)
+    return name.title().replace("'S ", "'s ") if name.isupper() else name
+
+
+def base_context(
+    definition: CampaignDefinition,
+    settings: Settings,
+    customer: CustomerRecord,
+    *,
+    run_key: str,
+    is_preview: bool,
+) -> dict[str, Any]:
+    first = _clean(customer.first_name)
+    last = _clean(customer.last_name)
+    return {
+        "campaign": {"name": definition.name, "kind": definition.kind},
+        "customer": {
+            "id": customer.id,
+            "first_name": first,
+            "last_name": last,
+            "name": " ".join(p for p in (first, last) if p),
+            "greeting": first or "there",
+            "email": customer.email or "",
+        },
+        "shop": {
+            "name": _clean(settings.shop_name),
+            "url": add_utm(settings.shop_url, settings, definition.name),
+            "address": _clean(settings.shop_address),
+        },
+        "unsubscribe_url": unsubscribe_url(
+            settings.public_url, secret_key(settings), customer_id=customer.id, campaign=definition.name
+        ),
+        "run_key": run_key,
+        "is_preview": is_preview,
+    }
+
+
+def product_card(
+    product: ProductRecord, settings: Settings, campaign: str, reason: str | None = None
+) -> dict[str, Any]:
+    """A product as a template sees it: display strings only; ``image_url`` None means no image."""
+    url = product.url or f"{settings.shop_url.rstrip('/')}/products/{product.sku}"
+    name = display_name(product.name) or product.sku
+    return {
+        "id": product.id,
+        "name": name,
+        "initial": name[:1].upper(),
+        "price": money(product.price, product.currency or settings.currency),
+        "url": add_utm(url, settings, campaign),
+        "image_url": product.image_url or None,
+        "category": _clean(product.category),
+        "reason": _clean(reason),
+    }
+
+
+def block_context(
+    block: Block | None,
+    name: str,
+    products: dict[int, ProductRecord],
+    settings: Settings,
+    campaign: str,
+    count: int,
+) -> dict[str, Any]:
+    """A titled list of at most ``count`` product cards (unknown or out-of-stock products dropped)."""
+    cards = []
+    for item in block.items if block else ():
+        product = products.get(item.product_id)
+        if product is None or not product.in_stock:
+            continue
+        cards.append(product_card(product, settings, campaign, item.reason))
+        if len(cards) == count:
+            break
+    return {
+        "name": name,
+        "title": BLOCK_TITLES.get(name, name.replace("_", " ").capitalize()),
+        "products": cards,
+    }
+
+
+def recommendation_blocks(
+    definition: CampaignDefinition,
+    settings: Settings,
+    recommendation: Recommendation | None,
+    products: dict[int, ProductRecord],
+    *,
+    category: str | None = None,
+) -> list[dict[str, Any]]:
+    """The campaign's blocks, in its order, without empty ones; ``category`` keeps only that category."""
+    wanted = {item.product_id for b in recommendation.blocks for item in b.items} if recommendation else set()
+    seen: set[int] = set()
+    blocks = []
+    for name in definition.recommend.blocks:
+        block = recommendation.block(name) if recommendation else None
+        if block is not None:
+            items = tuple(
+                i
+                for i in block.items
+                if i.product_id in wanted
+                and i.product_id not in seen
+                and (
+                    category is None
+                    or (products.get(i.product_id) and products[i.product_id].category == category)
+                )
+            )
+            block = Block(block.name, items, block.fallback)
+        ctx = block_context(block, name, products, settings, definition.name, definition.recommend.count)
+        seen.update(card["id"] for card in ctx["products"])
+        if ctx["products"]:
+            blocks.append(ctx)
+    return blocks
+
+
+def order_context(order: OrderRecord, settings: Settings, campaign: str) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "number": _clean(order.external_id),
+        "date": long_date(order.ordered_at),
+        "total": money(order.total, order.currency or settings.currency),
+        "lines": [
+            dict(
+                product_card(line.product, settings, campaign),
+                quantity=line.quantity,
+                line_total=money(line.quantity * line.unit_price, order.currency or settings.currency),
+            )
+            for line in order.lines
+        ],
+    }

@@ -1,0 +1,116 @@
+"""Preview fixtures: ``<campaign>.preview.json`` beside each email, read into the records
+:func:`campaigns.kinds.build_context` takes, so a preview runs exactly the code a send runs.
+
+Shape (every key but ``customer`` optional)::
+
+    {"customer": {"id": 1, "first_name": "Ada", "email": "ada@example.com", ...},
+     "products": [{"id": 7, "sku": "85123A", "name": "...", "price": 2.55, "category": "home",
+                   "image_url": null, "url": null, "in_stock": true}],
+     "recommendation": {"buy_again": [{"product_id": 7, "score": 0.9, "reason": "..."}], ...},
+     "orders": [{"id": 10, "external_id": "536365", "ordered_at": "2011-11-20T10:00:00",
+                 "lines": [{"product_id": 7, "quantity": 6, "unit_price": 2.55}]}],
+     "similar": [{"product_id": 8, "score": 0.4}]}
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from campaigns.definition import CampaignDefinition
+from campaigns.errors import NotFoundError, TemplateError
+from campaigns.store.records import CustomerRecord, OrderLineRecord, OrderRecord, ProductRecord
+from recommender.blocks import SIMILAR, Block, Recommendation, RecommendedItem
+
+
+def _items(raw: list[dict[str, Any]]) -> tuple[RecommendedItem, ...]:
+    return tuple(
+        RecommendedItem(
+            product_id=int(i["product_id"]),
+            score=float(i.get("score", 0.0)),
+            reason=i.get("reason"),
+            because_product_id=i.get("because_product_id"),
+        )
+        for i in raw
+    )
+
+
+def parse_fixture(data: dict[str, Any], currency: str = "GBP") -> dict[str, Any]:
+    """The keyword arguments of ``build_context`` (without definition/settings) from fixture data."""
+    c = data["customer"]
+    customer = CustomerRecord(
+        id=int(c.get("id", 1)),
+        external_id=str(c.get("external_id", c.get("id", 1))),
+        email=c.get("email"),
+        first_name=c.get("first_name"),
+        last_name=c.get("last_name"),
+        country=c.get("country"),
+        timezone=c.get("timezone"),
+        marketing_consent=bool(c.get("marketing_consent", True)),
+        consent_source=c.get("consent_source"),
+        is_demo=bool(c.get("is_demo", True)),
+    )
+    products = {
+        int(p["id"]): ProductRecord(
+            id=int(p["id"]),
+            sku=str(p.get("sku", p["id"])),
+            name=str(p["name"]),
+            price=p.get("price"),
+            currency=p.get("currency", currency),
+            url=p.get("url"),
+            image_url=p.get("image_url"),
+            category=p.get("category"),
+            in_stock=bool(p.get("in_stock", True)),
+        )
+        for p in data.get("products", [])
+    }
+    recommendation = Recommendation(
+        customer.id,
+        tuple(Block(name, _items(items)) for name, items in data.get("recommendation", {}).items()),
+    )
+    orders = []
+    for o in data.get("orders", []):
+        lines = tuple(
+            OrderLineRecord(products[int(li["product_id"])], int(li["quantity"]), float(li["unit_price"]))
+            for li in o.get("lines", [])
+        )
+        orders.append(
+            OrderRecord(
+                id=int(o["id"]),
+                external_id=str(o.get("external_id", o["id"])),
+                customer_id=customer.id,
+                ordered_at=datetime.fromisoformat(o["ordered_at"]),
+                currency=o.get("currency", currency),
+                total=round(sum(li.quantity * li.unit_price for li in lines), 2),
+                lines=lines,
+            )
+        )
+    orders.sort(key=lambda o: o.ordered_at, reverse=True)
+    similar = Block(SIMILAR, _items(data["similar"])) if "similar" in data else None
+    return {
+        "customer": customer,
+        "recommendation": recommendation,
+        "products": products,
+        "orders": orders,
+        "order": orders[0] if orders else None,
+        "similar": similar,
+    }
+
+
+def load_fixture(definition: CampaignDefinition, currency: str = "GBP") -> dict[str, Any]:
+    """Read ``<campaign>.preview.json``; NotFoundError when absent, TemplateError when malformed."""
+    path: Path = definition.preview_path
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFoundError(f"{definition.name}: no preview fixture at {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"preview fixture is not valid JSON: {exc}", template=str(path)) from None
+    try:
+        return parse_fixture(data, currency)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TemplateError(
+            f"preview fixture is malformed ({type(exc).__name__}: {exc})", template=str(path)
+        ) from None
