@@ -108,7 +108,7 @@ def evaluate_model(
 ) -> dict[str, float]:
     """Metrics of one fitted model on the customers with a non-empty ``truth`` row."""
     users = np.flatnonzero(np.diff(truth.indptr) > 0)
-    recs = np.empty((users.size, k), dtype=np.int64)
+    recs = np.full((users.size, k), -1, dtype=np.int64)
     for start in range(0, users.size, BATCH):
         batch = users[start : start + BATCH]
         scorer = getattr(model, "discover_score", None) if exclude_bought else None
@@ -116,7 +116,7 @@ def evaluate_model(
         if exclude_bought:
             mask_seen(scores, data.counts, batch)
         idx, vals = top_n(scores, k)
-        recs[start : start + batch.size] = np.where(np.isfinite(vals), idx, -1)
+        recs[start : start + batch.size, : idx.shape[1]] = np.where(np.isfinite(vals), idx, -1)
     return ranking_metrics(recs, truth[users], data.shape[1], k)
 
 

@@ -1,0 +1,128 @@
+"""Store <-> recommender glue: train, load, fingerprints, bad input, and the CLI commands."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from campaigns.config import Settings
+from campaigns.errors import ModelError, NotFoundError
+from campaigns.store.records import CustomerIn, ImportBatch, OrderIn, ProductIn, ReturnIn
+from campaigns.training import evaluate_store, load_recommender, train_model
+
+START = datetime(2024, 1, 1)
+
+
+def shop_batch(tag: str = "") -> ImportBatch:
+    """Two taste groups: even customers buy mugs, odd customers buy tea; customer c9 only returned."""
+    batch = ImportBatch(source="test")
+    for k in range(8):
+        sku = f"{tag}SKU{k}"
+        price = None if k == 7 else 2.0 + k
+        category = None if k == 6 else ("mugs" if k % 2 == 0 else "tea")
+        batch.products[sku] = ProductIn(sku, f"Product {k}", price, "GBP", category=category)
+    for c in range(10):
+        batch.customers[f"c{c}"] = CustomerIn(f"c{c}", email=f"c{c}@example.com")
+    order = 0
+    for c in range(9):
+        for day in range(6):
+            sku_k = (c % 2) + 2 * ((c + day) % 3)
+            order += 1
+            lines = [(f"{tag}SKU{sku_k}", 1, 2.0), (f"{tag}SKU{(sku_k + 2) % 8}", 2, 3.0)]
+            if c == 0:  # c0 bought only products 0 and 2 of the mugs group: 4 and 6 are for discovery
+                if day > 1:
+                    continue
+                lines = lines[:1]
+            batch.orders[f"o{order}"] = OrderIn(
+                f"o{order}", f"c{c}", START + timedelta(days=5 * day + c), "GBP", lines
+            )
+    batch.returns.append(ReturnIn("r1", 1, "c9", f"{tag}SKU1", 1, 2.0, START + timedelta(days=3)))
+    return batch
+
+
+@pytest.fixture
+def shop(sqlite_store):
+    sqlite_store.write_import(shop_batch())
+    return sqlite_store
+
+
+def settings_for(tmp_path: Path) -> Settings:
+    return Settings(var_dir=str(tmp_path / "var"), model_path=str(tmp_path / "model" / "m"))
+
+
+TINY = {"als": {"factors": 4, "iterations": 5}, "half_life_days": 30}
+
+
+def test_train_then_load_recommends_with_catalogue_names(shop, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    path = train_model(shop, settings, model="blend", params=TINY)
+    assert path.exists() and path.with_suffix(".json").exists()
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["model"] == "blend" and meta["data_fingerprint"] and meta["half_life_days"] == 30
+    rec = load_recommender(settings, shop)
+    customers = {c.external_id: c.id for batch in shop.iter_customers() for c in batch}
+    got = rec.recommend([customers["c0"], customers["c9"]], n=2)
+    assert got[0].block("discover") is not None and got[0].block("discover").items
+    assert any(it.reason.startswith("Because you bought Product ") for it in got[0].block("discover").items)
+    # a customer with only returns is unknown to the model: stated popular fallback
+    assert got[1].blocks[0].name == "popular" and got[1].blocks[0].fallback
+    assert customers["c9"] in shop.returns_only_customer_ids()
+
+
+def test_missing_corrupt_and_foreign_models(shop, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    with pytest.raises(NotFoundError, match="run `retain train`"):
+        load_recommender(settings, shop)
+    train_model(shop, settings, params=TINY)
+    from campaigns.store import Store
+
+    other = Store.open(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        other.write_import(shop_batch(tag="X"))
+        with pytest.raises(ModelError, match="another database"):
+            load_recommender(settings, other)
+    finally:
+        other.close()
+    (tmp_path / "model" / "m.npz").write_bytes(b"\x00garbage")
+    with pytest.raises(ModelError, match="corrupt"):
+        load_recommender(settings, shop)
+
+
+def test_empty_history_is_a_clear_error(sqlite_store, tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="empty history"):
+        train_model(sqlite_store, settings_for(tmp_path))
+
+
+def test_bad_params_are_a_model_error(shop, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="unknown"):
+        train_model(shop, settings_for(tmp_path), params={"als": {"factorz": 2}})
+
+
+def test_evaluate_store_reports_every_model_for_both_protocols(shop) -> None:
+    result = evaluate_store(shop, cutoff=START + timedelta(days=20), holdout_days=30, params=TINY)
+    assert set(result["protocols"]) == {"discover", "repeat"}
+    for models in result["protocols"].values():
+        assert {"popular (all time)", "personal", "als", "itemknn", "blend"} <= set(models)
+        assert all(0.0 <= m["ndcg@10"] <= 1.0 for m in models.values())
+
+
+def test_cli_train_and_evaluate_json(shop, tmp_path: Path, monkeypatch, capsys) -> None:
+    from campaigns.cli import main
+
+    db_url = f"sqlite:///{tmp_path / 'retain.db'}"  # the file behind the sqlite_store fixture
+    monkeypatch.setenv("RETAIN_MODEL_PATH", str(tmp_path / "cli-model"))
+    monkeypatch.chdir(tmp_path)
+    params = json.dumps(TINY)
+    assert main(["--db", db_url, "train", "--params", params]) == 0
+    assert (tmp_path / "cli-model.npz").exists()
+    capsys.readouterr()
+    assert main(["--db", db_url, "evaluate", "--json", "--cutoff", "2024-01-21", "--params", params]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert set(payload) == {"discover", "repeat"}
+    assert set(payload["repeat"]["blend"]) == {"ndcg@10", "hr@10", "p@10", "map@10"}
+    assert main(["--db", db_url, "evaluate", "--cutoff", "not-a-date"]) == 1
+    assert "ISO date" in capsys.readouterr().err
+    assert main(["--db", db_url, "train", "--params", "{bad"]) == 1
