@@ -7,6 +7,7 @@ import sys
 import click
 import typer
 from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 # command modules register themselves on `app` when imported
 from campaigns.cli import audience as _audience  # noqa: E402,F401
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         command.main(args=argv, prog_name="retain", standalone_mode=False)
     except RetainError as exc:
         err.print("[red]error:[/red] " + escape(str(exc)))
+        return 1
+    except SQLAlchemyError as exc:
+        # a database problem we did not anticipate: say what failed, without a traceback or a password
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        err.print("[red]database error:[/red] " + escape(detail) + " (run `retain db upgrade`, check --db)")
         return 1
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)

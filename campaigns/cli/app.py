@@ -26,7 +26,8 @@ app = typer.Typer(
 )
 
 #: stdout for results, stderr for progress and messages
-out = Console(soft_wrap=True, highlight=False)
+#: tables keep a readable width when piped (Rich would otherwise squeeze them into 80 columns)
+out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

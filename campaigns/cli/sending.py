@@ -1,5 +1,203 @@
-"""Audience and sending commands: retain segments, segment, send, runs, run show."""
+"""Sending commands: ``retain send``, ``retain runs``, ``retain run show``."""
 
 from __future__ import annotations
 
-from campaigns.cli.app import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from campaigns.cli.app import app, err, open_store, out, print_json, settings, show_progress
+
+run_app = typer.Typer(help="Inspect one run.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+
+def load_campaign_recommender(definition: Any, s: Any, store: Any) -> Any | None:
+    """The trained model when the campaign's kind uses recommendations (NotFoundError says: run `retain train`)."""
+    from campaigns.personalize import RECOMMENDING_KINDS
+    from campaigns.training import load_recommender
+
+    if definition.kind in RECOMMENDING_KINDS or definition.kind == "post_purchase":
+        return load_recommender(s, store)
+    return None
+
+
+def print_summary(summary: Any) -> None:
+    """Human summary of one run (also used by the demo)."""
+    data = summary.to_json()
+    verb = "would send" if summary.dry_run else "sent"
+    count = data.get("would_send", data.get("sent", 0))
+    line = f"[bold]{summary.campaign}[/bold] ({summary.run_key}): {summary.status}; {verb} {count:,}, holdout {summary.holdout:,}"
+    line += f", failed {summary.failed:,}"
+    if summary.deferred:
+        line += f", deferred {summary.deferred:,} (until {summary.next_attempt_at})"
+    out.print(line + f"  [{summary.seconds:.1f} s]")
+    if summary.skipped:
+        out.print(
+            "  skipped: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.skipped.items(), key=lambda kv: -kv[1]))
+        )
+    if summary.failures:
+        out.print(
+            "  failures: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.failures.items(), key=lambda kv: -kv[1]))
+        )
+    if summary.in_flight_resolved:
+        out.print(
+            f"  {summary.in_flight_resolved} messages were in flight during a crash: not re-sent (at most once)"
+        )
+    if summary.reason:
+        out.print(f"  [yellow]{summary.reason}[/yellow]")
+    if summary.report_path:
+        out.print(f"  report: {summary.report_path}")
+
+
+@app.command("send")
+def send_cmd(
+    ctx: typer.Context,
+    campaign: Annotated[str, typer.Argument(help="Campaign name (templates/emails/<name>.mjml).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show who would get what, send nothing.")
+    ] = False,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write a per-customer CSV report here.")
+    ] = None,
+    run_key: Annotated[
+        str | None,
+        typer.Option(
+            "--run-key", help="Run key; the same key resumes the same run (default: manual:<date>)."
+        ),
+    ] = None,
+    sender: Annotated[
+        str | None,
+        typer.Option(
+            "--sender", help="Sender DSN, e.g. smtp://host:587?tls=starttls, outbox://var/outbox, console://."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> None:
+    """Send a campaign to its segment (exactly once per run key), or --dry-run it."""
+    from campaigns.definition import find_campaign
+    from campaigns.runner import run_campaign
+
+    s = settings(ctx)
+    store = open_store(ctx)
+    definition = find_campaign(Path(s.templates_dir), campaign)
+    recommender = load_campaign_recommender(definition, s, store)
+    if show_progress(as_json):
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} customers"),
+            TimeElapsedColumn(), console=err, transient=True,
+        ) as bar:  # fmt: skip
+            task = bar.add_task(f"{'dry run' if dry_run else 'sending'} {campaign}", total=None)
+            summary = run_campaign(
+                store, s, definition, recommender=recommender, run_key=run_key, sender=sender, dry_run=dry_run,
+                report_path=out_path, progress=lambda n: bar.advance(task, n),
+            )  # fmt: skip
+    else:
+        summary = run_campaign(
+            store, s, definition, recommender=recommender, run_key=run_key, sender=sender, dry_run=dry_run,
+            report_path=out_path,
+        )  # fmt: skip
+    if as_json:
+        print_json(summary.to_json())
+    else:
+        print_summary(summary)
+    if summary.status == "paused":
+        raise typer.Exit(3)
+
+
+def _run_row(store: Any, run: Any) -> dict[str, Any]:
+    counts = store.run_counts(run.id)
+    return {
+        "campaign": run.campaign,
+        "key": run.key,
+        "status": run.status,
+        "dispatcher": run.dispatcher,
+        "started_at": run.started_at.isoformat(sep=" ", timespec="seconds"),
+        "finished_at": run.finished_at.isoformat(sep=" ", timespec="seconds") if run.finished_at else None,
+        "total": counts.total,
+        "sent": counts.get("sent"),
+        "in_flight": counts.get("sending") + counts.get("claimed"),
+        "holdout": counts.get("holdout"),
+        "failed": counts.get("failed"),
+        "deferred": counts.get("deferred"),
+        "skipped": counts.skipped,
+        "failures": counts.failed,
+        "reason": run.reason,
+    }
+
+
+@app.command("runs")
+def runs_cmd(
+    ctx: typer.Context,
+    campaign: Annotated[str | None, typer.Option("--campaign", help="Only this campaign.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many recent runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recent runs with their progress and outcome counts (local and Celery runs alike)."""
+    store = open_store(ctx)
+    rows = [_run_row(store, r) for r in store.list_runs(limit, campaign)]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        out.print("no runs yet: try `retain send CAMPAIGN --dry-run`")
+        return
+    t = Table(title="Runs", title_justify="left")
+    for col in (
+        "campaign",
+        "key",
+        "status",
+        "started",
+        "sent",
+        "in flight",
+        "holdout",
+        "failed",
+        "deferred",
+        "skipped",
+    ):
+        t.add_column(
+            col,
+            justify="right"
+            if col in {"sent", "in flight", "holdout", "failed", "deferred", "skipped"}
+            else "left",
+        )
+    for r in rows:
+        t.add_row(
+            r["campaign"], r["key"], r["status"], r["started_at"], f"{r['sent']:,}", f"{r['in_flight']:,}",
+            f"{r['holdout']:,}", f"{r['failed']:,}", f"{r['deferred']:,}", f"{sum(r['skipped'].values()):,}",
+        )  # fmt: skip
+    out.print(t)
+
+
+@run_app.command("show")
+def run_show_cmd(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The run key (see `retain runs`).")],
+    campaign: Annotated[
+        str | None, typer.Option("--campaign", help="When several campaigns share the key.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Progress and outcome counts of one run, with skip and failure reasons."""
+    store = open_store(ctx)
+    row = _run_row(store, store.get_run(key, campaign))
+    if as_json:
+        print_json(row)
+        return
+    out.print(
+        f"[bold]{row['campaign']}[/bold] run {row['key']}: {row['status']} (started {row['started_at']}, dispatcher {row['dispatcher']})"
+    )
+    for label in ("total", "sent", "in_flight", "holdout", "failed", "deferred"):
+        out.print(f"  {label.replace('_', ' '):<10} {row[label]:,}")
+    for title, data in (("skipped", row["skipped"]), ("failures", row["failures"])):
+        if data:
+            out.print(f"  {title}:")
+            for reason, n in sorted(data.items(), key=lambda kv: -kv[1]):
+                out.print(f"    {reason:<40} {n:,}")
+    if row["reason"]:
+        out.print(f"  note: {row['reason']}")
