@@ -65,7 +65,7 @@ def train_model(
     store: Any,
     settings: Settings,
     *,
-    model: str = "als",
+    model: str = "blend",
     params: dict[str, Any] | None = None,
     cutoff: datetime | None = None,
     tuning: dict[str, Any] | None = None,

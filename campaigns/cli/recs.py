@@ -56,7 +56,7 @@ def train_cmd(
     ctx: typer.Context,
     model: Annotated[
         str, typer.Option("--model", help=f"Discover scorer: {', '.join(MODEL_NAMES)}.")
-    ] = "als",
+    ] = "blend",
     params: Params = None,
     cutoff: Cutoff = None,
 ) -> None:

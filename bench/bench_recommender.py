@@ -1,0 +1,170 @@
+"""Recommender speed and quality.
+
+1. Online Retail (bundled CSV, cleaned like the importer): fit time, all-customer recommendations
+   (buy_again + discover, rules applied) and the popularity baseline's time in the same run.
+2. Synthetic Zipf purchases at ``--scale`` of 1M customers x 50k products x 20M purchases: fit and
+   recommend throughput and peak RSS, beside the popularity baseline.
+
+    python -m bench recommender            # Online Retail + synthetic at scale 0.02
+    python bench/bench_recommender.py --scale 0.1 --skip-retail
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from recommender import Catalog, RetainRecommender, Rules, build_interactions  # noqa: E402
+from recommender.models.popular import PopularModel  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "online_retail.csv.gz"
+NON_PRODUCT = {"POST", "D", "M", "C2", "DOT", "BANK CHARGES", "AMAZONFEE", "S", "PADS", "CRUK", "B"}
+
+
+def rss_mb() -> float:
+    import psutil
+
+    info = psutil.Process().memory_info()
+    return getattr(info, "peak_wset", info.rss) / 1e6
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_online_retail() -> tuple[dict[str, np.ndarray], list[str]]:
+    import pandas as pd
+
+    df = pd.read_csv(DATA, dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": "float64"})
+    df = df[
+        df.CustomerID.notna() & ~df.InvoiceNo.str.startswith("C") & (df.Quantity > 0) & (df.UnitPrice > 0)
+    ]
+    df = df.assign(StockCode=df.StockCode.str.upper())
+    df = df[~df.StockCode.isin(NON_PRODUCT)]
+    codes, skus = pd.factorize(df.StockCode)
+    orders, _ = pd.factorize(df.InvoiceNo)
+    cols = {
+        "customer_id": df.CustomerID.to_numpy().astype(np.int64),
+        "product_id": codes.astype(np.int64),
+        "order_id": orders.astype(np.int64),
+        "ordered_at": pd.to_datetime(df.InvoiceDate).to_numpy().astype("datetime64[s]"),
+        "quantity": df.Quantity.to_numpy().astype(np.float64),
+    }
+    return cols, list(skus)
+
+
+def timed(fn, *args, **kw):  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    out = fn(*args, **kw)
+    return out, time.perf_counter() - t
+
+
+def bench_online_retail() -> None:
+    cols, skus = load_online_retail()
+    data, t_build = timed(
+        build_interactions,
+        cols["customer_id"],
+        cols["product_id"],
+        cols["order_id"],
+        cols["ordered_at"],
+        quantity=cols["quantity"],
+        half_life_days=60,
+    )
+    rec, t_fit = timed(RetainRecommender.fit, data, model="blend")
+    n = len(skus)
+    rec.with_catalog(
+        Catalog(
+            np.arange(n),
+            price=[1.0] * n,
+            category=[f"c{i % 25}" for i in range(n)],
+            in_stock=[i % 10 != 0 for i in range(n)],
+            name=skus,
+        )
+    )
+    ids = data.users.values
+    pop = PopularModel()
+    _, t_pop_fit = timed(pop.fit, data)
+    _, t_rec = timed(rec.recommend, ids, n=4, rules=Rules())
+    _, t_rec_div = timed(rec.recommend, ids, n=4, rules=Rules(max_per_category=1))
+    _, t_pop = timed(rec.recommend, ids, blocks=("popular",), n=4, rules=Rules())
+    print(
+        f"Online Retail: {len(cols['customer_id']):,} lines, {data.shape[0]:,} customers x {data.shape[1]:,} products"
+    )
+    print(f"  interactions build     {t_build:6.2f} s")
+    print(f"  fit (ALS+kNN+pop)      {t_fit:6.2f} s   (goal <= 2 s; popularity fit {t_pop_fit:.3f} s)")
+    print(f"  recommend all, 2 blocks {t_rec:5.2f} s   (goal <= 1 s; in_stock + exclude_bought rules)")
+    print(f"  ... + max 1 per category {t_rec_div:4.2f} s")
+    print(f"  popular block for all   {t_pop:5.2f} s   (baseline; ratio {t_rec / max(t_pop, 1e-9):.1f}x)")
+
+
+def synthetic(scale: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """Zipf-like (exponent ~1.1) product popularity, customer activity skewed too."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items, n_lines = int(1_000_000 * scale), int(50_000 * scale), int(20_000_000 * scale)
+    n_items = max(n_items, 100)
+    item_w = 1.0 / np.arange(1, n_items + 1) ** 1.1
+    item_w /= item_w.sum()
+    user_w = rng.pareto(2.0, n_users) + 1.0
+    user_w /= user_w.sum()
+    users = rng.choice(n_users, n_lines, p=user_w)
+    items = rng.permutation(n_items)[rng.choice(n_items, n_lines, p=item_w)]
+    when = np.datetime64("2024-01-01") + rng.integers(0, 365 * 86400, n_lines).astype("timedelta64[s]")
+    return {
+        "customer_id": users.astype(np.int64),
+        "product_id": items.astype(np.int64),
+        "order_id": (users * 64 + rng.integers(0, 8, n_lines)).astype(np.int64),
+        "ordered_at": when,
+        "quantity": np.ones(n_lines),
+    }
+
+
+def bench_synthetic(scale: float) -> None:
+    cols, t_gen = timed(synthetic, scale)
+    data, t_build = timed(
+        build_interactions,
+        cols["customer_id"],
+        cols["product_id"],
+        cols["order_id"],
+        cols["ordered_at"],
+        half_life_days=60,
+    )
+    del cols
+    pop = PopularModel()
+    _, t_pop_fit = timed(pop.fit, data)
+    rec, t_fit = timed(RetainRecommender.fit, data, model="blend", params={"knn_weight": 0.0})
+    ids = data.users.values
+    _, t_rec = timed(rec.recommend, ids, n=4, rules=Rules(in_stock_only=False))
+    _, t_pop = timed(rec.recommend, ids, blocks=("popular",), n=4, rules=Rules(in_stock_only=False))
+    u, i = data.shape
+    print(f"Synthetic Zipf at scale {scale}: {u:,} customers x {i:,} products, {data.counts.nnz:,} pairs")
+    print(f"  generate {t_gen:.1f} s, build interactions {t_build:.1f} s")
+    print(f"  fit (ALS+kNN+pop)  {t_fit:7.1f} s   popularity fit {t_pop_fit:.2f} s")
+    print(
+        f"  recommend all      {t_rec:7.1f} s   ({u / t_rec:,.0f} customers/s); popular block {t_pop:.1f} s"
+    )
+    print(f"  peak RSS           {peak_rss_mb():7.0f} MB")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=0.02, help="fraction of 1M x 50k x 20M (default 0.02)")
+    parser.add_argument("--skip-retail", action="store_true")
+    args = parser.parse_args(argv if argv is not None else [])
+    print("machine: shared with other engineers' jobs; CPU count", os.cpu_count())
+    if not args.skip_retail:
+        bench_online_retail()
+    bench_synthetic(args.scale)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
