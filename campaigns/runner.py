@@ -67,6 +67,7 @@ class RunSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     in_flight_resolved: int = 0
+    retry_later: int = 0  # temporary failures left claimed for the next run of this key
     audience: int = 0
     seconds: float = 0.0
     sender: str | None = None
@@ -86,6 +87,7 @@ class RunSummary:
             "skipped": dict(sorted(self.skipped.items())),
             "failures": dict(sorted(self.failures.items())),
             "in_flight_resolved": self.in_flight_resolved,
+            "retry_later": self.retry_later,
             "audience": self.audience,
             "seconds": round(self.seconds, 2),
         }
@@ -302,7 +304,10 @@ class _Run:
             reason=None if res.ok else _failure_reason(res),
             sender=self.sender.name,
             attempts=res.attempts,
+            retryable=not res.ok and not res.permanent,
         )
+        if not res.ok and not res.permanent:
+            self.summary.retry_later += 1
         customer = prepared.member.customer
         if not res.ok and res.permanent and res.code in HARD_BOUNCE_CODES and customer.email:
             self.store.suppress(
@@ -443,8 +448,18 @@ def run_campaign(
         return summary
     assert run is not None
     pending, first = store.pending_deferred(run.id)
-    status = "deferred" if pending else "completed"
-    store.finish_run(run.id, owner, status, f"{pending} deferred by quiet hours" if pending else None)
+    waiting = len(store.customers_in_state(run.id, ("claimed",), limit=1_000_000))
+    if waiting:
+        status, note = (
+            "paused",
+            f"{waiting} messages hit temporary failures; rerun the same command to retry them",
+        )
+        summary.reason = note
+    elif pending:
+        status, note = "deferred", f"{pending} deferred by quiet hours"
+    else:
+        status, note = "completed", None
+    store.finish_run(run.id, owner, status, note)
     if first is not None:
         summary.next_attempt_at = first.isoformat(sep=" ", timespec="minutes")
     return _finish_summary(store, summary, run.id, status, started)

@@ -267,10 +267,16 @@ class LedgerStore(StoreBase):
         reason: str | None = None,
         sender: str | None = None,
         attempts: int | None = None,
+        retryable: bool = False,
     ) -> None:
-        """Record one message's outcome (its own short transaction: sends are recorded per message)."""
+        """Record one message's outcome (its own short transaction: sends are recorded per message).
+
+        ``retryable`` failures (temporary SMTP errors after the sender's own retries) go back to
+        ``claimed`` with their reason, so the next pass or resume tries them again.
+        """
         now = utcnow()
-        values: dict[str, Any] = {"status": "sent" if ok else "failed", "updated_at": now, "sender": sender}
+        status = "sent" if ok else ("claimed" if retryable else "failed")
+        values: dict[str, Any] = {"status": status, "updated_at": now, "sender": sender}
         if ok:
             values.update(sent_at=now, message_id=message_id)
         else:
