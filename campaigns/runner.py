@@ -159,8 +159,13 @@ def iter_due_orders(
 # ---------------------------------------------------------------------------- the run
 
 
-class _Run:
-    """State of one invocation; the ledger is the truth, this only counts and coordinates."""
+class RunProcessor:
+    """Processes audience batches for one run: judge, render, claim, send, record.
+
+    The ledger is the truth; this only counts and coordinates. The local dispatcher drives one
+    processor over the whole audience; a Celery worker builds one per task and calls
+    :meth:`process` on its batch (``Member`` lists), then the run is closed by :func:`close_run`.
+    """
 
     def __init__(
         self,
@@ -409,7 +414,7 @@ def run_campaign(
         writer.writerow(["customer_id", "email", "status", "reason", "subject", "top_products"])
         summary.report_path = str(report_path)
     personalizer = Personalizer(store, settings, definition, recommender, run_key=key)
-    state = _Run(
+    state = RunProcessor(
         store, settings, definition, personalizer,
         run_id=run.id if run else None, owner=owner, now=now, sender=the_sender, report=writer, summary=summary,
     )  # fmt: skip
@@ -424,7 +429,7 @@ def run_campaign(
             if progress:
                 progress(len(batch))
         if run is not None:
-            _process_leftovers(store, state, run.id, now)
+            process_leftovers(store, state, run.id, now)
     except RenderError as exc:
         if run is not None:
             store.finish_run(run.id, owner, "failed", str(exc))
@@ -447,8 +452,13 @@ def run_campaign(
         summary.seconds = time.perf_counter() - started
         return summary
     assert run is not None
-    pending, first = store.pending_deferred(run.id)
-    waiting = len(store.customers_in_state(run.id, ("claimed",), limit=1_000_000))
+    return close_run(store, summary, run.id, owner, started)
+
+
+def close_run(store: Any, summary: RunSummary, run_id: int, owner: str | None, started: float) -> RunSummary:
+    """Decide the run's status from its ledger (completed / deferred / paused), release it, summarise."""
+    pending, first = store.pending_deferred(run_id)
+    waiting = len(store.customers_in_state(run_id, ("claimed", "sending"), limit=1_000_000))
     if waiting:
         status, note = (
             "paused",
@@ -459,13 +469,13 @@ def run_campaign(
         status, note = "deferred", f"{pending} deferred by quiet hours"
     else:
         status, note = "completed", None
-    store.finish_run(run.id, owner, status, note)
+    store.finish_run(run_id, owner, status, note)
     if first is not None:
         summary.next_attempt_at = first.isoformat(sep=" ", timespec="minutes")
-    return _finish_summary(store, summary, run.id, status, started)
+    return _finish_summary(store, summary, run_id, status, started)
 
 
-def _process_leftovers(store: Any, state: _Run, run_id: int, now: datetime) -> None:
+def process_leftovers(store: Any, state: RunProcessor, run_id: int, now: datetime) -> None:
     """Rows of this run not reached through the audience (left the segment since): claimed or due deferred."""
     seen: set[int] = set()
     while True:
