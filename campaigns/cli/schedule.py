@@ -1,5 +1,126 @@
-"""Scheduler commands: retain schedule sync|list|run."""
+"""Scheduler commands: ``retain schedule sync|list|run`` (docs/scheduling.md)."""
 
 from __future__ import annotations
 
-from campaigns.cli.app import app  # noqa: F401
+import logging
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from campaigns.cli.app import app, err, open_store, out, print_json, settings
+from campaigns.errors import SchedulerError
+
+schedule_app = typer.Typer(
+    help="Scheduled sends: sync the jobs, list them, run the scheduler.", no_args_is_help=True
+)
+app.add_typer(schedule_app, name="schedule")
+
+_STYLE = {"+": "green", "~": "yellow", "-": "red", "!": "red"}
+
+
+@schedule_app.command("sync")
+def schedule_sync(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the diff without changing the job store.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the diff as JSON.")] = False,
+) -> None:
+    """Reconcile the job store with the template files and print what was added, changed and removed.
+
+    Exits 1 when a template is invalid (the other campaigns are still synced).
+    """
+    from campaigns.runner import process_owner
+    from campaigns.scheduling.lock import SchedulerLock
+    from campaigns.scheduling.service import open_scheduler
+    from campaigns.scheduling.sync import sync_jobs
+
+    s = settings(ctx)
+    store = open_store(ctx)
+    lock = SchedulerLock(store, "sync:" + process_owner())
+    apply = not dry_run
+    running = None
+    try:
+        if apply:
+            try:
+                lock.acquire()
+            except SchedulerError as exc:
+                apply, running = False, str(exc)
+        with open_scheduler(store, s) as scheduler:
+            report = sync_jobs(scheduler, store, s, apply=apply)
+    finally:
+        lock.release()
+        store.close()
+    if running:
+        report.notes.append(
+            "not applied: a scheduler is running and re-syncs from the templates every 5 minutes "
+            f"({running.split(';')[0]})"
+        )
+    if as_json:
+        print_json(report.to_json())
+    else:
+        for line in report.lines():
+            style = _STYLE.get(line[:1])
+            out.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))
+    if report.problems:
+        raise typer.Exit(1)
+
+
+@schedule_app.command("list")
+def schedule_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as JSON.")] = False,
+) -> None:
+    """Every scheduled job with its next fire time (local to the job's zone, and UTC)."""
+    from datetime import UTC
+
+    from campaigns.scheduling.service import list_jobs, open_scheduler
+
+    s = settings(ctx)
+    store = open_store(ctx)
+    try:
+        with open_scheduler(store, s) as scheduler:
+            rows = list_jobs(scheduler)
+    finally:
+        store.close()
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "next_run_time": r.next_run_time.isoformat() if r.next_run_time else None,
+                }
+                for r in rows
+            ]
+        )
+        return
+    if not rows:
+        out.print("no scheduled jobs: run `retain schedule sync`")
+        return
+    table = Table("job", "next fire (local)", "next fire (UTC)", "schedule", box=None, pad_edge=False)
+    for r in rows:
+        t = r.next_run_time
+        local = f"{t:%a %Y-%m-%d %H:%M %Z}" if t else "paused/done"
+        utc = f"{t.astimezone(UTC):%Y-%m-%d %H:%M}" if t else ""
+        table.add_row(escape(r.id), local, utc, escape(r.name))
+    out.print(table)
+
+
+@schedule_app.command("run")
+def schedule_run(ctx: typer.Context) -> None:
+    """Run the scheduler in the foreground (Ctrl-C or SIGTERM stops it cleanly; runs stay resumable)."""
+    from campaigns.scheduling.service import run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def show(report: object) -> None:
+        for line in report.lines():  # type: ignore[attr-defined]
+            err.print(escape(line))
+
+    def ready(_scheduler: object) -> None:
+        err.print("scheduler running; Ctrl-C to stop")
+
+    run_forever(settings(ctx), on_sync=show, on_ready=ready)

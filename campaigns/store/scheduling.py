@@ -1,9 +1,173 @@
-"""The single-scheduler lock (a lock row with heartbeat on SQLite, an advisory lock on PostgreSQL)."""
+"""The single-scheduler lock, and the few reads the scheduler needs.
+
+APScheduler 3 cannot share a job store between processes, so one scheduler per database:
+
+- **SQLite**: a row in ``scheduler_locks`` (name, owner, heartbeat). Acquiring inserts the row, or
+  takes it over when its heartbeat is older than ``stale_after`` (the holder died); the holder renews
+  the heartbeat while it runs and deletes the row on a clean exit.
+- **PostgreSQL**: a session-level advisory lock (``pg_try_advisory_lock``) held on a dedicated
+  connection: the server releases it the moment the holder's connection dies, so a takeover needs
+  no timeout. The key is derived from the database and schema, so schemas sharing one server (the
+  test suite's) never collide. The lock row is still written, for the "who holds it" message.
+"""
 
 from __future__ import annotations
 
-from campaigns.store.base import StoreBase
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, delete, func, or_, select, text
+
+from campaigns.models import Customer, Run, SchedulerLock
+from campaigns.store.base import StoreBase, utcnow
+
+LOCKS, CUST, RUNS = SchedulerLock.__table__, Customer.__table__, Run.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """Who holds (or last held) a scheduler lock."""
+
+    name: str
+    owner: str
+    acquired_at: datetime
+    heartbeat_at: datetime
+
+
+def advisory_key(database: str, schema: str, name: str) -> int:
+    """A signed 64-bit advisory-lock key for (database, schema, lock name)."""
+    digest = hashlib.blake2b(f"retain:{database}:{schema}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class AdvisoryLock:
+    """A held PostgreSQL advisory lock; the dedicated connection stays open until :meth:`release`."""
+
+    def __init__(self, conn: Connection, key: int) -> None:
+        self._conn: Connection | None = conn
+        self.key = key
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None
+
+    def alive(self) -> bool:
+        """True while the lock's connection still answers (the lock cannot be lost otherwise)."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute(text("SELECT 1"))
+            self._conn.commit()
+            return True
+        except Exception:  # noqa: BLE001 - any driver error means the session (and the lock) is gone
+            return False
+
+    def release(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            self._conn.commit()
+        except Exception:  # noqa: BLE001 - closing the connection releases the lock anyway
+            pass
+        finally:
+            self._conn.close()
+            self._conn = None
 
 
 class SchedulingStore(StoreBase):
-    pass
+    # ------------------------------------------------------------------ lock row (SQLite; info on PG)
+
+    def acquire_lock_row(
+        self, name: str, owner: str, *, stale_after: timedelta, now: datetime | None = None
+    ) -> LockHolder | None:
+        """Take the lock row for ``owner``; returns None on success, else the live holder.
+
+        Succeeds when the row is absent, already ``owner``'s, or its heartbeat is older than
+        ``stale_after`` (the holder died: taken over). ``now`` is naive UTC (tests inject it).
+        """
+        now = now or utcnow()
+        with self.transaction() as conn:
+            stmt = self.insert(LOCKS).on_conflict_do_nothing(index_elements=[LOCKS.c.name])
+            inserted = conn.execute(
+                stmt, {"name": name, "owner": owner, "acquired_at": now, "heartbeat_at": now}
+            ).rowcount
+            if inserted:
+                return None
+            took = conn.execute(
+                LOCKS.update()
+                .where(
+                    LOCKS.c.name == name,
+                    or_(LOCKS.c.owner == owner, LOCKS.c.heartbeat_at < now - stale_after),
+                )
+                .values(owner=owner, acquired_at=now, heartbeat_at=now)
+            ).rowcount
+            if took:
+                return None
+            row = conn.execute(select(LOCKS).where(LOCKS.c.name == name)).one()
+            return LockHolder(row.name, row.owner, row.acquired_at, row.heartbeat_at)
+
+    def force_lock_row(self, name: str, owner: str, now: datetime | None = None) -> None:
+        """Write the row for ``owner`` unconditionally (PostgreSQL: after winning the advisory lock)."""
+        now = now or utcnow()
+        with self.transaction() as conn:
+            stmt = self.insert(LOCKS).on_conflict_do_update(
+                index_elements=[LOCKS.c.name],
+                set_={"owner": owner, "acquired_at": now, "heartbeat_at": now},
+            )
+            conn.execute(stmt, {"name": name, "owner": owner, "acquired_at": now, "heartbeat_at": now})
+
+    def heartbeat_lock_row(self, name: str, owner: str, now: datetime | None = None) -> bool:
+        """Renew ``owner``'s heartbeat; False when the row is no longer ``owner``'s (taken over)."""
+        with self.transaction() as conn:
+            return bool(
+                conn.execute(
+                    LOCKS.update()
+                    .where(LOCKS.c.name == name, LOCKS.c.owner == owner)
+                    .values(heartbeat_at=now or utcnow())
+                ).rowcount
+            )
+
+    def release_lock_row(self, name: str, owner: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(delete(LOCKS).where(LOCKS.c.name == name, LOCKS.c.owner == owner))
+
+    def lock_holder(self, name: str) -> LockHolder | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(LOCKS).where(LOCKS.c.name == name)).first()
+        return LockHolder(row.name, row.owner, row.acquired_at, row.heartbeat_at) if row else None
+
+    # ------------------------------------------------------------------ advisory lock (PostgreSQL)
+
+    def try_advisory_lock(self, name: str) -> AdvisoryLock | None:
+        """PostgreSQL only: the advisory lock for ``name`` in this database+schema, or None if held."""
+        conn = self.engine.connect()
+        try:
+            database, schema = conn.execute(text("SELECT current_database(), current_schema()")).one()
+            key = advisory_key(database, schema or "public", name)
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return None
+        return AdvisoryLock(conn, key)
+
+    # ------------------------------------------------------------------ reads for planning jobs
+
+    def customer_timezones(self) -> dict[str | None, int]:
+        """How many customers carry each ``timezone`` value (None = no timezone)."""
+        with self.engine.connect() as conn:
+            q = select(CUST.c.timezone, func.count()).group_by(CUST.c.timezone)
+            return {tz: int(n) for tz, n in conn.execute(q)}
+
+    def run_exists(self, campaign: str, key: str) -> bool:
+        with self.engine.connect() as conn:
+            q = select(RUNS.c.id).where(RUNS.c.campaign == campaign, RUNS.c.key == key)
+            return conn.execute(q).first() is not None
+
+
+__all__ = ["AdvisoryLock", "LockHolder", "SchedulingStore", "advisory_key"]

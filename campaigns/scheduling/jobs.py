@@ -1,0 +1,336 @@
+"""The functions the job store refers to by text, and the context they run in.
+
+Jobs are stored as ``"campaigns.scheduling.jobs:run_scheduled"`` with args ``(campaign, zone)``;
+the scheduler process binds a :class:`SchedulerContext` (settings, store, clock, the scheduler for
+retries) before starting, and each job looks it up. :class:`FireTimesExecutor` hands a job **all**
+its due fire times in one call (``fire_times=``) so the missed-run policy (campaigns/scheduling/
+policy.py) sees them, instead of APScheduler dropping late ones on its own real-time clock.
+
+What one fire does (``run_scheduled``):
+
+1. reload the campaign from its template (an edited subject applies without a re-sync; a removed
+   or broken campaign is logged with what to do, never raised into the scheduler);
+2. decide: send the latest fire within ``max_lateness``; record the others as skipped runs;
+3. run it through ``campaigns.runner.run_campaign`` with run key ``plan.run_key(fire, zone)``, the
+   audience restricted to the zone for recipient-local jobs; a shutdown request stops it between
+   batches (the run stays resumable: same key, ledger rows kept);
+4. a failure is logged with its reason and retried after ``RETRY_DELAYS`` (a one-off job in the
+   job store, so a restart keeps it); past the last delay, or beyond the lateness, it is left for
+   `retain send` / recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.triggers.date import DateTrigger
+
+from campaigns.clock import reference_now
+from campaigns.config import Settings
+from campaigns.definition import DEFAULT_MAX_LATENESS, CampaignDefinition, find_campaign
+from campaigns.errors import ModelError, NotFoundError, RetainError, SchedulerError, TemplateError
+from campaigns.personalize import RECOMMENDING_KINDS, Member
+from campaigns.scheduling.plan import FUNC_RUN, run_key
+from campaigns.scheduling.policy import decide_fires
+from campaigns.scheduling.zones import effective_zone
+
+log = logging.getLogger("campaigns.scheduling")
+
+#: waits before retrying a failed (or paused) run: attempt 1, 2, 3
+RETRY_DELAYS = (timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=45))
+TRAIN_MAX_LATENESS = timedelta(hours=6)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ShutdownRequested(SchedulerError):
+    """Raised between batches when the scheduler is stopping; the run is left resumable."""
+
+
+@dataclass
+class SchedulerContext:
+    """What jobs need: the process's settings and store, an aware-UTC clock, and the scheduler."""
+
+    settings: Settings
+    store: Any
+    clock: Clock = utc_now
+    scheduler: Any | None = None  # a started APScheduler scheduler: retries are added to it
+    owner: str = "scheduler"
+    stopping: threading.Event = field(default_factory=threading.Event)
+    retry_delays: tuple[timedelta, ...] = RETRY_DELAYS
+
+
+_context: SchedulerContext | None = None
+
+
+def bind(context: SchedulerContext | None) -> None:
+    """Make ``context`` the one jobs of this process use (None unbinds)."""
+    global _context
+    _context = context
+
+
+def current() -> SchedulerContext:
+    if _context is None:
+        raise SchedulerError("scheduled jobs run inside `retain schedule run` (no scheduler context bound)")
+    return _context
+
+
+@dataclass(frozen=True)
+class FireOutcome:
+    """What one call did: ``status`` is sent | skipped | failed | missing | busy | stopped | nothing."""
+
+    campaign: str
+    status: str
+    run_key: str | None = None
+    reason: str | None = None
+    skipped: int = 0
+    summary: Any | None = None
+
+
+# ------------------------------------------------------------------------------------------ campaign runs
+
+
+def run_scheduled(
+    campaign: str,
+    zone: str | None = None,
+    *,
+    fire_times: Sequence[datetime] = (),
+    retry_of: str | None = None,
+    attempt: int = 0,
+) -> FireOutcome:
+    """One fire (or several coalesced) of a campaign's job; see the module docstring. Never raises RetainError."""
+    ctx = current()
+    now = ctx.clock()
+    if retry_of:
+        fire_times = [datetime.fromisoformat(retry_of)]
+    fires = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in fire_times] or [now]
+    try:
+        definition = find_campaign(Path(ctx.settings.templates_dir), campaign)
+    except NotFoundError:
+        reason = f"campaign {campaign!r} no longer exists in {ctx.settings.templates_dir}; run `retain schedule sync`"
+        log.error("%s", reason)
+        return FireOutcome(campaign, "missing", reason=reason)
+    except TemplateError as exc:
+        reason = f"template invalid, not sent: {exc}"
+        log.error("campaign %s: %s", campaign, reason)
+        for t in fires:
+            _record_skipped(ctx, campaign, run_key(t, zone), t, reason)
+        return FireOutcome(campaign, "skipped", reason=reason, skipped=len(fires))
+    lateness = definition.schedule.max_lateness if definition.schedule else DEFAULT_MAX_LATENESS
+    decision = decide_fires(fires, now, lateness)
+    for t, reason in decision.skipped:
+        _record_skipped(ctx, campaign, run_key(t, zone), t, reason)
+    if decision.run_at is None:
+        return FireOutcome(campaign, "skipped", reason=decision.skipped[-1][1], skipped=len(decision.skipped))
+    return _execute(ctx, definition, zone, decision.run_at, attempt, len(decision.skipped))
+
+
+run_scheduled.accepts_fire_times = True  # type: ignore[attr-defined]
+
+
+def _execute(
+    ctx: SchedulerContext,
+    definition: CampaignDefinition,
+    zone: str | None,
+    fire: datetime,
+    attempt: int,
+    skipped: int,
+) -> FireOutcome:
+    from campaigns.runner import run_campaign
+    from campaigns.store.ledger import RunBusyError
+
+    name, key = definition.name, run_key(fire, zone)
+    recommender = None
+    if definition.kind in RECOMMENDING_KINDS or definition.kind == "post_purchase":
+        from campaigns.training import load_recommender
+
+        try:
+            recommender = load_recommender(ctx.settings, ctx.store)
+        except (NotFoundError, ModelError) as exc:
+            if definition.kind != "post_purchase":
+                reason = f"no usable recommender model: {exc}"
+                log.error("campaign %s (%s): %s", name, key, reason)
+                _record_skipped(ctx, name, key, fire, reason)
+                return FireOutcome(name, "skipped", key, reason, skipped + 1)
+            log.info("campaign %s: no model (%s); follow-ups go out without similar items", name, exc)
+    now = reference_now(ctx.settings, ctx.store)
+    members = _audience(ctx, definition, zone, now)
+    try:
+        summary = run_campaign(
+            ctx.store, ctx.settings, definition,
+            recommender=recommender, run_key=key, now=now,
+            scheduled_for=_naive_utc(fire), members=members,
+        )  # fmt: skip
+    except ShutdownRequested:
+        log.warning("campaign %s (%s) stopped by shutdown; it resumes when the scheduler restarts", name, key)
+        _schedule_retry(ctx, name, zone, fire, attempt, at=ctx.clock(), count_attempt=False)
+        return FireOutcome(name, "stopped", key, "scheduler shutdown", skipped)
+    except RunBusyError as exc:
+        log.info("campaign %s (%s): %s", name, key, exc)
+        return FireOutcome(name, "busy", key, str(exc), skipped)
+    except Exception as exc:  # noqa: BLE001 - one campaign's failure must not stop the scheduler
+        reason = str(exc) if isinstance(exc, RetainError) else f"{type(exc).__name__}: {exc}"
+        log.error(
+            "campaign %s run %s failed: %s", name, key, reason, exc_info=not isinstance(exc, RetainError)
+        )
+        _schedule_retry(ctx, name, zone, fire, attempt)
+        return FireOutcome(name, "failed", key, reason, skipped)
+    log.info("campaign %s run %s: %s", name, key, summary.to_json())
+    if summary.status == "paused":
+        _schedule_retry(ctx, name, zone, fire, attempt)
+    elif summary.status == "deferred" and summary.next_attempt_at:
+        later = datetime.fromisoformat(summary.next_attempt_at).replace(tzinfo=UTC)
+        _schedule_retry(ctx, name, zone, fire, attempt, at=max(later, ctx.clock() + timedelta(minutes=1)))
+    return FireOutcome(name, "sent", key, summary.reason, skipped, summary)
+
+
+def _audience(
+    ctx: SchedulerContext, definition: CampaignDefinition, zone: str | None, now: datetime
+) -> Iterator[list[Member]]:
+    """The campaign's audience, restricted to ``zone``; stops between batches on shutdown."""
+    from campaigns.runner import iter_members
+
+    shop = ctx.settings.shop_timezone
+    for batch in iter_members(ctx.store, ctx.settings, definition, now=now):
+        if ctx.stopping.is_set():
+            raise ShutdownRequested("the scheduler is stopping")
+        if zone is not None:
+            batch = [m for m in batch if effective_zone(m.customer.timezone, shop) == zone]
+        if batch:
+            yield batch
+
+
+def _record_skipped(ctx: SchedulerContext, campaign: str, key: str, fire: datetime, reason: str) -> None:
+    """A run row with status ``skipped`` and the reason (left alone when it already completed)."""
+    from campaigns.store.ledger import RunBusyError
+
+    try:
+        run = ctx.store.start_run(campaign, key, owner=ctx.owner, scheduled_for=_naive_utc(fire))
+    except RunBusyError as exc:
+        log.info("campaign %s (%s): not marked skipped: %s", campaign, key, exc)
+        return
+    if run.status in ("completed", "skipped"):
+        return
+    ctx.store.finish_run(run.id, ctx.owner, "skipped", reason[:1000])
+    log.warning("campaign %s run %s skipped: %s", campaign, key, reason)
+
+
+def _schedule_retry(
+    ctx: SchedulerContext,
+    campaign: str,
+    zone: str | None,
+    fire: datetime,
+    attempt: int,
+    *,
+    at: datetime | None = None,
+    count_attempt: bool = True,
+) -> None:
+    if count_attempt and attempt >= len(ctx.retry_delays):
+        log.error(
+            "campaign %s run %s: giving up after %d retries; `retain send %s --run-key %s` resumes it",
+            campaign, run_key(fire, zone), attempt, campaign, run_key(fire, zone),
+        )  # fmt: skip
+        return
+    when = at or ctx.clock() + ctx.retry_delays[attempt]
+    if ctx.scheduler is None:
+        log.warning("campaign %s: would retry at %s (not running under a scheduler)", campaign, when)
+        return
+    job_id = f"retry:{campaign}@{zone or '-'}:{fire.isoformat()}"
+    ctx.scheduler.add_job(
+        FUNC_RUN,
+        DateTrigger(when),
+        args=(campaign, zone),
+        kwargs={"retry_of": fire.isoformat(), "attempt": attempt + 1 if count_attempt else attempt},
+        id=job_id,
+        name=f"{campaign}: retry {attempt + 1 if count_attempt else 'resume'} of {run_key(fire, zone)}",
+        replace_existing=True,
+    )
+    log.warning("campaign %s: retry of %s scheduled at %s", campaign, run_key(fire, zone), when.isoformat())
+
+
+def _naive_utc(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(tzinfo=None)
+
+
+# ------------------------------------------------------------------------------------------ nightly training
+
+
+def train_scheduled(*, fire_times: Sequence[datetime] = ()) -> FireOutcome:
+    """Retrain the recommender (the nightly ``train`` job); a missing data set is logged, not raised."""
+    from campaigns.training import train_model
+
+    ctx = current()
+    now = ctx.clock()
+    decision = decide_fires(list(fire_times) or [now], now, TRAIN_MAX_LATENESS)
+    if decision.run_at is None:
+        log.warning("train skipped: %s", decision.skipped[-1][1])
+        return FireOutcome("train", "skipped", reason=decision.skipped[-1][1])
+    try:
+        path = train_model(ctx.store, ctx.settings)
+    except RetainError as exc:
+        log.error("train failed: %s", exc)
+        return FireOutcome("train", "failed", reason=str(exc))
+    log.info("train: model saved to %s", path)
+    return FireOutcome("train", "sent", reason=str(path))
+
+
+train_scheduled.accepts_fire_times = True  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------------ the executor
+
+
+class FireTimesExecutor(ThreadPoolExecutor):
+    """A thread pool that passes every due fire time to jobs marked ``accepts_fire_times``.
+
+    APScheduler's own ``run_job`` judges misfires on the real clock and calls the job once per
+    fire; Retain's jobs apply the missed-run policy themselves (deterministic with an injected clock).
+    """
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        if not getattr(job.func, "accepts_fire_times", False):
+            super()._do_submit_job(job, run_times)
+            return
+
+        def done(f: Any) -> None:
+            exc = f.exception()
+            if exc is not None:
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, f.result())
+
+        self._pool.submit(_call_with_fire_times, job, list(run_times)).add_done_callback(done)
+
+
+def _call_with_fire_times(job: Any, run_times: list[datetime]) -> list[JobExecutionEvent]:
+    alias = job._jobstore_alias
+    try:
+        retval = job.func(*job.args, fire_times=run_times, **job.kwargs)
+    except BaseException as exc:  # noqa: BLE001 - reported to listeners like APScheduler's run_job does
+        log.exception("job %s raised", job.id)
+        return [JobExecutionEvent(EVENT_JOB_ERROR, job.id, alias, run_times[-1], exception=exc, traceback="")]
+    return [JobExecutionEvent(EVENT_JOB_EXECUTED, job.id, alias, run_times[-1], retval=retval)]
+
+
+__all__ = [
+    "FireOutcome",
+    "FireTimesExecutor",
+    "SchedulerContext",
+    "ShutdownRequested",
+    "bind",
+    "current",
+    "run_scheduled",
+    "train_scheduled",
+]
