@@ -177,7 +177,8 @@ class _FrontMatter:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            line = first_line + mark.line if mark else first_line
+            last = first_line + max(text.count("\n") - 1, 0)  # errors at end of stream: the last line
+            line = min(first_line + mark.line, last) if mark else first_line
             problem = getattr(exc, "problem", None) or str(exc)
             raise TemplateError(
                 f"front matter is not valid YAML: {problem}", template=str(path), line=line
