@@ -54,7 +54,7 @@ def count_segment(store: Any, segment: SegmentDef, *, now: datetime) -> int:
     """How many customers are in ``segment`` at ``now`` (orders after ``now`` are ignored)."""
     with store.engine.connect() as conn:
         pop = measure_population(conn, segment.rules, now)
-        query = segment_query(segment.rules, pop, now, columns=[C.c.id]).order_by(None)
+        query = segment_query(segment.rules, pop, now, columns=[C.c.id], dialect=store.dialect).order_by(None)
         return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
 
 
@@ -80,7 +80,9 @@ def iter_segment(
             hi = conn.execute(
                 select(C.c.id).where(*after).order_by(C.c.id).limit(1).offset(scan - 1)
             ).scalar()
-            rows = conn.execute(segment_query(segment.rules, pop, now, lo=lo, hi=hi)).all()
+            rows = conn.execute(
+                segment_query(segment.rules, pop, now, lo=lo, hi=hi, dialect=store.dialect)
+            ).all()
         for row in rows:
             buffer.append(customer_record(row))
             if len(buffer) == batch_size:
@@ -97,7 +99,7 @@ def sample_segment(store: Any, segment: SegmentDef, *, now: datetime, limit: int
     """The first ``limit`` members (lowest customer ids) with their order count, spend and dates."""
     with store.engine.connect() as conn:
         pop = measure_population(conn, segment.rules, now)
-        rows = conn.execute(segment_query(segment.rules, pop, now).limit(limit)).all()
+        rows = conn.execute(segment_query(segment.rules, pop, now, dialect=store.dialect).limit(limit)).all()
     return [
         SegmentMember(customer_record(r), int(r.n), float(r.spend or 0.0), r.first_at, r.last_at)
         for r in rows
