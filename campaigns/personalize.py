@@ -27,6 +27,8 @@ from campaigns.tokens import unsubscribe_url
 
 #: kinds whose emails are built from the customer's recommendation blocks
 RECOMMENDING_KINDS = ("recommendation", "promotion", "winback")
+#: how many past orders each kind's context uses (the others get none: no query)
+ORDERS_SHOWN = {"winback": 1, "post_purchase": 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +104,20 @@ class Personalizer:
                 out[m.order.id] = self.recommender.similar_items(bought, n=n, rules=self._rules)
         return out
 
+    def _orders(self, members: Sequence[Member]) -> dict[int, list[OrderRecord]]:
+        """Past orders, only for kinds that show them (winback: the last one; post-purchase: recent)."""
+        limit = ORDERS_SHOWN.get(self.definition.kind, 0)
+        if not limit:
+            return {}
+        return self.store.orders_for_customers([m.customer.id for m in members], limit_per_customer=limit)
+
     def prepare(self, members: Sequence[Member], *, build_messages: bool = True) -> list[Prepared | Skip]:
         """Render every member's email; RenderError (naming template and customer) stops the batch."""
         if not members:
             return []
         recs = self._recommend(members)
         similar = self._similar(members)
-        orders = self.store.orders_for_customers([m.customer.id for m in members], limit_per_customer=20)
+        orders = self._orders(members)
         product_ids: set[int] = set()
         for rec in recs.values():
             for block in rec.blocks:

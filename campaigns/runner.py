@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 #: SMTP codes on RCPT/DATA that mean the address is bad: the address goes to the suppression list
 HARD_BOUNCE_CODES = frozenset({550, 551, 553})
 HEARTBEAT_SECONDS = 20
+#: results are written in groups of at most this many, or this often: a crash can leave at most a
+#: group's worth of already-sent rows in ``sending`` (resolved at most once, see the module docstring)
+RESULT_FLUSH = 64
+RESULT_FLUSH_SECONDS = 0.05
 
 Progress = Callable[[int], None]
 
@@ -187,7 +191,9 @@ class RunProcessor:
         self.sender, self.report, self.summary = sender, report, summary
         self.holdout_share = definition.holdout if definition.holdout is not None else settings.holdout_share
         self._last_beat = time.monotonic()
-        self._consecutive_failures = 0
+        self._last_flush = time.monotonic()
+        self._pending: list[dict[str, Any]] = []
+        self._bounces: list[tuple[str, int, str]] = []
 
     def process(self, members: list[Member]) -> None:
         if not members:
@@ -292,33 +298,48 @@ class RunProcessor:
             recorded: set[int] = set()
             try:
                 self.sender.send_batch(messages, functools.partial(self._on_result, to_send, recorded))
+                self.flush_results()
             except SenderPausedError:
+                self.flush_results()
                 released = self.store.release_unsent(d for d in owned if d not in recorded)
                 log.warning("sender paused; %d claimed messages left for the resume", released)
                 raise
 
     def _on_result(self, to_send: dict[int, Prepared], recorded: set[int], res: SendResult) -> None:
-        """Record one message's outcome as soon as the sender reports it (in this thread)."""
+        """Buffer one message's outcome; results are written in small groups (see ``RESULT_FLUSH``)."""
         did = int(res.key)
         recorded.add(did)
         prepared = to_send[did]
-        self.store.record_result(
-            did,
-            ok=res.ok,
-            message_id=prepared.email.message_id if res.ok and prepared.email else None,
-            reason=None if res.ok else _failure_reason(res),
-            sender=self.sender.name,
-            attempts=res.attempts,
-            retryable=not res.ok and not res.permanent,
+        retryable = not res.ok and not res.permanent
+        self._pending.append(
+            {
+                "id": did,
+                "ok": res.ok,
+                "message_id": prepared.email.message_id if res.ok and prepared.email else None,
+                "reason": None if res.ok else _failure_reason(res),
+                "attempts": res.attempts,
+                "retryable": retryable,
+            }
         )
-        if not res.ok and not res.permanent:
+        if retryable:
             self.summary.retry_later += 1
         customer = prepared.member.customer
         if not res.ok and res.permanent and res.code in HARD_BOUNCE_CODES and customer.email:
+            self._bounces.append((customer.email, customer.id, res.detail[:500]))
+        if len(self._pending) >= RESULT_FLUSH or time.monotonic() - self._last_flush > RESULT_FLUSH_SECONDS:
+            self.flush_results()
+
+    def flush_results(self) -> None:
+        """Write buffered outcomes (one transaction) and suppress hard-bounced addresses."""
+        if self._pending:
+            self.store.record_results(self._pending, sender=self.sender.name)
+            self._pending = []
+        for email, customer_id, detail in self._bounces:
             self.store.suppress(
-                customer.email, "hard_bounce", customer_id=customer.id,
-                campaign=self.definition.name, detail=res.detail[:500],
-            )  # fmt: skip
+                email, "hard_bounce", customer_id=customer_id, campaign=self.definition.name, detail=detail
+            )
+        self._bounces = []
+        self._last_flush = time.monotonic()
         self._beat()
 
     def _beat(self) -> None:

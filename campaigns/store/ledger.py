@@ -10,12 +10,14 @@ batch is processed again was in flight during a crash: Retain resolves it **at m
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 
 from campaigns.errors import NotFoundError, RetainError
 from campaigns.models import Delivery, Order, Run
@@ -27,6 +29,21 @@ RUNS, DEL, ORD = Run.__table__, Delivery.__table__, Order.__table__
 LEASE_SECONDS = 120
 
 FINAL = ("sent", "failed", "skipped", "holdout")
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` ("host:pid:tag") names a process on this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class RunBusyError(RetainError):
@@ -121,6 +138,8 @@ class LedgerStore(StoreBase):
             row = conn.execute(select(RUNS).where(RUNS.c.campaign == campaign, RUNS.c.key == key)).one()
             if owner is not None and row.status not in ("completed", "skipped"):
                 stale = now - timedelta(seconds=LEASE_SECONDS)
+                if row.owner and owner_is_dead(row.owner):
+                    stale = now + timedelta(seconds=1)  # its process is gone: take over at once
                 got = conn.execute(
                     RUNS.update()
                     .where(
@@ -287,6 +306,44 @@ class LedgerStore(StoreBase):
             conn.execute(
                 DEL.update().where(DEL.c.id == delivery_id, DEL.c.status == "sending").values(**values)
             )
+
+    def record_results(self, results: Sequence[dict[str, Any]], *, sender: str | None = None) -> None:
+        """Record several outcomes in one short transaction (one UPDATE per message, executemany).
+
+        Each item: ``id``, ``ok``, and optionally ``message_id``, ``reason``, ``attempts``, ``retryable``
+        (see :meth:`record_result`). Only rows still ``sending`` change.
+        """
+        if not results:
+            return
+        now = utcnow()
+        rows = []
+        for r in results:
+            ok = bool(r["ok"])
+            rows.append(
+                {
+                    "b_id": r["id"],
+                    "b_status": "sent" if ok else ("claimed" if r.get("retryable") else "failed"),
+                    "b_reason": None if ok else (r.get("reason") or "failed")[:200],
+                    "b_message_id": r.get("message_id") if ok else None,
+                    "b_sent_at": now if ok else None,
+                    "b_attempts": r.get("attempts") or 1,
+                }
+            )
+        stmt = (
+            DEL.update()
+            .where(DEL.c.id == bindparam("b_id"), DEL.c.status == "sending")
+            .values(
+                status=bindparam("b_status"),
+                reason=bindparam("b_reason"),
+                message_id=bindparam("b_message_id"),
+                sent_at=bindparam("b_sent_at"),
+                attempts=bindparam("b_attempts"),
+                sender=sender,
+                updated_at=now,
+            )
+        )
+        with self.transaction() as conn:
+            conn.execute(stmt, rows)
 
     def release_unsent(self, delivery_ids: Iterable[int]) -> int:
         """Back from ``sending`` to ``claimed`` (the sender paused before attempting them)."""
