@@ -158,6 +158,32 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class RunBatch(Base):
+    """One batch of a run handed to a Celery worker: the members, and a lease while a worker sends it.
+
+    ``queued -> running -> done``; a worker takes the batch by a conditional UPDATE (its lease), so a
+    redelivered message never has two workers on one batch; the run closes when no batch is open.
+    """
+
+    __tablename__ = "run_batches"
+    __table_args__ = (
+        UniqueConstraint("run_id", "batch_no"),
+        Index("ix_run_batches_run_status", "run_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    batch_no: Mapped[int] = mapped_column(Integer)
+    members: Mapped[list[list[int | None]]] = mapped_column(JSON)  # [[customer_id, order_id or null], ...]
+    size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))  # queued | running | done
+    owner: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class Suppression(Base):
     """Addresses that must never be mailed again (unsubscribed, hard bounce, complaint, manual)."""
 

@@ -9,6 +9,7 @@ for their tables and are combined here::
 
 from __future__ import annotations
 
+from campaigns.store.batches import BatchStore
 from campaigns.store.catalog import CatalogStore
 from campaigns.store.engagement import EngagementStore
 from campaigns.store.ledger import LedgerStore
@@ -25,7 +26,7 @@ from campaigns.store.records import (
 from campaigns.store.scheduling import SchedulingStore
 
 
-class Store(CatalogStore, LedgerStore, EngagementStore, SchedulingStore):
+class Store(CatalogStore, LedgerStore, EngagementStore, SchedulingStore, BatchStore):
     """Every store operation; see the mixed-in classes for each family of tables."""
 
 

@@ -171,6 +171,25 @@ def upgrade() -> None:
         batch_op.create_index('ix_deliveries_customer_sent', ['customer_id', 'sent_at'], unique=False)
         batch_op.create_index('ix_deliveries_run_status', ['run_id', 'status'], unique=False)
 
+    op.create_table('run_batches',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('run_id', sa.Integer(), nullable=False),
+    sa.Column('batch_no', sa.Integer(), nullable=False),
+    sa.Column('members', sa.JSON(), nullable=False),
+    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('owner', sa.String(length=200), nullable=True),
+    sa.Column('heartbeat_at', sa.DateTime(), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('enqueued_at', sa.DateTime(), nullable=False),
+    sa.Column('finished_at', sa.DateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('run_id', 'batch_no')
+    )
+    with op.batch_alter_table('run_batches', schema=None) as batch_op:
+        batch_op.create_index('ix_run_batches_run_status', ['run_id', 'status'], unique=False)
+
     op.create_table('feedback',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('order_id', sa.Integer(), nullable=False),
@@ -220,6 +239,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_deliveries_run_status')
         batch_op.drop_index('ix_deliveries_customer_sent')
 
+    with op.batch_alter_table('run_batches', schema=None) as batch_op:
+        batch_op.drop_index('ix_run_batches_run_status')
+
+    op.drop_table('run_batches')
     op.drop_table('deliveries')
     with op.batch_alter_table('suppressions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_suppressions_customer_id'))
