@@ -226,7 +226,8 @@ def _encode_body(text: str, *, prefer_base64: bool = False) -> tuple[str, bytes]
 
     The CRLF before the next boundary belongs to the boundary (RFC 2046), so one is always added.
     """
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     data = text.encode("utf-8", "surrogatepass")
     if prefer_base64 or len(data) - len(text) > len(text) // 3:  # HTML, or mostly non-Latin text
         return "base64", _base64_lines(data) + b"\r\n"
@@ -248,7 +249,8 @@ def _base64_lines(data: bytes) -> bytes:
     return head + tail if tail else head[:-2]
 
 
-_QP_ESCAPE_RE = re.compile(rb"[^\t\n\x20-\x3c\x3e-\x7e]|[\t ](?=\n)|[\t ]\Z")
+_QP_ESCAPE_RE = re.compile(rb"[^\t\n\x20-\x3c\x3e-\x7e]+")
+_QP_TRAILING_RE = re.compile(rb"[\t ]$", re.M)
 _QP_CODES = {i: b"=%02X" % i for i in range(256)}
 
 
@@ -258,7 +260,9 @@ def _quoted_printable(data: bytes) -> bytes:
     ``binascii.b2a_qp`` is measured ~10x slower on long mostly-ASCII lines; this escapes with one
     regex pass and only loops over the (rare) lines longer than 76 characters.
     """
-    encoded = _QP_ESCAPE_RE.sub(lambda m: _QP_CODES[m.group()[0]], data)
+    encoded = _QP_ESCAPE_RE.sub(lambda m: b"".join(map(_QP_CODES.__getitem__, m.group())), data)
+    if b" \n" in encoded or b"\t\n" in encoded or encoded.endswith((b" ", b"\t")):
+        encoded = _QP_TRAILING_RE.sub(lambda m: _QP_CODES[m.group()[0]], encoded)
     out: list[bytes] = []
     for line in encoded.split(b"\n"):
         while len(line) > 76:

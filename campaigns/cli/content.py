@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,14 +14,14 @@ from rich.table import Table
 from campaigns.cli.app import app, err, out, settings
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition, campaign_paths, find_campaign, load_campaign
-from campaigns.errors import NotFoundError, RetainError
+from campaigns.errors import NotFoundError, RetainError, TemplateError
 from campaigns.kinds import NoContent, build_context
 from campaigns.kinds.fixture import load_fixture
 from campaigns.message import DkimConfig, build_campaign_message
 from campaigns.render import CampaignRenderer
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     html = "html"
     text = "text"
     eml = "eml"
@@ -52,7 +52,7 @@ def list_campaigns(ctx: typer.Context) -> None:
         )
     out.print(table)
     if bad:
-        raise typer.Exit(1)
+        raise TemplateError(f"{bad} campaign template(s) have problems (see the table)")
 
 
 def _recommender_inputs(
@@ -136,7 +136,7 @@ def render_command(
 ) -> None:
     """Render one customer's email with their real recommendations (or the preview fixture)."""
     if (customer is None) == (not fixture):
-        raise typer.BadParameter("give exactly one of --customer ID or --fixture")
+        raise RetainError("retain render: give exactly one of --customer ID or --fixture")
     s = settings(ctx)
     definition = find_campaign(_templates_dir(s), campaign)
     inputs = (
@@ -145,8 +145,9 @@ def render_command(
     try:
         context = build_context(definition, s, **inputs, run_key="preview", is_preview=True)
     except NoContent as skip:
-        err.print(f"customer {inputs['customer'].id} would be skipped by {definition.name}: {skip.reason}")
-        raise typer.Exit(1) from None
+        raise RetainError(
+            f"customer {inputs['customer'].id} would be skipped by {definition.name}: {skip.reason}"
+        ) from None
     rendered = CampaignRenderer(definition, s).render(context)
     if fmt is OutputFormat.html:
         _write(rendered.html, out_file)
@@ -217,5 +218,4 @@ def lint_command(
         else:
             out.print(f"[green]✓[/green] {escape(path.name)}")
     if failed:
-        err.print(f"{failed} of {len(paths)} campaign(s) have problems")
-        raise typer.Exit(1)
+        raise TemplateError(f"{failed} of {len(paths)} campaign(s) have problems")
