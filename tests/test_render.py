@@ -82,7 +82,7 @@ def test_starter_renders_compiled_equal_to_full(name: str) -> None:
     assert "7 Test Lane, Testville" in email.html and ctx["unsubscribe_url"] in email.html
     assert "7 Test Lane, Testville" in email.text and ctx["unsubscribe_url"] in email.text
     assert "utm_source=retain&amp;utm_medium=email&amp;utm_campaign=" + name in email.html
-    assert "<" not in email.text.replace("<", "", 0) or not re.search(r"<[a-z/]", email.text)
+    assert not re.search(r"<[a-zA-Z/!]", email.text)  # no markup in the text part
     assert "[[slot" not in email.html and "Preview —" not in email.html
     assert email.subject and "\n" not in email.subject
 
@@ -134,7 +134,7 @@ def test_hostile_strings_render_escaped_and_same_as_full(nasty: str) -> None:
     card["image_url"] = "https://cdn.example/" + nasty
     email = renderer.render(ctx)
     assert email.html == renderer.render_full(ctx).html and email.text == renderer.render_full(ctx).text
-    assert "<script>" not in email.html and "49" not in email.html.split("<body")[1][:0] + ""
+    assert "<script>" not in email.html
     if "<script>" in nasty:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in email.html
     if "{{" in nasty:
