@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 PERIODS = ("month", "quarter")
@@ -192,3 +194,170 @@ def kpi_report(store: Any, *, period: str = "month", cohort_months: int = 12) ->
         cohorts=cohort_table(customer_months, cohort_months),
         monthly=monthly,
     )
+
+
+# ---------------------------------------------------------------------------- campaign impact
+#
+# Attribution is **last touch**: an order is credited to the campaign of the most recent email that
+# customer was *sent* at or before the order, if that email is at most ``days`` old. Uplift compares,
+# per campaign, the share of sent deliveries followed by an order within ``days`` against the same
+# share for the holdout rows (customers deliberately not mailed), with a 95% Wald interval for the
+# difference of two proportions. Each delivery row is one trial.
+
+#: two-sided 95% normal quantile
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Uplift:
+    treated: int  # sent deliveries
+    treated_converted: int
+    control: int  # holdout rows
+    control_converted: int
+    treated_rate: float | None
+    control_rate: float | None
+    uplift: float | None  # treated_rate - control_rate
+    ci_low: float | None
+    ci_high: float | None
+
+    @property
+    def significant(self) -> bool:
+        """True when the 95% interval excludes zero."""
+        return self.ci_low is not None and self.ci_high is not None and (self.ci_low > 0 or self.ci_high < 0)
+
+
+@dataclass(frozen=True)
+class CampaignImpact:
+    campaign: str
+    sent: int
+    holdout: int
+    skipped: dict[str, int]  # reason -> rows
+    failed: int
+    attributed_orders: int
+    attributed_revenue: float
+    uplift: Uplift
+
+
+def uplift_interval(treated: int, treated_converted: int, control: int, control_converted: int) -> Uplift:
+    """Difference of conversion rates (treated - control) with a 95% Wald interval.
+
+    Rates are None for an empty group; the uplift and interval are None unless both groups are
+    non-empty. Example: ``uplift_interval(1000, 120, 1000, 100).uplift == 0.02``.
+    """
+    if (
+        min(treated, control) < 0
+        or not 0 <= treated_converted <= treated
+        or not 0 <= control_converted <= control
+    ):
+        raise ValueError("conversions must be between 0 and the group size")
+    pt = treated_converted / treated if treated else None
+    pc = control_converted / control if control else None
+    if pt is None or pc is None:
+        return Uplift(treated, treated_converted, control, control_converted, pt, pc, None, None, None)
+    diff = pt - pc
+    se = math.sqrt(pt * (1 - pt) / treated + pc * (1 - pc) / control)
+    return Uplift(
+        treated, treated_converted, control, control_converted, pt, pc, diff, diff - Z95 * se, diff + Z95 * se
+    )
+
+
+def attribute_orders(
+    touches: list[Any], orders: list[tuple[int, int, datetime, float]], *, days: int = 7
+) -> dict[str, tuple[int, float]]:
+    """Last-touch attribution: campaign -> (orders, revenue) credited within ``days`` of a sent email.
+
+    ``touches`` have ``campaign, customer_id, status, at`` (only ``status == "sent"`` counts);
+    ``orders`` are ``(order id, customer id, ordered_at, total)``.
+    """
+    window = timedelta(days=days)
+    by_customer: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+    for t in touches:
+        if t.status == "sent" and t.at is not None:
+            by_customer[t.customer_id].append((t.at, t.campaign))
+    for seq in by_customer.values():
+        seq.sort()
+    out: dict[str, tuple[int, float]] = {}
+    for _order_id, customer_id, ordered_at, total in orders:
+        seq = by_customer.get(customer_id)
+        if not seq:
+            continue
+        i = bisect_right(seq, (ordered_at, "\uffff")) - 1
+        if i < 0 or ordered_at - seq[i][0] > window:
+            continue
+        campaign = seq[i][1]
+        n, revenue = out.get(campaign, (0, 0.0))
+        out[campaign] = (n + 1, revenue + total)
+    return {c: (n, round(r, 2)) for c, (n, r) in out.items()}
+
+
+def _conversions(
+    touches: list[Any], orders: list[tuple[int, int, datetime, float]], days: int
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """(campaign, status) -> (rows, rows followed by an order within ``days``)."""
+    window = timedelta(days=days)
+    order_times: dict[int, list[datetime]] = defaultdict(list)
+    for _order_id, customer_id, ordered_at, _total in orders:
+        order_times[customer_id].append(ordered_at)
+    for times in order_times.values():
+        times.sort()
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for t in touches:
+        times = order_times.get(t.customer_id, [])
+        i = bisect_left(times, t.at)
+        hit = i < len(times) and times[i] - t.at <= window
+        n, k = out.get((t.campaign, t.status), (0, 0))
+        out[(t.campaign, t.status)] = (n + 1, k + int(hit))
+    return out
+
+
+def campaign_impact(store: Any, *, days: int = 7) -> list[CampaignImpact]:
+    """Per campaign with deliveries: sent, skipped by reason, last-touch attribution and holdout uplift."""
+    if days < 1:
+        raise ValueError("the attribution window must be at least one day")
+    counts = store.delivery_counts_by_campaign()
+    touches = store.campaign_touches(("sent", "holdout"))
+    orders = store.orders_since(min(t.at for t in touches)) if touches else []
+    attributed = attribute_orders(touches, orders, days=days)
+    conversions = _conversions(touches, orders, days)
+    impacts: list[CampaignImpact] = []
+    for campaign in sorted(counts):
+        rows = counts[campaign]
+        skipped: dict[str, int] = {}
+        for (status, reason), n in rows.items():
+            if status in ("skipped", "deferred"):
+                key = reason or status
+                skipped[key] = skipped.get(key, 0) + n
+        sent_n, sent_k = conversions.get((campaign, "sent"), (0, 0))
+        hold_n, hold_k = conversions.get((campaign, "holdout"), (0, 0))
+        n_orders, revenue = attributed.get(campaign, (0, 0.0))
+        impacts.append(
+            CampaignImpact(
+                campaign=campaign,
+                sent=sum(n for (s, _), n in rows.items() if s == "sent"),
+                holdout=sum(n for (s, _), n in rows.items() if s == "holdout"),
+                skipped=dict(sorted(skipped.items(), key=lambda kv: -kv[1])),
+                failed=sum(n for (s, _), n in rows.items() if s == "failed"),
+                attributed_orders=n_orders,
+                attributed_revenue=revenue,
+                uplift=uplift_interval(sent_n, sent_k, hold_n, hold_k),
+            )
+        )
+    return impacts
+
+
+def repeat_rate_series(orders: list[tuple[int, int, datetime]]) -> list[tuple[str, float]]:
+    """Cumulative repeat purchase rate at the end of each month: of the customers who had ordered by
+    then, the share with two or more orders. ``orders`` are (order id, customer id, ordered_at)."""
+    per_month: dict[str, list[int]] = defaultdict(list)
+    for _order_id, customer_id, ordered_at in orders:
+        per_month[f"{ordered_at:%Y-%m}"].append(customer_id)
+    seen: dict[int, int] = defaultdict(int)
+    repeaters = 0
+    series: list[tuple[str, float]] = []
+    for month in sorted(per_month):
+        for customer_id in per_month[month]:
+            seen[customer_id] += 1
+            if seen[customer_id] == 2:
+                repeaters += 1
+        series.append((month, round(repeaters / len(seen), 4)))
+    return series

@@ -75,6 +75,8 @@ class Settings:
     # security
     secret_key: str = field(default="", repr=False)  # default: generated once into <var_dir>/secret.key
     token_max_age_days: int = 365
+    #: HTTP basic-auth password for `retain preview` (required, with --allow-remote, to bind beyond loopback)
+    preview_password: str = field(default="", repr=False)
     dkim_selector: str = ""
     dkim_domain: str = ""
     dkim_private_key_path: str = ""
@@ -120,7 +122,7 @@ class Settings:
         return out
 
 
-_SECRETS = {"smtp_password", "secret_key"}
+_SECRETS = {"smtp_password", "secret_key", "preview_password"}
 
 
 def _cast(name: str, raw: Any, target: Any, source: str) -> Any:

@@ -1,4 +1,5 @@
-"""Suppressions (unsubscribes, bounces, complaints), the event log, and the frequency-cap read.
+"""Suppressions (unsubscribes, bounces, complaints), the event log, the frequency-cap read, feedback
+ratings from follow-up emails, and the reads campaign attribution needs.
 
 Suppressions are keyed by the lower-cased address: once an address is suppressed it is never
 mailed again, whichever customer record carries it. The first reason recorded is kept.
@@ -7,15 +8,17 @@ mailed again, whichever customer record carries it. The first reason recorded is
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select
 
-from campaigns.models import Delivery, Event, Suppression
+from campaigns.models import Customer, Delivery, Event, Feedback, Order, Suppression
 from campaigns.store.base import StoreBase, chunked, utcnow
 
 S, E, D = (cast(Table, m.__table__) for m in (Suppression, Event, Delivery))
+FB, C, O = (cast(Table, m.__table__) for m in (Feedback, Customer, Order))
 
 #: reasons a suppression may carry (stable strings; analytics and the web endpoints use them)
 SUPPRESSION_REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual")
@@ -141,3 +144,144 @@ class EngagementStore(StoreBase):
                 )
                 counts.update({int(c): int(n) for c, n in conn.execute(q)})
         return counts
+
+    # ------------------------------------------------------------------ events by campaign (web dashboard)
+
+    def event_counts(self, kind: str) -> dict[str, int]:
+        """Events of ``kind`` per campaign (e.g. ``test_send``: preview test sends, never deliveries)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(E.c.campaign, func.count()).where(E.c.kind == kind).group_by(E.c.campaign)
+            )
+            return {str(campaign or ""): int(n) for campaign, n in rows}
+
+    # ------------------------------------------------------------------ feedback (follow-up star links)
+
+    def record_feedback(
+        self, *, order_id: int, customer_id: int, campaign: str, rating: int, comment: str | None = None
+    ) -> bool:
+        """Store ``rating`` (1-5) for (order, campaign); True when it was the first rating for it.
+
+        A replayed or changed star click overwrites the rating of the same row; a ``comment`` of None
+        keeps the comment already given. Raises ValueError for a rating outside 1..5.
+        """
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+            raise ValueError(f"a rating must be an integer from 1 to 5, got {rating!r}")
+        now = utcnow()
+        with self.transaction() as conn:
+            existing = conn.execute(
+                select(FB.c.id).where(FB.c.order_id == order_id, FB.c.campaign == campaign)
+            ).first()
+            if existing is None:
+                stmt = (
+                    self.insert(FB)
+                    .values(
+                        order_id=order_id,
+                        customer_id=customer_id,
+                        campaign=campaign,
+                        rating=rating,
+                        comment=comment,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=[FB.c.order_id, FB.c.campaign])
+                )
+                if conn.execute(stmt.returning(FB.c.id)).first() is not None:
+                    return True
+            changes: dict[str, Any] = {"rating": rating, "updated_at": now}
+            if comment is not None:
+                changes["comment"] = comment
+            conn.execute(
+                FB.update().where(FB.c.order_id == order_id, FB.c.campaign == campaign).values(**changes)
+            )
+            return False
+
+    def feedback_for(self, order_id: int, campaign: str) -> FeedbackRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(FB).where(FB.c.order_id == order_id, FB.c.campaign == campaign)).first()
+        return _feedback_record(row) if row is not None else None
+
+    def low_feedback(self, below: int, *, limit: int = 500) -> list[FeedbackRecord]:
+        """Ratings strictly below ``below``, newest first, with the customer's email and order number."""
+        q = (
+            select(FB, C.c.email, O.c.external_id.label("order_number"))
+            .select_from(FB.join(C, C.c.id == FB.c.customer_id).join(O, O.c.id == FB.c.order_id))
+            .where(FB.c.rating < below)
+            .order_by(FB.c.updated_at.desc(), FB.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_feedback_record(r) for r in conn.execute(q)]
+
+    # ------------------------------------------------------------------ attribution reads (analytics)
+
+    def campaign_touches(self, statuses: Sequence[str] = ("sent", "holdout")) -> list[Touch]:
+        """(campaign, customer, status, when) of deliveries in ``statuses``; "when" is sent_at, or
+        created_at for rows never sent (holdout). Oldest first."""
+        when = func.coalesce(D.c.sent_at, D.c.created_at)
+        q = (
+            select(D.c.campaign, D.c.customer_id, D.c.status, when.label("at"))
+            .where(D.c.status.in_(list(statuses)))
+            .order_by(when, D.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [Touch(str(c), int(cid), str(s), at) for c, cid, s, at in conn.execute(q)]
+
+    def orders_since(self, since: datetime) -> list[tuple[int, int, datetime, float]]:
+        """(order id, customer id, ordered_at, total) of purchases at or after ``since``, oldest first."""
+        q = (
+            select(O.c.id, O.c.customer_id, O.c.ordered_at, O.c.total)
+            .where(O.c.ordered_at >= since)
+            .order_by(O.c.ordered_at, O.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [(int(a), int(b), c, float(d)) for a, b, c, d in conn.execute(q)]
+
+    def delivery_counts_by_campaign(self) -> dict[str, dict[tuple[str, str | None], int]]:
+        """Per campaign: rows per (status, reason) over every run (the dashboard's sent / skipped)."""
+        q = select(D.c.campaign, D.c.status, D.c.reason, func.count()).group_by(
+            D.c.campaign, D.c.status, D.c.reason
+        )
+        out: dict[str, dict[tuple[str, str | None], int]] = {}
+        with self.engine.connect() as conn:
+            for campaign, status, reason, n in conn.execute(q):
+                out.setdefault(str(campaign), {})[(str(status), reason)] = int(n)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRecord:
+    order_id: int
+    customer_id: int
+    campaign: str
+    rating: int
+    comment: str | None
+    created_at: datetime
+    updated_at: datetime
+    email: str | None = None
+    order_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """One campaign contact (or deliberate non-contact, for the holdout) of one customer."""
+
+    campaign: str
+    customer_id: int
+    status: str  # sent | holdout
+    at: datetime
+
+
+def _feedback_record(row: Any) -> FeedbackRecord:
+    m = row._mapping
+    return FeedbackRecord(
+        order_id=int(m["order_id"]),
+        customer_id=int(m["customer_id"]),
+        campaign=str(m["campaign"]),
+        rating=int(m["rating"]),
+        comment=m["comment"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        email=m.get("email"),
+        order_number=m.get("order_number"),
+    )
