@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
+import click
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -65,7 +66,7 @@ def schedule_sync(
             style = _STYLE.get(line[:1])
             out.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))
     if report.problems:
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)
 
 
 @schedule_app.command("list")

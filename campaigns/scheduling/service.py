@@ -74,10 +74,17 @@ class _TrackingExecutor(FireTimesExecutor):
             return self._idle.wait_for(lambda: self._busy <= 0, timeout)
 
 
+class _StoreJobStore(SQLAlchemyJobStore):
+    """APScheduler's SQLAlchemy job store on the store's engine, which the store (not the job store) disposes."""
+
+    def shutdown(self) -> None:
+        pass
+
+
 def build_scheduler(context: SchedulerContext, *, max_workers: int = MAX_WORKERS) -> BackgroundScheduler:
     """A (not started) scheduler whose job store lives in the store's database."""
     scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=context.store.engine, tablename=JOBS_TABLE)},
+        jobstores={"default": _StoreJobStore(engine=context.store.engine, tablename=JOBS_TABLE)},
         executors={"default": _TrackingExecutor(max_workers)},
         # coalescing and lateness are Retain's policy (campaigns/scheduling/policy.py): APScheduler
         # hands every due fire time over; max_instances=1 drops a fire while the previous one runs

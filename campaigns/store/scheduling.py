@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Connection, delete, func, or_, select, text
+from sqlalchemy import Connection, Table, delete, func, or_, select, text
 
 from campaigns.models import Customer, Run, SchedulerLock
 from campaigns.store.base import StoreBase, utcnow
 
-LOCKS, CUST, RUNS = SchedulerLock.__table__, Customer.__table__, Run.__table__
+LOCKS, CUST, RUNS = (cast(Table, m.__table__) for m in (SchedulerLock, Customer, Run))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +90,14 @@ class SchedulingStore(StoreBase):
         """
         now = now or utcnow()
         with self.transaction() as conn:
-            stmt = self.insert(LOCKS).on_conflict_do_nothing(index_elements=[LOCKS.c.name])
-            inserted = conn.execute(
-                stmt, {"name": name, "owner": owner, "acquired_at": now, "heartbeat_at": now}
-            ).rowcount
-            if inserted:
+            stmt = (
+                self.insert(LOCKS)
+                .values(name=name, owner=owner, acquired_at=now, heartbeat_at=now)
+                .on_conflict_do_nothing(index_elements=[LOCKS.c.name])
+                .returning(LOCKS.c.name)
+            )
+            # rowcount is unreliable for INSERT .. ON CONFLICT on PostgreSQL: ask for the row instead
+            if conn.execute(stmt).first() is not None:
                 return None
             took = conn.execute(
                 LOCKS.update()
