@@ -76,7 +76,9 @@ def _shop_with_deliveries(store: Any) -> None:
         batch.customers[f"c{i}"] = CustomerIn(f"c{i}", f"c{i}@example.test")
     # customers 1, 2 (mailed) and 5 (holdout) order 2 days after the send; 3 orders 20 days after
     for key, days in (("c1", 2), ("c2", 2), ("c3", 20), ("c5", 2)):
-        batch.orders[f"o-{key}"] = OrderIn(f"o-{key}", key, T0 + timedelta(days=days), "GBP", [("P", 2, 10.0)])
+        batch.orders[f"o-{key}"] = OrderIn(
+            f"o-{key}", key, T0 + timedelta(days=days), "GBP", [("P", 2, 10.0)]
+        )
     store.write_import(batch)
     ids = {c.external_id: c.id for group in store.iter_customers() for c in group}
     run = store.start_run("weekly", "k1", owner=None)
@@ -141,5 +143,9 @@ def test_cohort_heatmap_has_a_cell_per_month_after_the_first() -> None:
 
 
 def test_uplift_plot_marks_each_campaign_with_an_interval() -> None:
-    svg = str(charts.uplift_plot([("weekly", uplift_interval(1000, 300, 1000, 100)), ("none", uplift_interval(5, 1, 0, 0))]))
+    svg = str(
+        charts.uplift_plot(
+            [("weekly", uplift_interval(1000, 300, 1000, 100)), ("none", uplift_interval(5, 1, 0, 0))]
+        )
+    )
     assert svg.count("data-point") == 1 and "weekly" in svg and "none" not in svg
