@@ -59,10 +59,14 @@ class TemplateWatcher:
         seen = self.version
         yield f"retry: 1000\ndata: hello {seen}\n\n"
         while not self._stop.is_set():
+
+            def moved(seen: int = seen) -> bool:
+                return self.version != seen or self._stop.is_set()
+
             async with self._changed:
                 try:
                     await asyncio.wait_for(
-                        self._changed.wait_for(lambda seen=seen: self.version != seen or self._stop.is_set()),
+                        self._changed.wait_for(moved),
                         timeout=HEARTBEAT_SECONDS,
                     )
                 except TimeoutError:
