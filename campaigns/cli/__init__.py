@@ -8,6 +8,7 @@ import click
 import typer
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
+from typer._click.exceptions import ClickException as TyperClickException
 
 # command modules register themselves on `app` when imported
 from campaigns.cli import audience as _audience  # noqa: E402,F401
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     set_thread_env()
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="retain", standalone_mode=False)
+        # typer (which vendors its own click) returns the code of `typer.Exit(n)` instead of raising
+        status = command.main(args=argv, prog_name="retain", standalone_mode=False)
     except RetainError as exc:
         err.print("[red]error:[/red] " + escape(str(exc)))
         return 1
@@ -39,16 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
+    except (click.ClickException, TyperClickException) as exc:
         exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+        return int(exc.exit_code)
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")
         return 130
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 def run() -> None:
