@@ -40,6 +40,7 @@ class Settings:
     database_url: str = ""  # default: sqlite:///<var_dir>/retain.db
     var_dir: str = "var"
     templates_dir: str = "templates"
+    segments_file: str = "segments.yaml"
     model_path: str = ""  # default: <var_dir>/model/retain-model (.npz + .json)
     # the shop (used in every email's footer and links)
     shop_name: str = "Retain Demo Shop"

@@ -39,7 +39,7 @@ from campaigns.definition import CampaignDefinition
 from campaigns.eligibility import judge_batch
 from campaigns.errors import RenderError, SenderPausedError
 from campaigns.personalize import Member, Personalizer, Prepared, Skip
-from campaigns.segments import DEFAULT_SEGMENTS_FILE, iter_segment, load_segments, resolve_segment
+from campaigns.segments import iter_segment, load_segments, resolve_segment
 from campaigns.senders import resolve_sender
 from campaigns.senders.base import OutgoingMessage, SendResult
 from campaigns.store.ledger import DeliveryState
@@ -127,7 +127,7 @@ def iter_members(
     if definition.kind == "post_purchase":
         yield from iter_due_orders(store, settings, definition, now=now)
         return
-    segments = load_segments(segments_file or DEFAULT_SEGMENTS_FILE)
+    segments = load_segments(segments_file or Path(settings.segments_file))
     segment = resolve_segment(definition.segment_rules or definition.segment, segments)
     for batch in iter_segment(store, segment, now=now, batch_size=batch_size):
         yield [Member(c) for c in batch]

@@ -185,6 +185,12 @@ def lint_campaign(definition_path: Path, s: Settings) -> list[str]:
     except RetainError as exc:
         return [str(exc)]
     problems = []
+    try:
+        from campaigns.segments import load_segments, resolve_segment
+
+        resolve_segment(definition.segment_rules or definition.segment, load_segments(Path(s.segments_file)))
+    except RetainError as exc:
+        problems.append(f"{definition_path}: segment: {exc}")
     if "[[slot" in rendered.html or "[[slot" in rendered.text:
         problems.append(f"{definition_path}: a value marker leaked into the output (please report this)")
     if rendered.html != full.html or rendered.text != full.text:

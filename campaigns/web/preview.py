@@ -27,7 +27,6 @@ from campaigns.kinds.fixture import load_fixture
 from campaigns.personalize import RECOMMENDING_KINDS, Member, Personalizer, Prepared
 from campaigns.render import RenderedEmail
 from campaigns.segments import (
-    DEFAULT_SEGMENTS_FILE,
     count_segment,
     load_segments,
     resolve_segment,
@@ -101,7 +100,7 @@ class PreviewService:
         self.store = store
         self.settings = settings
         self.templates_dir = Path(settings.templates_dir)
-        self.segments_file = Path(segments_file or DEFAULT_SEGMENTS_FILE)
+        self.segments_file = Path(segments_file or settings.segments_file)
         self._recommender = recommender
         self._recommender_error: str | None = None
         self._recommender_tried = recommender is not None
