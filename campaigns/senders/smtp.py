@@ -26,6 +26,7 @@ message twice; the sink in :mod:`campaigns.senders.sink` never drops after accep
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import random
 import ssl
@@ -105,6 +106,7 @@ class TokenBucket:
 class _Job:
     message: OutgoingMessage
     attempts: int = 0
+    finished: bool = False
     last_code: int | None = None
     last_detail: str = ""
 
@@ -119,16 +121,22 @@ class _Batch:
     """State of one ``send_batch`` call, owned by the loop thread."""
 
     def __init__(self, messages: Sequence[OutgoingMessage], emit: Any) -> None:
-        self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        # retries (priority 0) go before new messages (1), so a failing server sees few new messages
+        self.queue: asyncio.PriorityQueue[tuple[int, int, _Job | None]] = asyncio.PriorityQueue()
+        self.seq = itertools.count()
         for message in messages:
-            self.queue.put_nowait(_Job(message))
+            self.put(1, _Job(message))
         self.outstanding = len(messages)
         self.emit = emit
         self.done = asyncio.Event()
         self.paused: str = ""  # the reason, once paused
         self.timers: dict[int, tuple[asyncio.TimerHandle, _Job]] = {}
 
+    def put(self, priority: int, job: _Job | None) -> None:
+        self.queue.put_nowait((priority, next(self.seq), job))
+
     def finish(self, job: _Job, result: SendResult | None) -> None:
+        job.finished = True
         if result is not None:
             self.emit(result)
         self.outstanding -= 1
@@ -216,7 +224,7 @@ class SmtpSender(SenderBase):
             await batch.done.wait()
         finally:
             for _ in workers:
-                batch.queue.put_nowait(None)
+                batch.put(2, None)
             await asyncio.gather(*workers, return_exceptions=True)
             self._current = None
         if batch.paused:
@@ -236,7 +244,7 @@ class SmtpSender(SenderBase):
         batch.paused = reason
         self._consecutive_failures = 0  # a later batch starts with a clean count
         while not batch.queue.empty():
-            job = batch.queue.get_nowait()
+            job = batch.queue.get_nowait()[2]
             if job is not None:
                 batch.finish(
                     job,
@@ -249,20 +257,35 @@ class SmtpSender(SenderBase):
 
     async def _worker(self, batch: _Batch) -> None:
         conn: _Connection | None = None
+        failed_in_a_row = 0
+        job: _Job | None = None
         try:
-            while (job := await batch.queue.get()) is not None:
+            while (job := (await batch.queue.get())[2]) is not None:
                 if batch.paused:
                     batch.finish(job, self._failed(job, "paused before retrying") if job.attempts else None)
                     continue
                 if self._bucket is not None:
                     await self._bucket.acquire()
-                conn = await self._attempt(batch, job, conn)
+                conn, ok = await self._attempt(batch, job, conn)
+                failed_in_a_row = 0 if ok else failed_in_a_row + 1
+                if failed_in_a_row and not batch.paused:
+                    # this worker backs off too, so a server failing everything is not fed the whole list
+                    await asyncio.sleep(self._backoff_delay(failed_in_a_row))
+        except Exception as exc:  # a bug here must pause the batch, never hang it
+            if job is not None and not job.finished:
+                batch.finish(job, None)
+            self._pause(batch, f"internal error in the SMTP sender ({type(exc).__name__}: {exc})")
+            conn = None
         finally:
             if conn is not None:
                 self._release(conn)
 
-    async def _attempt(self, batch: _Batch, job: _Job, conn: _Connection | None) -> _Connection | None:
-        """One delivery attempt of ``job``; returns the connection to keep using (None if it is gone)."""
+    async def _attempt(
+        self, batch: _Batch, job: _Job, conn: _Connection | None
+    ) -> tuple[_Connection | None, bool]:
+        """One delivery attempt of ``job``: (the connection to keep using or None, whether it went well).
+
+        "Went well" includes a permanent 5xx on RCPT/DATA: the server is fine, the recipient is not."""
         job.attempts += 1
         try:
             conn = await self._checkout(conn)
@@ -273,20 +296,28 @@ class SmtpSender(SenderBase):
                 f"the SMTP server refused the login for user {self.options.username!r}: "
                 f"{exc.code} {exc.message}",
             )
-            return None
+            return None, False
         except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             self._retry_or_fail(
                 batch, job, None, f"cannot connect to {self.options.host}:{self.options.port}: {exc}"
             )
-            return None
+            return None, False
         client = conn.client
         stage = "MAIL FROM"
         try:
-            await client.mail(job.message.mail_from)
+            mail_from, rcpt_to = (
+                _envelope_address(job.message.mail_from),
+                _envelope_address(job.message.rcpt_to),
+            )
+            response = await client.execute_command(b"MAIL", b"FROM:" + mail_from)
+            if response.code != 250:
+                raise aiosmtplib.SMTPSenderRefused(response.code, response.message, job.message.mail_from)
             stage = "RCPT TO"
-            await client.rcpt(job.message.rcpt_to)
+            response = await client.execute_command(b"RCPT", b"TO:" + rcpt_to)
+            if response.code not in (250, 251):
+                raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, job.message.rcpt_to)
             stage = "DATA"
-            await client.data(job.message.data)
+            await _transmit_data(client, job.message.data, self.options.timeout)
         except aiosmtplib.SMTPResponseException as exc:
             code = exc.code
             detail = f"{stage}: {code} {exc.message}".strip()
@@ -304,37 +335,40 @@ class SmtpSender(SenderBase):
                 self._fail(
                     batch, job, SendResult(job.message.key, False, code, detail, permanent, job.attempts)
                 )
-            else:
-                self._retry_or_fail(batch, job, code, detail)
-            return conn
+                return conn, permanent
+            self._retry_or_fail(batch, job, code, detail)
+            return conn, False
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             await self._discard(conn)
             self._retry_or_fail(batch, job, None, f"{stage}: connection lost ({type(exc).__name__}: {exc})")
-            return None
-        except ValueError as exc:  # aiosmtplib refuses addresses it cannot send safely
+            return None, False
+        except ValueError as exc:  # an address that cannot go into an SMTP command
             batch.finish(
                 job, SendResult(job.message.key, False, None, f"invalid address: {exc}", True, job.attempts)
             )
-            return conn
+            return conn, True
         conn.sent += 1
         self._consecutive_failures = 0
         batch.finish(job, SendResult(job.message.key, True, 250, "", False, job.attempts))
-        return conn
+        return conn, True
 
     def _retry_or_fail(self, batch: _Batch, job: _Job, code: int | None, detail: str) -> None:
         job.last_code, job.last_detail = code, detail
         if job.attempts >= self.options.max_attempts or batch.paused:
             self._fail(batch, job, self._failed(job, "paused" if batch.paused else "gave up"))
             return
-        o = self.options
-        delay = min(o.backoff_max, o.backoff * 2 ** (job.attempts - 1)) * random.uniform(0.5, 1.0)
         loop = asyncio.get_running_loop()
-        handle = loop.call_later(delay, self._requeue, batch, job)
+        handle = loop.call_later(self._backoff_delay(job.attempts), self._requeue, batch, job)
         batch.timers[id(job)] = (handle, job)
+
+    def _backoff_delay(self, failures: int) -> float:
+        """Exponential backoff with jitter: ``backoff * 2**(failures-1)``, capped, times 50-100 %."""
+        o = self.options
+        return min(o.backoff_max, o.backoff * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
 
     def _requeue(self, batch: _Batch, job: _Job) -> None:
         batch.timers.pop(id(job), None)
-        batch.queue.put_nowait(job)
+        batch.put(0, job)
 
     def _failed(self, job: _Job, why: str) -> SendResult:
         detail = f"{why} after {job.attempts} attempt(s); last: {job.last_detail}" if job.attempts else why
@@ -374,6 +408,11 @@ class SmtpSender(SenderBase):
             local_hostname=o.local_hostname,
         )
         await client.connect()
+        if client.is_ehlo_or_helo_needed:  # connect() skips it when there is no TLS or AUTH to negotiate
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await client.helo()
         self.connections_opened += 1
         return _Connection(client)
 
@@ -396,3 +435,54 @@ class SmtpSender(SenderBase):
     async def _close_all(self) -> None:
         idle, self._idle = self._idle, []
         await asyncio.gather(*(self._discard(c, quit=True) for c in idle), return_exceptions=True)
+
+
+def _envelope_address(address: str) -> bytes:
+    """``<address>`` for MAIL FROM / RCPT TO; ValueError for anything that could break the command.
+
+    Cheaper than aiosmtplib's ``quote_address`` (email.utils.parseaddr), which showed in profiles.
+    """
+    address = address.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    if not address.isascii() or any(c in address for c in "<> \t\r\n\0") or address.count("@") != 1:
+        raise ValueError(f"{address!r} is not a plain ASCII mailbox")
+    return b"<" + address.encode("ascii") + b">"
+
+
+def wire_data(data: bytes) -> bytes:
+    """The DATA payload: CRLF line endings, dot-stuffed (RFC 5321 4.5.2), ending in ``CRLF.CRLF``.
+
+    Same result as aiosmtplib's regex passes, about five times faster on a 10 KB email (bytes.replace).
+    """
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    if data.startswith(b"."):
+        data = b"." + data
+    if b"\n." in data:
+        data = data.replace(b"\r\n.", b"\r\n..")
+    return data + b".\r\n"
+
+
+async def _transmit_data(client: aiosmtplib.SMTP, data: bytes, timeout: float) -> None:
+    """DATA, the payload from :func:`wire_data`, and the final reply; raises SMTPDataError on a non-2xx.
+
+    aiosmtplib's ``data()`` spends ~0.3 ms per 10 KB email in two regex passes (most of the sender's CPU in
+    the benchmark), so the payload is prepared by :func:`wire_data` and written on the protocol directly.
+    That leans on one private flag of aiosmtplib's protocol; without it, fall back to ``client.data``.
+    """
+    protocol = client.protocol
+    if protocol is None or not hasattr(protocol, "_response_pending"):
+        await client.data(data, timeout=timeout)
+        return
+    response = await client.execute_command(b"DATA")
+    if response.code != 354:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
+    protocol._response_pending = True  # tells the protocol the next bytes from the server are our reply
+    protocol.write(wire_data(data))
+    response = await protocol.read_response(timeout=timeout)
+    if response.code != 250:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)

@@ -1,0 +1,230 @@
+"""The SMTP sender against a real aiosmtpd server on loopback (the fault-injecting sink), no mocks."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Iterator
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from campaigns.config import Settings
+from campaigns.errors import SenderPausedError
+from campaigns.senders import OutgoingMessage, SendResult, resolve_sender
+from campaigns.senders.sink import FaultPlan, SinkProcess, SmtpSink, read_log
+from campaigns.senders.smtp import SmtpSender
+
+FAST = "&backoff=0.01&backoff_max=0.05&timeout=5"
+
+
+def message(i: int, rcpt: str | None = None) -> OutgoingMessage:
+    rcpt = rcpt or f"c{i}@example.test"
+    raw = (
+        f"From: Shop <shop@example.test>\nTo: {rcpt}\nSubject: Hello {i}\nMessage-ID: <m{i}@example.test>\n"
+        f"Content-Type: text/plain; charset=utf-8\n\nHi customer {i}\n.a line starting with a dot\n.\nend\n"
+    ).encode()
+    return OutgoingMessage(f"run-1/{i}", "shop@example.test", rcpt, raw, f"<m{i}@example.test>")
+
+
+@pytest.fixture
+def sink_factory() -> Iterator[object]:
+    started: list[SmtpSink] = []
+
+    def make(plan: FaultPlan | None = None, **kwargs: object) -> SmtpSink:
+        sink = SmtpSink(plan or FaultPlan(), **kwargs).start()  # type: ignore[arg-type]
+        started.append(sink)
+        return sink
+
+    yield make
+    for sink in started:
+        sink.stop()
+
+
+def send(
+    sink: SmtpSink, messages: list[OutgoingMessage], options: str = "", **settings: object
+) -> list[SendResult]:
+    results: list[SendResult] = []
+    with resolve_sender(sink.dsn + FAST + options, Settings(**settings)) as sender:  # type: ignore[arg-type]
+        sender.send_batch(messages, results.append)
+    return results
+
+
+def test_messages_arrive_intact_once_each_over_reused_connections(sink_factory) -> None:
+    sink = sink_factory()
+    messages = [message(i) for i in range(40)]
+    results: list[SendResult] = []
+    with resolve_sender(sink.dsn + "&concurrency=4", Settings()) as sender:
+        assert isinstance(sender, SmtpSender)
+        sender.send_batch(messages[:20], results.append)
+        sender.send_batch(messages[20:], results.append)  # the pool survives between batches
+        assert sender.connections_opened <= 4
+    assert sorted(r.key for r in results) == sorted(m.key for m in messages)
+    assert all(r.ok and r.code == 250 and r.attempts == 1 for r in results)
+    assert sink.counts == {m.rcpt_to: 1 for m in messages}
+    by_rcpt = {rcpt: data for _, rcpt, data in sink.stats.messages}
+    for m in messages:
+        got = by_rcpt[m.rcpt_to]
+        assert got == m.data.replace(b"\n", b"\r\n")  # only the line endings changed on the wire
+        parsed = email.message_from_bytes(got, policy=policy.default)
+        assert parsed["Message-ID"] == m.message_id
+        assert ".a line starting with a dot\n.\nend" in parsed.get_content().replace("\r\n", "\n")
+
+
+def test_max_per_connection_opens_new_connections(sink_factory) -> None:
+    sink = sink_factory()
+    with resolve_sender(sink.dsn + "&concurrency=1&max_per_connection=3", Settings()) as sender:
+        assert isinstance(sender, SmtpSender)
+        sender.send_batch([message(i) for i in range(10)], lambda r: None)
+        assert sender.connections_opened == 4
+    assert sum(sink.counts.values()) == 10
+
+
+def test_4xx_is_retried_then_succeeds(sink_factory) -> None:
+    sink = sink_factory(FaultPlan(tempfail_first=2))
+    results = send(sink, [message(i) for i in range(10)])
+    assert all(r.ok for r in results) and {r.attempts for r in results} == {3}
+    assert sink.counts == {f"c{i}@example.test": 1 for i in range(10)}
+    assert sink.stats.faults["tempfail"] == 20
+
+
+def test_4xx_gives_up_after_max_attempts_without_permanent(sink_factory) -> None:
+    sink = sink_factory(FaultPlan(tempfail_first=99))
+    results = send(sink, [message(1)], "&max_attempts=3")
+    assert len(results) == 1
+    r = results[0]
+    assert (r.ok, r.permanent, r.code, r.attempts) == (False, False, 451, 3)
+    assert "gave up after 3 attempt(s)" in r.detail and "451" in r.detail
+    assert sink.counts == {}
+
+
+def test_5xx_on_rcpt_is_a_final_permanent_bounce(sink_factory) -> None:
+    sink = sink_factory(FaultPlan(bounce_substring="bounce"))
+    messages = [message(1), message(2, "bounce-me@example.test"), message(3)]
+    results = {r.key: r for r in send(sink, messages)}
+    bounced = results["run-1/2"]
+    assert (bounced.ok, bounced.permanent, bounced.code, bounced.attempts) == (False, True, 550, 1)
+    assert "RCPT TO" in bounced.detail
+    assert results["run-1/1"].ok and results["run-1/3"].ok
+    assert sink.counts == {"c1@example.test": 1, "c3@example.test": 1}
+    assert sink.stats.faults["bounce"] == 1  # never retried
+
+
+def test_dropped_connection_mid_data_is_retried_on_another_connection(sink_factory) -> None:
+    sink = sink_factory(FaultPlan(drop_first=1))
+    results: list[SendResult] = []
+    with resolve_sender(sink.dsn + FAST + "&concurrency=2", Settings()) as sender:
+        assert isinstance(sender, SmtpSender)
+        sender.send_batch([message(i) for i in range(6)], results.append)
+        assert sender.connections_opened >= 7  # every drop cost a connection
+    assert all(r.ok and r.attempts == 2 for r in results)
+    assert sink.counts == {f"c{i}@example.test": 1 for i in range(6)}
+
+
+def test_random_faults_never_duplicate_or_lose_a_message(sink_factory) -> None:
+    sink = sink_factory(FaultPlan(tempfail_rate=0.1, drop_rate=0.05, bounce_substring="bounce", seed=7))
+    messages = [message(i, f"bounce{i}@example.test" if i % 25 == 0 else None) for i in range(200)]
+    results = send(sink, messages, "&concurrency=16&max_attempts=6", max_consecutive_failures=1000)
+    assert sorted(r.key for r in results) == sorted(m.key for m in messages)  # exactly one result each
+    delivered = {
+        m.rcpt_to
+        for m, r in zip(messages, sorted(results, key=lambda r: int(r.key.split("/")[1])), strict=True)
+        if r.ok
+    }
+    assert sink.counts == {rcpt: 1 for rcpt in delivered}  # ok <=> received exactly once
+    bounced = [r for r in results if r.permanent]
+    assert len(bounced) == 8 and all(r.code == 550 for r in bounced)
+    assert sink.stats.faults["tempfail"] > 0 and sink.stats.faults["drop"] > 0
+
+
+@pytest.mark.parametrize("code", [554, 421])
+def test_a_server_rejecting_everything_pauses_instead_of_burning_the_list(sink_factory, code: int) -> None:
+    sink = sink_factory(FaultPlan(reject_all=code))
+    results: list[SendResult] = []
+    sender = resolve_sender(
+        sink.dsn + FAST + "&concurrency=1&max_attempts=2", Settings(max_consecutive_failures=5)
+    )
+    with sender, pytest.raises(SenderPausedError, match="5 messages in a row failed") as info:
+        sender.send_batch([message(i) for i in range(50)], results.append)
+    assert "run the same command again to resume" in str(info.value)
+    assert 5 <= len(results) < 50  # the rest were never attempted and got no result
+    assert all(not r.ok and not r.permanent and r.code == code for r in results)
+    assert sink.counts == {}
+
+
+def test_after_a_pause_the_same_sender_can_send_again(sink_factory) -> None:
+    sink = sink_factory(FaultPlan(reject_all=554))
+    sender = resolve_sender(sink.dsn + FAST + "&concurrency=1", Settings(max_consecutive_failures=3))
+    with sender:
+        with pytest.raises(SenderPausedError):
+            sender.send_batch([message(i) for i in range(10)], lambda r: None)
+        sink.plan.reject_all = 0  # the operator fixed the server
+        results: list[SendResult] = []
+        sender.send_batch([message(i) for i in range(10)], results.append)
+    assert len(results) == 10 and all(r.ok for r in results)
+
+
+def test_rate_limit_is_respected(sink_factory) -> None:
+    sink = sink_factory()
+    results = send(sink, [message(i) for i in range(30)], "&concurrency=8&rate=40&burst=4")
+    assert all(r.ok for r in results)
+    times = sorted(sink.stats.times)
+    # at most burst + rate * window messages in any window (counting, so a slow machine cannot fail it)
+    for start in times:
+        assert sum(1 for t in times if start <= t < start + 0.25) <= 4 + 40 * 0.25 + 1
+    assert times[-1] - times[0] >= (30 - 4 - 2) / 40
+
+
+def test_auth_login_and_a_refused_login_pauses_without_showing_the_password(sink_factory) -> None:
+    sink = sink_factory(auth=("mailer", "right-pass"))
+    dsn = sink.dsn.replace("smtp://", "smtp://mailer@") + FAST
+    results: list[SendResult] = []
+    with resolve_sender(dsn, Settings(smtp_password="right-pass")) as sender:
+        sender.send_batch([message(1)], results.append)
+    assert results[0].ok and sink.counts == {"c1@example.test": 1}
+    results = []
+    with resolve_sender(dsn, Settings(smtp_password="wrong-pass")) as sender:
+        with pytest.raises(SenderPausedError, match="refused the login for user 'mailer'") as info:
+            sender.send_batch([message(2)], results.append)
+    assert "wrong-pass" not in str(info.value) and results == []
+
+
+def test_an_exception_in_on_result_stops_the_batch_and_propagates(sink_factory) -> None:
+    sink = sink_factory()
+    seen: list[SendResult] = []
+
+    def record(result: SendResult) -> None:
+        seen.append(result)
+        if len(seen) == 3:
+            raise RuntimeError("ledger down")
+
+    with resolve_sender(sink.dsn + "&concurrency=1", Settings()) as sender:
+        with pytest.raises(RuntimeError, match="ledger down"):
+            sender.send_batch([message(i) for i in range(50)], record)
+        assert sum(sink.counts.values()) < 50
+        later: list[SendResult] = []
+        sender.send_batch([message(99)], later.append)
+    assert later[0].ok
+
+
+def test_connection_refused_is_retried_then_reported(tmp_path: Path) -> None:
+    with SmtpSink() as sink:
+        port = sink.port  # a port that was free a moment ago and is closed now
+    results: list[SendResult] = []
+    with resolve_sender(f"smtp://127.0.0.1:{port}?tls=none" + FAST + "&max_attempts=2", Settings()) as sender:
+        sender.send_batch([message(1)], results.append)
+    assert len(results) == 1 and not results[0].ok and not results[0].permanent
+    assert "cannot connect" in results[0].detail and results[0].attempts == 2
+
+
+def test_sink_in_a_separate_process_counts_in_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "sink.log"
+    with SinkProcess(log, FaultPlan(bounce_substring="bounce")) as sink:
+        results: list[SendResult] = []
+        with resolve_sender(sink.dsn + FAST, Settings()) as sender:
+            sender.send_batch(
+                [message(i) for i in range(5)] + [message(9, "bounce@example.test")], results.append
+            )
+    assert sum(r.ok for r in results) == 5
+    assert read_log(log) == {f"c{i}@example.test": 1 for i in range(5)}
+    assert "<m0@example.test>" in log.read_text()
