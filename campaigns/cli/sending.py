@@ -79,13 +79,29 @@ def send_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
-    """Send a campaign to its segment (exactly once per run key), or --dry-run it."""
+    """Send a campaign to its segment (exactly once per run key), or --dry-run it.
+
+    With dispatcher = "celery" the run is split into batches for `retain worker` processes and this
+    command waits for them (dry runs and --out reports always run here).
+    """
     from campaigns.definition import find_campaign
     from campaigns.runner import run_campaign
 
     s = settings(ctx)
     store = open_store(ctx)
     definition = find_campaign(Path(s.templates_dir), campaign)
+    if s.dispatcher == "celery" and not dry_run and out_path is None:
+        # workers load the model and send; this process splits, enqueues and supervises the run
+        from campaigns.dispatch import resolve_dispatcher
+
+        summary = resolve_dispatcher(s).send(store, s, definition, run_key=run_key, sender=sender)
+        if as_json:
+            print_json(summary.to_json())
+        else:
+            print_summary(summary)
+        if summary.status in ("paused", "failed"):
+            raise typer.Exit(3 if summary.status == "paused" else 1)
+        return
     recommender = load_campaign_recommender(definition, s, store)
     if show_progress(as_json):
         with Progress(

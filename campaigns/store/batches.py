@@ -41,10 +41,20 @@ class BatchRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchState:
+    batch_no: int
+    status: str
+    owner: str | None
+    heartbeat_at: datetime | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
 class BatchProgress:
     total: int
     done: int
     running: int
+    done_members: int
     last_activity: datetime | None  # the newest heartbeat or finish of any batch
 
     @property
@@ -151,28 +161,32 @@ class BatchStore(StoreBase):
     def batch_progress(self, run_id: int) -> BatchProgress:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(BATCHES.c.status, func.count(), func.max(BATCHES.c.heartbeat_at))
+                select(
+                    BATCHES.c.status, func.count(), func.max(BATCHES.c.heartbeat_at), func.sum(BATCHES.c.size)
+                )
                 .where(BATCHES.c.run_id == run_id)
                 .group_by(BATCHES.c.status)
             ).all()
-        by = {s: int(n) for s, n, _ in rows}
-        beats = [b for _, _, b in rows if b is not None]
+        by = {s: int(n) for s, n, _, _ in rows}
+        beats = [b for _, _, b, _ in rows if b is not None]
         return BatchProgress(
             total=sum(by.values()),
             done=by.get("done", 0),
             running=by.get("running", 0),
+            done_members=sum(int(m or 0) for s, _, _, m in rows if s == "done"),
             last_activity=max(beats) if beats else None,
         )
 
-    def open_batches(self, run_id: int) -> list[BatchRecord]:
-        """Batches of the run not done yet (queued, or running under some lease), by number."""
+    def open_batches(self, run_id: int) -> list[BatchState]:
+        """Batches of the run not done yet (queued, or running under some lease), by number; no members."""
+        c = BATCHES.c
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(BATCHES)
-                .where(BATCHES.c.run_id == run_id, BATCHES.c.status != "done")
-                .order_by(BATCHES.c.batch_no)
+                select(c.batch_no, c.status, c.owner, c.heartbeat_at, c.attempts)
+                .where(c.run_id == run_id, c.status != "done")
+                .order_by(c.batch_no)
             ).all()
-        return [_record(r) for r in rows]
+        return [BatchState(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
 
     def next_batch_no(self, run_id: int) -> int:
         with self.engine.connect() as conn:

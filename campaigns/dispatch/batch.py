@@ -1,0 +1,303 @@
+"""One batch of a distributed run, on a worker: lease it, render + claim + send it, close the run if last.
+
+Broker-agnostic (the Celery task in :mod:`campaigns.dispatch.celery` is a thin wrapper), so the
+protocol is testable without a broker:
+
+1. the run must still be ``running`` (a paused or failed run stops every other batch);
+2. the batch is leased with a compare-and-swap (:meth:`BatchStore.take_batch`): free, lease older
+   than :data:`BATCH_LEASE_SECONDS`, or held by a holder judged gone — a dead process on this host
+   (SIGKILL, OOM) or this very process (an earlier attempt of this task, e.g. after a dropped database
+   connection). Otherwise the batch is ``busy`` and the caller retries later;
+3. :class:`campaigns.runner.RunProcessor` does the work; the ledger's unique claims and atomic
+   ``claimed -> sending`` step make a batch processed twice send nothing twice, and a row left
+   ``sending`` by a killed worker is resolved at most once (``in_flight_at_crash``);
+4. the batch is marked done; **the last-batch check**: when no batch of the run is open, one worker
+   wins :meth:`BatchStore.claim_run_close` and closes the run with :func:`campaigns.runner.close_run`.
+
+The pool must run one task per process at a time (``prefork`` or ``solo``): "held by this process"
+means "held by an earlier attempt of mine".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from campaigns.config import Settings
+from campaigns.definition import CampaignDefinition, find_campaign
+from campaigns.errors import NotFoundError, RenderError, SenderPausedError
+from campaigns.personalize import RECOMMENDING_KINDS, Member, Personalizer
+from campaigns.render import CampaignRenderer
+from campaigns.runner import RunProcessor, RunSummary, close_run
+from campaigns.senders import resolve_sender
+from campaigns.store.base import utcnow
+
+log = logging.getLogger(__name__)
+
+#: a batch lease not renewed for this long may be taken over by another worker (another machine's
+#: worker died); on the same host a dead holder is recognised at once by its process id
+BATCH_LEASE_SECONDS = 60
+#: how often a worker renews its batch lease while results come in
+BATCH_HEARTBEAT_SECONDS = 2.0
+
+_identity: tuple[int, str] | None = None
+
+
+def process_identity() -> str:
+    """``host:pid:nonce`` of this process (recomputed after a fork)."""
+    global _identity
+    pid = os.getpid()
+    if _identity is None or _identity[0] != pid:
+        _identity = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}")
+    return _identity[1]
+
+
+def holder_is_gone(owner: str, me: str | None = None) -> bool:
+    """True when the lease holder is this process (an earlier attempt) or a dead process on this host.
+
+    A holder on another host cannot be probed: its lease expires after BATCH_LEASE_SECONDS instead.
+    """
+    me = me or process_identity()
+    if owner == me:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True  # same process, older nonce: an attempt before a fork-less restart of this task
+    return not _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is dead for our purpose
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class WorkerRuntime:
+    """What a worker process keeps between batches: the store, campaign renderers, the model, senders.
+
+    Built lazily in the process that uses it (after a prefork fork), from ``settings``.
+    """
+
+    settings: Settings
+    _store: Any = None
+    _definitions: dict[str, tuple[float, CampaignDefinition, CampaignRenderer]] = field(default_factory=dict)
+    _model: tuple[float, Any] | None = None
+    _senders: dict[str, Any] = field(default_factory=dict)
+
+    def store(self) -> Any:
+        if self._store is None:
+            from campaigns.store import Store
+
+            self._store = Store.open(self.settings.resolved_database_url())
+        return self._store
+
+    def reset_store(self) -> None:
+        """Drop pooled connections (after the database dropped them)."""
+        if self._store is not None:
+            self._store.engine.dispose()
+
+    def campaign(self, name: str) -> tuple[CampaignDefinition, CampaignRenderer]:
+        """The campaign and its compiled renderer, recompiled when the template file changes."""
+        cached = self._definitions.get(name)
+        if cached is not None:
+            mtime = _mtime(cached[1].path)
+            if mtime == cached[0]:
+                return cached[1], cached[2]
+        definition = find_campaign(Path(self.settings.templates_dir), name)
+        renderer = CampaignRenderer(definition, self.settings)
+        self._definitions[name] = (_mtime(definition.path), definition, renderer)
+        return definition, renderer
+
+    def recommender(self, definition: CampaignDefinition) -> Any | None:
+        """The trained model when the campaign's kind uses one (reloaded when the model file changes)."""
+        if definition.kind not in RECOMMENDING_KINDS and definition.kind != "post_purchase":
+            return None
+        from campaigns.training import load_recommender
+
+        path = self.settings.resolved_model_path()
+        mtime = max((_mtime(p) for p in path.parent.glob(path.name + "*")), default=0.0)
+        if self._model is None or self._model[0] != mtime:
+            self._model = (mtime, load_recommender(self.settings, self.store()))
+        return self._model[1]
+
+    def sender(self, spec: str | None) -> Any:
+        """One sender per DSN per process: SMTP connections are reused across batches."""
+        dsn = spec or self.settings.resolved_sender()
+        if dsn not in self._senders:
+            self._senders[dsn] = resolve_sender(dsn, self.settings)
+        return self._senders[dsn]
+
+    def close(self) -> None:
+        for sender in self._senders.values():
+            sender.close()
+        self._senders.clear()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What happened to one delivery of a batch message.
+
+    ``status``: done | already_done | busy (leased by a live worker: retry later) | stopped (the run
+    is paused, failed or finished) | missing (no such run/batch in this database: a stale message) |
+    paused | failed. ``closed`` is the run's summary when this batch closed the run.
+    """
+
+    status: str
+    sent: int = 0
+    in_flight_resolved: int = 0
+    closed: RunSummary | None = None
+
+
+class _LeasedProcessor(RunProcessor):
+    """RunProcessor whose heartbeat renews the batch lease (the run itself has no single owner)."""
+
+    batch_id: int = 0
+
+    def _beat(self) -> None:
+        if time.monotonic() - self._last_beat > BATCH_HEARTBEAT_SECONDS:
+            self.store.batch_heartbeat(self.batch_id, self.owner)
+            self._last_beat = time.monotonic()
+
+
+def run_batch(
+    runtime: WorkerRuntime,
+    *,
+    run_id: int,
+    batch_no: int,
+    campaign: str,
+    run_key: str,
+    now: datetime,
+    sender: str | None = None,
+) -> BatchOutcome:
+    """Process one batch of a Celery run; see the module docstring for the protocol.
+
+    Raises database errors (the caller retries the message; the lease is this process's, so the
+    retry takes it back) and anything unexpected (the batch is released first).
+    """
+    store = runtime.store()
+    try:
+        run = store.get_run(run_key, campaign)
+    except NotFoundError:
+        return BatchOutcome("missing")
+    if run.id != run_id:
+        return BatchOutcome("missing")
+    if run.status != "running":
+        return BatchOutcome("stopped")
+    batch = store.get_batch(run_id, batch_no)
+    if batch is None:
+        return BatchOutcome("missing")
+    if batch.status == "done":
+        return BatchOutcome("already_done", closed=close_if_last(store, run_id, campaign, run_key))
+    me = process_identity()
+    expected = batch.owner if batch.owner and holder_is_gone(batch.owner, me) else None
+    stale = utcnow() - timedelta(seconds=BATCH_LEASE_SECONDS)
+    if not store.take_batch(batch.id, me, expected_owner=expected, stale_before=stale):
+        return BatchOutcome("busy")
+    started = time.perf_counter()
+    summary = RunSummary(campaign, run_key, "running", False)
+    try:
+        definition, renderer = runtime.campaign(campaign)
+        the_sender = runtime.sender(sender)
+        summary.sender = the_sender.name
+        personalizer = Personalizer(
+            store,
+            runtime.settings,
+            definition,
+            runtime.recommender(definition),
+            run_key=run_key,
+            renderer=renderer,
+        )
+        processor = _LeasedProcessor(
+            store, runtime.settings, definition, personalizer,
+            run_id=run_id, owner=me, now=now, sender=the_sender, report=None, summary=summary,
+        )  # fmt: skip
+        processor.batch_id = batch.id
+        processor.process(load_members(store, batch.members))
+    except RenderError as exc:
+        store.release_batch(batch.id, me)
+        store.finish_run(run_id, None, "failed", str(exc))
+        log.error("run %s/%s failed on batch %d: %s", campaign, run_key, batch_no, exc)
+        return BatchOutcome("failed")
+    except SenderPausedError as exc:
+        store.release_batch(batch.id, me)
+        store.finish_run(run_id, None, "paused", f"{exc} — rerun the same `retain send` to resume")
+        log.warning("run %s/%s paused on batch %d: %s", campaign, run_key, batch_no, exc)
+        return BatchOutcome("paused")
+    except BaseException:
+        _release_quietly(store, batch.id, me)
+        raise
+    store.finish_batch(batch.id, me)
+    log.info(
+        "run %s/%s batch %d: %d members in %.1f s",
+        campaign, run_key, batch_no, len(batch.members), time.perf_counter() - started,
+    )  # fmt: skip
+    return BatchOutcome(
+        "done",
+        sent=summary.sent,
+        in_flight_resolved=summary.in_flight_resolved,
+        closed=close_if_last(store, run_id, campaign, run_key),
+    )
+
+
+def _release_quietly(store: Any, batch_id: int, owner: str) -> None:
+    try:
+        store.release_batch(batch_id, owner)
+    except Exception:  # the database may be what failed; the lease is ours and the retry retakes it
+        log.debug("could not release batch %d", batch_id, exc_info=True)
+
+
+def load_members(store: Any, refs: list[tuple[int, int | None]]) -> list[Member]:
+    """The batch's members as of now (a customer deleted since the split is left out)."""
+    customers = store.customers_by_ids([c for c, _ in refs])
+    members: list[Member] = []
+    for customer_id, order_id in refs:
+        customer = customers.get(customer_id)
+        if customer is None:
+            continue
+        if order_id is None:
+            members.append(Member(customer))
+            continue
+        order = store.get_order(order_id)
+        if order is not None:
+            members.append(Member(customer, order))
+    return members
+
+
+def close_if_last(store: Any, run_id: int, campaign: str, run_key: str) -> RunSummary | None:
+    """The last-batch check: close the run when no batch is open; exactly one caller does it."""
+    if store.batch_progress(run_id).open:
+        return None
+    if not store.claim_run_close(run_id):
+        return None
+    summary = RunSummary(campaign, run_key, "running", False)
+    return close_run(store, summary, run_id, "closing", time.perf_counter())

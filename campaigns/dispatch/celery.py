@@ -1,0 +1,332 @@
+"""Celery dispatch: the enqueuer splits a run into batches, workers send them through the same ledger.
+
+Start workers with ``retain worker`` or ``celery -A campaigns.dispatch.celery worker`` (settings from
+the environment / retain.toml, as for every entry point; the broker is ``settings.broker_url``, Redis
+or RabbitMQ). Delivery guarantees:
+
+- tasks are acknowledged late (``acks_late``), rejected back to the queue when the pool process dies
+  (``task_reject_on_worker_lost``), and a worker holds one unacknowledged message (prefetch 1);
+- a message names only ``(run_id, batch_no)``; the members, and a lease on the batch, live in the
+  database (:mod:`campaigns.store.batches`), so redelivery and duplicate messages are harmless;
+- **closing**: the worker that finishes the last open batch closes the run (:func:`close_if_last`);
+  the enqueuer registers a *sentinel* batch (number -1) first and finishes it only after every real
+  batch is registered, so the run cannot close while it is still being split;
+- **supervision**: :meth:`CeleryDispatcher.send` waits (by default) and re-enqueues batches whose
+  holder died, whose lease expired, or — when the run made no progress for ``stall_seconds`` — every
+  open batch (a broker restarted without persistence loses its queue). ``retain send`` again with the
+  same run key does the same for a run whose enqueuer is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import Celery, Task
+from celery.signals import worker_process_shutdown
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import DBAPIError
+
+from campaigns.clock import reference_now
+from campaigns.config import Settings, load_settings
+from campaigns.definition import CampaignDefinition
+from campaigns.dispatch.base import summary_from_ledger
+from campaigns.dispatch.batch import (
+    BATCH_LEASE_SECONDS,
+    WorkerRuntime,
+    close_if_last,
+    holder_is_gone,
+    process_identity,
+    run_batch,
+)
+from campaigns.errors import DatabaseError
+from campaigns.runner import RunSummary, default_run_key, iter_members
+from campaigns.store.base import utcnow
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "retain.send_batch"
+DEFAULT_QUEUE = "retain"
+SENTINEL = -1  # the batch number that keeps a run open while the enqueuer is still splitting it
+BUSY_RETRY_SECONDS = 5
+DB_RETRY_SECONDS = 1
+
+#: Celery settings shared by the worker app and the enqueuer's producer app
+CELERY_CONFIG: dict[str, Any] = {
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+    "task_default_queue": DEFAULT_QUEUE,
+    "task_serializer": "json",
+    "accept_content": ["json"],
+    "task_ignore_result": True,
+    "broker_connection_retry_on_startup": True,
+    "worker_hijack_root_logger": False,
+    "worker_cancel_long_running_tasks_on_connection_loss": False,
+    # Redis redelivers a message unacked this long (a worker that died with it); the batch lease and the
+    # supervisor recover faster, so this only needs to exceed the longest batch
+    "broker_transport_options": {"visibility_timeout": 3600},
+}
+
+# ---------------------------------------------------------------------------- the worker side
+
+app = Celery("retain")
+app.conf.update(CELERY_CONFIG)
+_runtime: WorkerRuntime | None = None
+
+
+def configure_worker(settings: Settings) -> None:
+    """Use these settings in this worker (``retain worker`` calls it; ``celery -A`` loads settings itself)."""
+    global _runtime
+    _runtime = WorkerRuntime(settings)
+    app.conf.broker_url = settings.broker_url
+
+
+@app.on_configure.connect
+def _configure_from_settings(sender: Celery, **_: Any) -> None:
+    if _runtime is None:
+        configure_worker(load_settings())
+    sender.conf.broker_url = runtime().settings.broker_url
+
+
+def runtime() -> WorkerRuntime:
+    global _runtime
+    if _runtime is None:
+        _runtime = WorkerRuntime(load_settings())
+    return _runtime
+
+
+@worker_process_shutdown.connect
+def _close_runtime(**_: Any) -> None:
+    if _runtime is not None:
+        _runtime.close()
+
+
+@app.task(name=TASK_NAME, bind=True, max_retries=None)
+def send_batch(
+    self: Task, run_id: int, batch_no: int, campaign: str, run_key: str, now: str, sender: str | None = None
+) -> str:
+    """Process one batch (see :func:`campaigns.dispatch.batch.run_batch`); returns the outcome status.
+
+    A dropped database connection retries the message after a second; a batch leased by a live worker
+    is retried after BUSY_RETRY_SECONDS (it is then done, or its holder has died).
+    """
+    rt = runtime()
+    try:
+        outcome = run_batch(
+            rt, run_id=run_id, batch_no=batch_no, campaign=campaign, run_key=run_key,
+            now=datetime.fromisoformat(now), sender=sender,
+        )  # fmt: skip
+    except (DBAPIError, DatabaseError) as exc:
+        log.warning("batch %d of run %d: database error, retrying: %s", batch_no, run_id, exc)
+        rt.reset_store()
+        raise self.retry(countdown=DB_RETRY_SECONDS, exc=exc) from None
+    if outcome.status == "busy":
+        raise self.retry(countdown=BUSY_RETRY_SECONDS)
+    if outcome.closed is not None:
+        log.info("run %s/%s closed: %s", campaign, run_key, outcome.closed.status)
+    return outcome.status
+
+
+# ---------------------------------------------------------------------------- the enqueuer side
+
+
+class CeleryDispatcher:
+    """Splits a run into batches, enqueues them, and (``wait=True``) supervises it to the end.
+
+    ``queue``: the broker queue (workers consume it with ``--queues``). ``stall_seconds``: no batch
+    finished or heartbeated for this long while some are open -> re-enqueue the open ones.
+    ``timeout``: stop waiting after this many seconds (the run goes on; its summary says ``running``).
+    """
+
+    name = "celery"
+
+    def __init__(
+        self,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        wait: bool = True,
+        stall_seconds: float = 30.0,
+        poll_seconds: float = 1.0,
+        timeout: float | None = None,
+    ) -> None:
+        self.queue = queue
+        self.wait = wait
+        self.stall_seconds = stall_seconds
+        self.poll_seconds = poll_seconds
+        self.timeout = timeout
+        self._producer: Celery | None = None
+        self._requeued_at: dict[int, float] = {}
+
+    def producer(self, settings: Settings) -> Celery:
+        if self._producer is None or self._producer.conf.broker_url != settings.broker_url:
+            self._producer = Celery("retain-enqueuer", broker=settings.broker_url, set_as_current=False)
+            self._producer.conf.update(CELERY_CONFIG)
+        return self._producer
+
+    def send(
+        self,
+        store: Any,
+        settings: Settings,
+        definition: CampaignDefinition,
+        *,
+        recommender: Any | None = None,
+        run_key: str | None = None,
+        now: datetime | None = None,
+        sender: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> RunSummary:
+        """Start or resume the run on the workers; returns its summary (when ``wait``: the final one).
+
+        ``recommender`` is ignored (workers load the model). ``sender`` overrides the workers' sender
+        for this run: it travels in the broker messages, so give a DSN without a password.
+        """
+        started = time.perf_counter()
+        now = now or reference_now(settings, store)
+        key = run_key or default_run_key(now)
+        run = store.start_run(definition.name, key, owner=None, dispatcher="celery")
+        if run.status in ("completed", "skipped"):
+            summary = summary_from_ledger(store, run, started=started)
+            summary.reason = "this run key already completed; nothing was sent again"
+            return summary
+        if run.status != "running":
+            store.reopen_run(run.id)
+        message = {"run_id": run.id, "campaign": definition.name, "run_key": key, "now": now.isoformat()}
+        if sender:
+            message["sender"] = sender
+        self._plan(store, settings, definition, run.id, now)
+        self._enqueue_open(store, settings, run.id, message, everything=True)
+        close_if_last(store, run.id, definition.name, key)  # an empty audience closes at once
+        if self.wait:
+            self._supervise(store, settings, run.id, message, progress)
+        return summary_from_ledger(store, store.get_run(key, definition.name), started=started)
+
+    # -- splitting
+
+    def _plan(
+        self, store: Any, settings: Settings, definition: CampaignDefinition, run_id: int, now: datetime
+    ) -> None:
+        """Register the run's batches (idempotent); a resumed run whose batches are all done gets its
+        leftovers (temporary failures left claimed, deferred rows now due) as new batches."""
+        sentinel = store.get_batch(run_id, SENTINEL)
+        if sentinel is None or sentinel.status != "done":
+            store.add_batches(run_id, [(SENTINEL, [])])
+            pending: list[tuple[int, list[tuple[int, int | None]]]] = []
+            for no, refs in enumerate(_member_refs(store, settings, definition, now)):
+                pending.append((no, refs))
+                if len(pending) >= 50:
+                    store.add_batches(run_id, pending)
+                    pending = []
+            store.add_batches(run_id, pending)
+            self._finish_sentinel(store, run_id)
+            return
+        if store.batch_progress(run_id).open:
+            return
+        leftovers = store.customers_in_state(run_id, ("claimed",), limit=1_000_000)
+        leftovers += [
+            c for c in store.due_deferred_customers(run_id, now, limit=1_000_000) if c not in leftovers
+        ]
+        size = settings.batch_size
+        first = store.next_batch_no(run_id)
+        store.add_batches(
+            run_id,
+            [
+                (first + i // size, [(c, None) for c in leftovers[i : i + size]])
+                for i in range(0, len(leftovers), size)
+            ],
+        )
+
+    @staticmethod
+    def _finish_sentinel(store: Any, run_id: int) -> None:
+        batch = store.get_batch(run_id, SENTINEL)
+        me = process_identity()
+        stale = utcnow() - timedelta(seconds=BATCH_LEASE_SECONDS)
+        if store.take_batch(batch.id, me, expected_owner=batch.owner, stale_before=stale):
+            store.finish_batch(batch.id, me)
+
+    # -- enqueuing and supervision
+
+    def _enqueue_open(
+        self, store: Any, settings: Settings, run_id: int, message: dict[str, Any], *, everything: bool
+    ) -> int:
+        """Send a message for each open batch that needs one; returns how many were sent.
+
+        ``everything``: every open batch not held by a live worker (start, resume, stall). Otherwise
+        only batches whose holder died or whose lease expired.
+        """
+        producer = self.producer(settings)
+        stale = utcnow() - timedelta(seconds=BATCH_LEASE_SECONDS)
+        sent = 0
+        for b in store.open_batches(run_id):
+            if b.batch_no == SENTINEL:
+                continue
+            held = b.owner is not None
+            gone = held and (
+                holder_is_gone(b.owner) or (b.heartbeat_at is not None and b.heartbeat_at < stale)
+            )
+            if not (gone or (everything and not held)):
+                continue
+            last = self._requeued_at.get(b.batch_no)
+            if not everything and last is not None and time.monotonic() - last < self.stall_seconds:
+                continue
+            producer.send_task(TASK_NAME, kwargs={**message, "batch_no": b.batch_no}, queue=self.queue)
+            self._requeued_at[b.batch_no] = time.monotonic()
+            sent += 1
+        return sent
+
+    def _supervise(
+        self,
+        store: Any,
+        settings: Settings,
+        run_id: int,
+        message: dict[str, Any],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        campaign, key = message["campaign"], message["run_key"]
+        last_seen: tuple[int, datetime | None] | None = None
+        last_change = time.monotonic()
+        reported = 0
+        while deadline is None or time.monotonic() < deadline:
+            run = store.get_run(key, campaign)
+            if run.status != "running":
+                return
+            prog = store.batch_progress(run_id)
+            if prog.open == 0:
+                close_if_last(store, run_id, campaign, key)
+                time.sleep(self.poll_seconds)
+                continue
+            if progress is not None and prog.done_members > reported:
+                progress(prog.done_members - reported)
+                reported = prog.done_members
+            seen = (prog.done, prog.last_activity)
+            if seen != last_seen:
+                last_seen, last_change = seen, time.monotonic()
+            stalled = time.monotonic() - last_change > self.stall_seconds
+            try:
+                n = self._enqueue_open(store, settings, run_id, message, everything=stalled)
+            except BrokerError as exc:
+                log.warning("broker unavailable, will retry: %s", exc)
+                n = 0
+            if n:
+                log.warning(
+                    "re-enqueued %d batch(es) of run %s/%s%s",
+                    n,
+                    campaign,
+                    key,
+                    " (stalled)" if stalled else "",
+                )
+            if stalled:
+                last_change = time.monotonic()
+            time.sleep(self.poll_seconds)
+
+
+def _member_refs(
+    store: Any, settings: Settings, definition: CampaignDefinition, now: datetime
+) -> Iterator[list[tuple[int, int | None]]]:
+    for members in iter_members(store, settings, definition, now=now):
+        if members:
+            yield [(m.customer.id, m.order.id if m.order else None) for m in members]
