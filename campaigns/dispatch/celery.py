@@ -140,6 +140,7 @@ class CeleryDispatcher:
     ``queue``: the broker queue (workers consume it with ``--queues``). ``stall_seconds``: no batch
     finished or heartbeated for this long while some are open -> re-enqueue the open ones.
     ``timeout``: stop waiting after this many seconds (the run goes on; its summary says ``running``).
+    ``requeue=False`` only waits (no re-enqueuing): recovery is then the broker's redelivery alone.
     """
 
     name = "celery"
@@ -152,8 +153,10 @@ class CeleryDispatcher:
         stall_seconds: float = 30.0,
         poll_seconds: float = 1.0,
         timeout: float | None = None,
+        requeue: bool = True,
     ) -> None:
         self.queue = queue
+        self.requeue = requeue
         self.wait = wait
         self.stall_seconds = stall_seconds
         self.poll_seconds = poll_seconds
@@ -306,6 +309,9 @@ class CeleryDispatcher:
             if seen != last_seen:
                 last_seen, last_change = seen, time.monotonic()
             stalled = time.monotonic() - last_change > self.stall_seconds
+            if not self.requeue:
+                time.sleep(self.poll_seconds)
+                continue
             try:
                 n = self._enqueue_open(store, settings, run_id, message, everything=stalled)
             except BrokerError as exc:
