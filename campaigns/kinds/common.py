@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from campaigns.config import Settings
@@ -56,6 +57,16 @@ def _clean(text: str | None) -> str:
     """One line of display text: control characters and line breaks become spaces."""
     if not text:
         return ""
+    return _clean_cached(text) if len(text) <= 200 else _clean_text(text)
+
+
+@lru_cache(maxsize=65_536)
+def _clean_cached(text: str) -> str:
+    # names, categories and reasons repeat across thousands of recipients
+    return _clean_text(text)
+
+
+def _clean_text(text: str) -> str:
     return " ".join("".join(ch if ch >= " " and ch != "\x7f" else " " for ch in text).split())
 
 
@@ -102,6 +113,12 @@ def product_card(
     product: ProductRecord, settings: Settings, campaign: str, reason: str | None = None
 ) -> dict[str, Any]:
     """A product as a template sees it: display strings only; ``image_url`` None means no image."""
+    return {**_card(product, settings, campaign), "reason": _clean(reason)}
+
+
+@lru_cache(maxsize=16_384)
+def _card(product: ProductRecord, settings: Settings, campaign: str) -> dict[str, Any]:
+    # the same product card is shown to many recipients of a campaign; callers copy the dict
     url = product.url or f"{settings.shop_url.rstrip('/')}/products/{product.sku}"
     name = display_name(product.name) or product.sku
     return {
@@ -112,7 +129,6 @@ def product_card(
         "url": add_utm(url, settings, campaign),
         "image_url": product.image_url or None,
         "category": _clean(product.category),
-        "reason": _clean(reason),
     }
 
 
