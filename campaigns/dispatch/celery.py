@@ -121,7 +121,9 @@ def send_batch(
             now=datetime.fromisoformat(now), sender=sender,
         )  # fmt: skip
     except (DBAPIError, DatabaseError) as exc:
-        log.warning("batch %d of run %d: database error, retrying: %s", batch_no, run_id, exc)
+        # the first line of the driver's message: SQLAlchemy's own text carries every bound parameter
+        detail = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+        log.warning("batch %d of run %d: database error, retrying: %s", batch_no, run_id, detail)
         rt.reset_store()
         raise self.retry(countdown=DB_RETRY_SECONDS, exc=exc) from None
     if outcome.status == "busy":
