@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Table, and_, func, or_, select
 
 from campaigns.models import Run, RunBatch
 from campaigns.store.base import StoreBase, chunked, utcnow
 
-BATCHES, RUNS = RunBatch.__table__, Run.__table__
+BATCHES: Table = RunBatch.__table__  # type: ignore[assignment]
+RUNS: Table = Run.__table__  # type: ignore[assignment]
 
 #: a member of a batch: (customer id, order id for post-purchase follow-ups or None)
 MemberRef = tuple[int, int | None]
