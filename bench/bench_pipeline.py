@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import smtplib
 import subprocess
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from campaigns.senders.sink import FaultPlan, SinkProcess  # noqa: E402
 from campaigns.store import Store  # noqa: E402
 from campaigns.training import train_model  # noqa: E402
-from tests.synthetic import make_shop, shop_settings  # noqa: E402
+from tests.synthetic import cli_env, make_shop, shop_settings  # noqa: E402
 
 
 def _serial_baseline(dsn_port: int, n: int) -> float:
@@ -57,13 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         t = time.perf_counter()
         train_model(store, settings)
         train = time.perf_counter() - t
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIN_")}
-        env.update(
-            RETAIN_DATABASE_URL=db_url, RETAIN_VAR_DIR=settings.var_dir, RETAIN_TEMPLATES_DIR=settings.templates_dir,
-            RETAIN_MODEL_PATH=settings.model_path, RETAIN_AS_OF=settings.as_of, RETAIN_QUIET_HOURS="",
-            RETAIN_FREQUENCY_CAP="0", RETAIN_SECRET_KEY=settings.secret_key, RETAIN_BATCH_SIZE="1000",
-            OPENBLAS_NUM_THREADS="1",
-        )  # fmt: skip
+        env = cli_env(settings.with_overrides(database_url=db_url), tmp)
         with SinkProcess(tmp / "sink.log", FaultPlan(delay_ms=args.delay_ms)) as sink:
             t = time.perf_counter()
             out = subprocess.run(

@@ -23,7 +23,6 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from campaigns.config import Settings, postgres_test_url  # noqa: E402
 from campaigns.senders.sink import FaultPlan, SinkProcess  # noqa: E402
 from campaigns.store import Store  # noqa: E402
 from campaigns.training import train_model  # noqa: E402
-from tests.synthetic import make_shop, shop_settings  # noqa: E402
+from tests.synthetic import cli_env, make_shop, shop_settings  # noqa: E402
 
 RETAIN = [sys.executable, "-c", "from campaigns.cli import run; run()"]
 
@@ -75,13 +74,8 @@ class RssWatch:
 
 
 def env_for(settings: Settings, tmp: Path) -> dict[str, str]:
-    config = tmp / "retain.toml"
-    config.write_text("")
-    env = dict(os.environ, RETAIN_CONFIG=str(config), OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    for f in fields(Settings):
-        value = getattr(settings, f.name)
-        env[f"RETAIN_{f.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
+    """The child processes' environment: every setting as RETAIN_*, and an empty retain.toml."""
+    return cli_env(settings, tmp)
 
 
 def send(

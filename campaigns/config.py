@@ -221,10 +221,21 @@ def _validate(s: Settings) -> None:
         parts = s.quiet_hours.split("-")
         ok = len(parts) == 2 and all(p.strip().isdigit() and 0 <= int(p) <= 23 for p in parts)
         if not ok:
-            raise ConfigError(f"setting 'quiet_hours' must look like '21-8' (local hours), got {s.quiet_hours!r}")
+            raise ConfigError(
+                f"setting 'quiet_hours' must look like '21-8' (local hours), got {s.quiet_hours!r}"
+            )
     for name in ("batch_size", "send_concurrency"):
         if getattr(s, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """Every setting as the ``RETAIN_*`` variable :func:`load_settings` reads back (for child processes)."""
+    env: dict[str, str] = {}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        env[ENV_PREFIX + f.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
 
 
 def require_services() -> bool:

@@ -6,12 +6,13 @@ consent, a valid ``@example.com`` address and the London timezone; products come
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from campaigns.config import Settings
+from campaigns.config import Settings, settings_to_env
 from campaigns.store.records import CustomerIn, ImportBatch, OrderIn, ProductIn
 
 AS_OF = datetime(2024, 6, 3, 10, 0)
@@ -34,6 +35,20 @@ def shop_settings(tmp: Path, **overrides: Any) -> Settings:
     )
     base.update(overrides)
     return Settings(**base)
+
+
+def cli_env(settings: Settings, tmp: Path, **extra: str) -> dict[str, str]:
+    """Environment for a child ``retain`` process: these settings as RETAIN_*, an empty retain.toml."""
+    config = tmp / "child-retain.toml"
+    config.write_text("")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RETAIN_") or k == "RETAIN_REQUIRE_SERVICES"
+    }
+    env.update(
+        settings_to_env(settings), RETAIN_CONFIG=str(config), OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT)
+    )
+    env.update(extra)
+    return env
 
 
 def make_shop(

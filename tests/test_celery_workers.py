@@ -12,7 +12,6 @@ queue and PostgreSQL schema (or SQLite file), so leftovers of one trial never re
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from campaigns.store import Store
 from campaigns.training import train_model
 
 from .conftest import need_server
-from .synthetic import make_shop, shop_settings
+from .synthetic import cli_env, make_shop, shop_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RETAIN = [sys.executable, "-c", "from campaigns.cli import run; run()"]
@@ -59,14 +58,8 @@ recommend: {blocks: [buy_again], count: 1}
 
 
 def worker_env(settings: Settings, tmp: Path) -> dict[str, str]:
-    """The worker's environment: every setting as RETAIN_*, and an empty retain.toml."""
-    config = tmp / "worker-retain.toml"
-    config.write_text("")
-    env = dict(os.environ, RETAIN_CONFIG=str(config), OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    for f in fields(Settings):
-        value = getattr(settings, f.name)
-        env[f"RETAIN_{f.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
+    """The child processes' environment: every setting as RETAIN_*, and an empty retain.toml."""
+    return cli_env(settings, tmp)
 
 
 @dataclass

@@ -9,7 +9,6 @@ once — marked ``failed`` / ``in_flight_at_crash``, never re-sent. So at the si
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -26,30 +25,14 @@ from campaigns.senders.sink import FaultPlan, SinkProcess
 from campaigns.store import Store
 from campaigns.training import train_model
 
-from .synthetic import ROOT, make_shop, shop_settings
+from .synthetic import ROOT, cli_env, make_shop, shop_settings
 
 RECIPIENTS = 10_000
 KILLS = 10
 
 
-def _env(settings: Any, db_url: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("RETAIN_") or k == "RETAIN_REQUIRE_SERVICES"
-    }
-    env.update(
-        RETAIN_DATABASE_URL=db_url,
-        RETAIN_VAR_DIR=settings.var_dir,
-        RETAIN_TEMPLATES_DIR=settings.templates_dir,
-        RETAIN_MODEL_PATH=settings.model_path,
-        RETAIN_AS_OF=settings.as_of,
-        RETAIN_QUIET_HOURS="",
-        RETAIN_FREQUENCY_CAP="0",
-        RETAIN_HOLDOUT_SHARE="0.1",
-        RETAIN_SECRET_KEY=settings.secret_key,
-        RETAIN_BATCH_SIZE="500",
-        OPENBLAS_NUM_THREADS="1",
-    )
-    return env
+def _env(settings: Any, tmp: Path) -> dict[str, str]:
+    return cli_env(settings, tmp)
 
 
 def _send(env: dict[str, str], dsn: str) -> subprocess.Popen[str]:
@@ -67,7 +50,7 @@ def test_sigkill_at_random_points_then_resume_sends_each_recipient_once(tmp_path
     store = Store.open(db_url)
     make_shop(store, customers=RECIPIENTS, products=300, seed=11)
     train_model(store, settings)
-    env = _env(settings, db_url)
+    env = _env(settings.with_overrides(database_url=db_url), tmp_path)
     rng = random.Random(2024)
     kills = 0
     with SinkProcess(tmp_path / "sink.log", FaultPlan(delay_ms=2)) as sink:
