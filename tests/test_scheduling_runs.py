@@ -182,7 +182,8 @@ def test_scheduler_runs_missed_jobs_from_its_store(setup: tuple[SchedulerContext
     sched = build_scheduler(ctx)
     sched.start(paused=True)
     try:
-        daily = CronTrigger(hour=10, timezone="UTC")
+        # a daily time far from now, so no regular fire falls inside the hour we pretend to have missed
+        daily = CronTrigger(hour=(real + timedelta(hours=12)).hour, timezone="UTC")
         sched.add_job(
             FUNC_RUN,
             daily,
