@@ -55,7 +55,9 @@ class ImportValidationError(RetainError, ValueError):
         lines = [f"{path}: {self.total} problem(s); nothing was imported."]
         lines += shown
         if self.total > len(shown):
-            lines.append(f"... and {self.total - len(shown)} more (use --skip-invalid to import the valid rows)")
+            lines.append(
+                f"... and {self.total - len(shown)} more (use --skip-invalid to import the valid rows)"
+            )
         super().__init__("\n".join(lines))
 
 
