@@ -17,6 +17,7 @@ import numpy as np
 
 from campaigns.config import Settings
 from campaigns.errors import ModelError, NotFoundError
+from campaigns.kinds.common import display_name
 from campaigns.store.records import ProductRecord, PurchaseColumns
 from recommender import Catalog, RetainRecommender, build_interactions
 from recommender.errors import InteractionError, ModelFileError, RecommenderError
@@ -48,7 +49,8 @@ def catalog_from_products(products: Sequence[ProductRecord]) -> Catalog:
         price=[p.price for p in products],
         category=[p.category for p in products],
         in_stock=[p.in_stock for p in products],
-        name=[p.name for p in products],
+        # reasons ("Because you bought ...") read like the product cards: Title Case for ALL-CAPS names
+        name=[display_name(p.name) or p.sku for p in products],
     )
 
 
