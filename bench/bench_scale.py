@@ -97,6 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="bench_scale")
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/4")
+    parser.add_argument("--skip-local", action="store_true", help="only the Celery run (for the 1M run)")
     args, _ = parser.parse_known_args(sys.argv[1:])
     schema = "bench_" + uuid.uuid4().hex[:8]
     admin = create_engine(postgres_test_url(), isolation_level="AUTOCOMMIT")
@@ -118,7 +119,10 @@ def main() -> None:
         print(f"{args.customers:,} customers in PostgreSQL ({setup:.1f} s to write); sink delay 10 ms; "
               "2 shared cores (other engineers' jobs run too)")  # fmt: skip
         watch = RssWatch()
-        local, local_s = send(settings, tmp, "local", watch, "retain send (local)")
+        if args.skip_local:
+            local, local_s = {"sent": 0, "status": "not run"}, float("nan")
+        else:
+            local, local_s = send(settings, tmp, "local", watch, "retain send (local)")
         celery_settings = settings.with_overrides(dispatcher="celery")
         queue = "bench" + uuid.uuid4().hex[:6]
         env = env_for(celery_settings, tmp)
@@ -159,12 +163,15 @@ def main() -> None:
         print(
             f"2 Celery workers : {n_celery:,} sent in {celery_s:6.1f} s = {rate_c:7.0f} msg/s ({summary.status})"
         )
-        print(f"celery / local throughput ratio: {rate_c / rate_l:.2f}x")
+        if not args.skip_local:
+            print(f"celery / local throughput ratio: {rate_c / rate_l:.2f}x")
         for label, mb in sorted(peaks.items()):
             print(f"  peak RSS {label:<26} {mb:7.0f} MiB")
         print(f"database size (schema, 2 runs): {int(size or 0) / 2**20:.0f} MiB "
               f"({int(size or 0) / args.customers / 1024:.1f} KiB per customer)")  # fmt: skip
         for label, n, rate in (("local", n_local, rate_l), ("2 Celery workers", n_celery, rate_c)):
+            if not n:
+                continue
             minutes = 1_000_000 * (n / args.customers) / rate / 60
             print(
                 f"projected 1M customers ({label}): {minutes:.1f} min of sending (linear; docs/scale-out.md)"
