@@ -47,7 +47,7 @@ def test_every_eligible_customer_gets_exactly_one_message(shop: dict[str, Any]) 
     assert summary.status == "completed"
     assert summary.sent == len(sent) > 0
     assert summary.sent + summary.holdout + sum(summary.skipped.values()) == 60
-    assert 1 <= summary.holdout <= 15  # ~10% of 60, deterministic per campaign + customer
+    assert summary.holdout in range(1, 16)  # ~10% of 60, deterministic per campaign + customer
     assert max(Counter(m.rcpt_to for m in sent).values()) == 1
     # the same key again resumes a completed run: nothing is sent twice
     again = send(shop, run_key="r1")
