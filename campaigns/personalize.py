@@ -180,19 +180,6 @@ class Personalizer:
 
 
 def _top_products(context: dict[str, Any]) -> tuple[str, ...]:
-    """Names of the first products shown, for dry-run reports."""
-    names: list[str] = []
-    for block in context.get("blocks") or []:
-        items = block.get("items") if isinstance(block, dict) else getattr(block, "items", [])
-        for item in items or []:
-            name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
-            if name:
-                names.append(str(name))
-    similar = context.get("similar") or context.get("complementary")
-    if isinstance(similar, dict):
-        similar = similar.get("items")
-    for item in similar or []:
-        name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
-        if name:
-            names.append(str(name))
+    """Names of the first three products shown (every kind lists its cards under ``blocks``), for reports."""
+    names = [card["name"] for block in context.get("blocks") or [] for card in block["products"]]
     return tuple(names[:3])

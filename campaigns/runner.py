@@ -152,11 +152,8 @@ def iter_due_orders(
     for start_i in range(0, len(items), settings.batch_size):
         part = items[start_i : start_i + settings.batch_size]
         customers = store.customers_by_ids([c for c, _ in part])
-        members = []
-        for customer_id, order_id in part:
-            order = store.get_order(order_id)
-            if customer_id in customers and order is not None:
-                members.append(Member(customers[customer_id], order))
+        orders = store.orders_by_ids([o for _, o in part])  # one query per chunk, not one per order
+        members = [Member(customers[c], orders[o]) for c, o in part if c in customers and o in orders]
         yield members
 
 

@@ -72,6 +72,7 @@ def test_dry_run_sends_nothing_and_reports(shop: dict[str, Any], tmp_path: Path)
     rows = report.read_text().splitlines()
     assert rows[0].startswith("customer_id,email,status,reason,subject,top_products")
     assert sum(1 for r in rows if ",would_send," in r) == summary.would_send
+    assert all(not r.endswith(",") for r in rows if ",would_send," in r)  # top products are listed
     assert store_runs(shop) == []
 
 

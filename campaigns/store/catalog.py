@@ -398,6 +398,16 @@ class CatalogStore(StoreBase):
                     out[o.customer_id].append(self._order_record(o, lines.get(o.id, [])))
         return out
 
+    def orders_by_ids(self, order_ids: Sequence[int]) -> dict[int, OrderRecord]:
+        """Orders with their lines, by id (missing ids are absent from the result)."""
+        out: dict[int, OrderRecord] = {}
+        with self.engine.connect() as conn:
+            for part in chunked(list(order_ids), 900):
+                rows = conn.execute(select(O).where(O.c.id.in_(part))).all()
+                lines = self._lines_for(conn, [r.id for r in rows])
+                out.update((r.id, self._order_record(r, lines.get(r.id, []))) for r in rows)
+        return out
+
     def get_order(self, order_id: int) -> OrderRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(O).where(O.c.id == order_id)).first()
