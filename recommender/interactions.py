@@ -103,6 +103,21 @@ def _check_finite(name: str, values: np.ndarray) -> None:
         )
 
 
+def _factorize(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct ids and each id's position among them (``np.unique(ids, return_inverse=True)``).
+
+    Database keys are small non-negative integers: then a presence table is O(n) instead of a sort
+    (measured 0.1 s vs 1.5-2.8 s on 6M lines); other ids take numpy's sort.
+    """
+    if ids.size and ids.min() >= 0 and ids.max() < max(4 * ids.size, 1 << 20):
+        present = np.zeros(int(ids.max()) + 1, dtype=bool)
+        present[ids] = True
+        rank = np.cumsum(present, dtype=np.int64) - 1
+        return np.flatnonzero(present).astype(np.int64), rank[ids]
+    values, inverse = np.unique(ids, return_inverse=True)
+    return values, inverse.ravel()
+
+
 def build_interactions(
     customer_ids: np.ndarray,
     product_ids: np.ndarray,
@@ -135,20 +150,23 @@ def build_interactions(
         cust, prod, order, when = cust[keep], prod[keep], order[keep], when[keep]
     if cust.size == 0:
         raise InteractionError("no purchases to learn from (empty history): import orders first")
-    users, items = IdMap.from_ids(cust), IdMap.from_ids(prod)
-    u, i = users.index(cust), items.index(prod)
+    user_ids, u = _factorize(cust)
+    item_ids, i = _factorize(prod)
+    users, items = IdMap(user_ids), IdMap(item_ids)
     stamp = when.astype(np.int64)
     now = np.datetime64(as_of, "s") if as_of is not None else when.max()
 
-    # one entry per (user, item, order), then per (user, item)
-    order_key = np.lexsort((order, i, u))
-    u, i, order, stamp = u[order_key], i[order_key], order[order_key], stamp[order_key]
-    new_order = np.ones(u.size, dtype=bool)
-    new_order[1:] = (u[1:] != u[:-1]) | (i[1:] != i[:-1]) | (order[1:] != order[:-1])
-    new_pair = np.ones(u.size, dtype=bool)
-    new_pair[1:] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
+    # one entry per (user, item, order), then per (user, item); the pair as one int64 key
+    n_items = len(items)
+    pair_key = u * n_items + i
+    order_key = np.lexsort((order, pair_key))
+    pair_key, order, stamp = pair_key[order_key], order[order_key], stamp[order_key]
+    new_pair = np.ones(pair_key.size, dtype=bool)
+    new_pair[1:] = pair_key[1:] != pair_key[:-1]
+    new_order = new_pair.copy()
+    new_order[1:] |= order[1:] != order[:-1]
     starts = np.flatnonzero(new_pair)
-    pair_u, pair_i = u[starts], i[starts]
+    pair_u, pair_i = np.divmod(pair_key[starts], n_items)
     n_orders = np.add.reduceat(new_order.astype(np.float64), starts)
     last = np.maximum.reduceat(stamp, starts)
     first = np.minimum.reduceat(stamp, starts)

@@ -19,7 +19,7 @@ from recommender.blocks import BUY_AGAIN, DISCOVER, POPULAR, SIMILAR, Block, Rec
 from recommender.catalog import Catalog
 from recommender.errors import ModelFileError, RecommenderError
 from recommender.interactions import IdMap, Interactions
-from recommender.models.base import mask_seen, top_n
+from recommender.models.base import mask_seen_at, masked_top_n, top_n
 from recommender.models.blend import BlendModel
 from recommender.rules import Rules, allowed_items, pick
 from recommender.storage import read_model, write_model
@@ -53,6 +53,9 @@ class RetainRecommender:
         self.discover = discover
         self.catalog = catalog
         self.metadata: dict[str, Any] = dict(metadata or {})
+        self._own: sp.csr_matrix | None = None  # buy-again score of every bought pair
+        self._names: np.ndarray | None = None
+        self._cats: np.ndarray | None = None
 
     # ------------------------------------------------------------------ building
 
@@ -74,6 +77,7 @@ class RetainRecommender:
 
     def with_catalog(self, catalog: Catalog | None) -> RetainRecommender:
         self.catalog = catalog
+        self._names = self._cats = None
         return self
 
     @property
@@ -81,11 +85,6 @@ class RetainRecommender:
         return self.model.full_params()
 
     # ------------------------------------------------------------------ scoring
-
-    def _discover_scores(self, users: np.ndarray) -> np.ndarray:
-        if self.discover == "itemknn":
-            return self.model.itemknn.score(self.data, users)
-        return self.model.discover_score(self.data, users)
 
     def _name(self, product_id: int) -> str:
         name = self.catalog.name_of(product_id) if self.catalog is not None else None
@@ -133,59 +132,94 @@ class RetainRecommender:
         fetch = n if rules.max_per_category is None else n * (rules.max_per_category + 1) * 4
         if name == BUY_AGAIN:
             idx, vals = self._buy_again_top(users, allowed, fetch)
+        elif name == DISCOVER and self.discover != "itemknn":
+            idx, vals = self.model.discover_top(
+                self.data, users, fetch, allowed=allowed, exclude_bought=rules.exclude_bought
+            )
+        elif name == DISCOVER:
+            scores = self.model.itemknn.score(self.data, users)
+            idx, vals = masked_top_n(
+                scores, self.data.counts, users, fetch, allowed=allowed, exclude_bought=rules.exclude_bought
+            )
         else:
-            if name == DISCOVER:
-                scores = self._discover_scores(users)
-            else:
-                scores = np.tile(self.model.popular.item_scores, (users.size, 1))
-            if rules.exclude_bought:
-                mask_seen(scores, self.data.counts, users)
-            scores[:, ~allowed] = -np.inf
-            idx, vals = top_n(scores, fetch)
-        cats = self._categories() if rules.max_per_category is not None else None
-        chosen = [pick(idx[j], vals[j], n, cats, rules.max_per_category) for j in range(users.size)]
-        because = np.full((users.size, n), -1, dtype=np.int64)
-        if name == DISCOVER:
-            pair_u = np.repeat(np.arange(users.size), [len(c) for c in chosen])
-            pair_i = np.array([idx[j, k] for j, c in enumerate(chosen) for k in c], dtype=np.int64)
-            src = self.model.itemknn.because(self.data, users[pair_u], pair_i)
-            cursor = 0
-            for j, c in enumerate(chosen):
-                because[j, : len(c)] = src[cursor : cursor + len(c)]
-                cursor += len(c)
-        pair_u = np.repeat(np.arange(users.size), [len(c) for c in chosen])
-        pair_i = np.array([idx[j, k] for j, c in enumerate(chosen) for k in c], dtype=np.int64)
-        times = np.asarray(self.data.counts[users[pair_u], pair_i]).ravel() if name == BUY_AGAIN else None
-        names = self._item_names()
-        item_ids = self.data.items.values
+            idx, vals = self._popular_top(users, allowed, fetch, rules.exclude_bought)
+        sel = self._select(idx, vals, n, rules)  # positions into idx/vals, -1 pads
+        lens = (sel >= 0).sum(axis=1)
+        rows, slots = np.nonzero(sel >= 0)  # row-major: each row's picks in rank order
+        cols = sel[rows, slots]
+        pick_i = idx[rows, cols]
+        pick_v = vals[rows, cols].astype(np.float64).tolist()
+        pids = self.data.items.values[pick_i].tolist()
+        if name == BUY_AGAIN:
+            times = np.asarray(self.data.counts[users[rows], pick_i]).ravel().tolist() if rows.size else []
+            reasons = [
+                f"You bought this {int(t)} times" if t > 1 else "You bought this before" for t in times
+            ]
+            sources: list[int | None] = list(pids)
+        elif name == DISCOVER:
+            src = self.model.itemknn.because(self.data, users[rows], pick_i)
+            names = self._item_names()
+            src_ids = self.data.items.values[np.maximum(src, 0)].tolist()
+            reasons = [
+                f"Because you bought {names[s]}" if s >= 0 else "Popular right now" for s in src.tolist()
+            ]
+            sources = [sid if s >= 0 else None for s, sid in zip(src.tolist(), src_ids, strict=True)]
+        else:
+            reasons = ["Popular right now"] * len(pids)
+            sources = [None] * len(pids)
+        items = list(map(RecommendedItem, pids, pick_v, reasons, sources))
         blocks = []
         cursor = 0
-        for j, c in enumerate(chosen):
-            items = []
-            for slot, k in enumerate(c):
-                item = int(idx[j, k])
-                pid = int(item_ids[item])
-                score = float(vals[j, k])
-                if times is not None:
-                    t = int(times[cursor + slot])
-                    reason = f"You bought this {t} times" if t > 1 else "You bought this before"
-                    items.append(RecommendedItem(pid, score, reason, pid))
-                elif because[j, slot] >= 0:
-                    src = int(because[j, slot])
-                    items.append(
-                        RecommendedItem(pid, score, f"Because you bought {names[src]}", int(item_ids[src]))
-                    )
-                else:
-                    items.append(RecommendedItem(pid, score, "Popular right now", None))
-            cursor += len(c)
-            blocks.append(self._finish(name, items, allowed, n, rules, users[j]))
+        for j, size in enumerate(lens.tolist()):
+            got = items[cursor : cursor + size]
+            cursor += size
+            blocks.append(
+                Block(name, tuple(got)) if got else self._finish(name, [], allowed, n, rules, users[j])
+            )
         return blocks
+
+    def _select(self, idx: np.ndarray, vals: np.ndarray, n: int, rules: Rules) -> np.ndarray:
+        """Which of each row's ranked candidates to show: the first ``n`` finite ones, or with a
+        per-category cap the ones ``pick`` keeps; (rows, n) positions with -1 padding."""
+        cats = self._categories() if rules.max_per_category is not None else None
+        width = min(n, idx.shape[1])
+        if cats is None:
+            # rows are sorted best first with -inf last: the finite prefix is the pick
+            pos = np.broadcast_to(np.arange(width), (idx.shape[0], width))
+            sel = np.where(np.isfinite(vals[:, :width]), pos, -1)
+        else:
+            sel = np.full((idx.shape[0], n), -1, dtype=np.int64)
+            for j in range(idx.shape[0]):
+                chosen = pick(idx[j], vals[j], n, cats, rules.max_per_category)
+                sel[j, : len(chosen)] = chosen
+        if sel.shape[1] < n:
+            sel = np.hstack([sel, np.full((sel.shape[0], n - sel.shape[1]), -1, dtype=sel.dtype)])
+        return sel
+
+    def _popular_top(
+        self, users: np.ndarray, allowed: np.ndarray, fetch: int, exclude_bought: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Most popular allowed products per user (minus their own when ``exclude_bought``), exact:
+        the global top ``fetch`` + the batch's longest history is enough to fill every row."""
+        bought = self.data.counts[users]
+        longest = int(np.diff(bought.indptr).max(initial=0)) if exclude_bought else 0
+        cand, cand_vals = self.model.popular.top_allowed(allowed, fetch + longest)
+        scores = np.repeat(cand_vals[None, :], users.size, axis=0)
+        if exclude_bought:
+            mask_seen_at(scores, bought, cand)
+        pos, vals = top_n(scores, fetch)
+        return cand[pos], vals
+
+    def _own_scores(self) -> sp.csr_matrix:
+        if self._own is None:
+            self._own = self.data.aligned(self.model.buy_again.pair_scores(self.data))
+        return self._own
 
     def _buy_again_top(
         self, users: np.ndarray, allowed: np.ndarray, fetch: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``fetch`` own products per user, straight from the sparse rows (-inf pads short rows)."""
-        own = self.data.aligned(self.model.buy_again.pair_scores(self.data))[users]
+        own = self._own_scores()[users]
         rows = np.repeat(np.arange(users.size), np.diff(own.indptr))
         keep = allowed[own.indices]
         rows, cols, data = rows[keep], own.indices[keep], own.data[keep]
@@ -219,7 +253,12 @@ class RetainRecommender:
         )
 
     def _item_names(self) -> np.ndarray:
-        """Display name of every model item (catalogue name, else "product <id>")."""
+        """Display name of every model item (catalogue name, else "product <id>"), computed once."""
+        if self._names is None:
+            self._names = self._compute_item_names()
+        return self._names
+
+    def _compute_item_names(self) -> np.ndarray:
         fallback = np.array([f"product {i}" for i in self.data.items.values], dtype=object)
         if self.catalog is None:
             return fallback
@@ -230,18 +269,17 @@ class RetainRecommender:
     def _categories(self) -> np.ndarray | None:
         if self.catalog is None:
             return None
-        pos = self.catalog.positions(self.data.items.values)
-        return np.where(pos >= 0, self.catalog.category[np.maximum(pos, 0)], "")
+        if self._cats is None:
+            pos = self.catalog.positions(self.data.items.values)
+            self._cats = np.where(pos >= 0, self.catalog.category[np.maximum(pos, 0)], "")
+        return self._cats
 
     def _popular_block(self, allowed: np.ndarray, n: int, rules: Rules, reason: str) -> Block:
-        scores = np.where(allowed, self.model.popular.item_scores, -np.inf)[None, :]
         fetch = n if rules.max_per_category is None else n * (rules.max_per_category + 1) * 4
-        idx, vals = top_n(scores, fetch)
-        chosen = pick(idx[0], vals[0], n, self._categories(), rules.max_per_category)
+        idx, vals = self.model.popular.top_allowed(allowed, fetch)
+        chosen = pick(idx, vals, n, self._categories(), rules.max_per_category)
         items = tuple(
-            RecommendedItem(
-                int(self.data.items.values[idx[0, k]]), float(vals[0, k]), "Popular right now", None
-            )
+            RecommendedItem(int(self.data.items.values[idx[k]]), float(vals[k]), "Popular right now", None)
             for k in chosen
         )
         return Block(POPULAR, items, fallback=reason if items else f"{reason}; no product passes the rules")

@@ -230,3 +230,20 @@ def test_bad_input_is_a_clear_error() -> None:
 def test_service_rejects_unknown_blocks(service: RetainRecommender) -> None:
     with pytest.raises(RecommenderError, match="unknown block"):
         service.recommend([100], blocks=("nope",))
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        np.array([5, 3, 3, 9, 0, 5]),  # small database keys: the presence table
+        np.array([10**12, 7, -4, 7, 10**12]),  # large or negative ids: numpy's sort
+        np.array([42]),
+    ],
+)
+def test_factorize_matches_numpy_unique(ids: np.ndarray) -> None:
+    from recommender.interactions import _factorize
+
+    values, index = _factorize(ids.astype(np.int64))
+    want_values, want_index = np.unique(ids, return_inverse=True)
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(index, want_index.ravel())

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recommender.interactions import Interactions
+from recommender.models.base import top_n
 
 
 class PopularModel:
@@ -26,6 +27,14 @@ class PopularModel:
         recent = np.bincount(cols[data.age_days <= window] if window > 0 else cols, minlength=n_items)
         ever = np.bincount(cols, minlength=n_items)
         self.item_scores = (recent + ever / (ever.max() + 1.0)).astype(np.float32)
+
+    def top_allowed(self, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most popular ``allowed`` items and their scores, best first (fewer when fewer are
+        allowed; ties go to the lower index)."""
+        scores = np.where(allowed, self.item_scores, -np.inf)[None, :].astype(np.float32)
+        idx, vals = top_n(scores, k)
+        keep = np.isfinite(vals[0])
+        return idx[0][keep], vals[0][keep]
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
         return np.tile(self.item_scores, (len(users), 1))
