@@ -42,7 +42,11 @@ RETAIN = [sys.executable, "-c", "from campaigns.cli import run; run()"]
 
 
 class RssWatch:
-    """Peak RSS per process (polled every 0.2 s) for a set of Popen objects and their children."""
+    """Peak RSS per process (polled every second) for a set of processes and their children.
+
+    Children are listed once per process and then every 10 s (``Process.children`` reads every
+    process's stat file): the watch must not cost the run it measures a noticeable share of a core.
+    """
 
     def __init__(self) -> None:
         self.peaks: dict[str, float] = {}
@@ -55,17 +59,26 @@ class RssWatch:
         self._procs[label] = pid
 
     def _poll(self) -> None:
+        procs: dict[int, psutil.Process] = {}
+        kids: dict[int, tuple[float, list[psutil.Process]]] = {}
         while not self._stop.is_set():
             for label, pid in list(self._procs.items()):
                 try:
-                    proc = psutil.Process(pid)
-                    rss = proc.memory_info().rss + sum(
-                        c.memory_info().rss for c in proc.children(recursive=True)
-                    )
+                    proc = procs.get(pid) or procs.setdefault(pid, psutil.Process(pid))
+                    listed, children = kids.get(pid, (0.0, []))
+                    if time.monotonic() - listed > 10:
+                        children = proc.children(recursive=True)
+                        kids[pid] = (time.monotonic(), children)
+                    rss = proc.memory_info().rss
+                    for c in children:
+                        try:
+                            rss += c.memory_info().rss
+                        except psutil.Error:
+                            pass
                 except psutil.Error:
                     continue
                 self.peaks[label] = max(self.peaks.get(label, 0.0), rss / 2**20)
-            time.sleep(0.2)
+            self._stop.wait(1.0)
 
     def stop(self) -> dict[str, float]:
         self._stop.set()

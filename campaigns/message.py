@@ -252,6 +252,18 @@ def _base64_lines(data: bytes) -> bytes:
 _QP_ESCAPE_RE = re.compile(rb"[^\t\n\x20-\x3c\x3e-\x7e]+")
 _QP_TRAILING_RE = re.compile(rb"[\t ]$", re.M)
 _QP_CODES = {i: b"=%02X" % i for i in range(256)}
+#: escaped forms of the byte runs met so far (a shop's texts repeat the same few: "£", "—", "=")
+_QP_RUNS: dict[bytes, bytes] = {}
+
+
+def _qp_escape(m: re.Match[bytes]) -> bytes:
+    run = m.group()
+    out = _QP_RUNS.get(run)
+    if out is None:
+        out = b"".join(map(_QP_CODES.__getitem__, run))
+        if len(_QP_RUNS) < 4096:
+            _QP_RUNS[run] = out
+    return out
 
 
 def _quoted_printable(data: bytes) -> bytes:
@@ -260,7 +272,7 @@ def _quoted_printable(data: bytes) -> bytes:
     ``binascii.b2a_qp`` is measured ~10x slower on long mostly-ASCII lines; this escapes with one
     regex pass and only loops over the (rare) lines longer than 76 characters.
     """
-    encoded = _QP_ESCAPE_RE.sub(lambda m: b"".join(map(_QP_CODES.__getitem__, m.group())), data)
+    encoded = _QP_ESCAPE_RE.sub(_qp_escape, data)
     if b" \n" in encoded or b"\t\n" in encoded or encoded.endswith((b" ", b"\t")):
         encoded = _QP_TRAILING_RE.sub(lambda m: _QP_CODES[m.group()[0]], encoded)
     out: list[bytes] = []

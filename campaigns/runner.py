@@ -6,9 +6,10 @@ exactly once per run key:
 - the audience streams in batches (``settings.batch_size``); each batch is judged (consent,
   suppression, frequency cap, quiet hours, address, holdout), recommended and rendered as a whole;
 - every customer gets one ledger row per run (sent, failed, skipped + reason, holdout, deferred);
-- rows are claimed by inserting them (unique per run and customer), moved to ``sending`` by an
-  atomic conditional update just before the sender sees them, and recorded one by one as results
-  arrive; a rerun with the same key resumes and never sends a ``sent`` row again;
+- rows are claimed by inserting them (unique per run and customer); a row to send is inserted per
+  send window directly as ``sending``, just before the sender sees it (a resumed ``claimed`` row is
+  moved there by an atomic conditional update), and each result is recorded as it arrives; a rerun
+  with the same key resumes and never sends a ``sent`` row again;
 - a row found ``sending`` on resume was in flight when a process died: **at most once** — it is
   marked failed (``in_flight_at_crash``) and counted, never re-sent (docs/sending.md);
 - a template error stops the run before anything else is sent; a sender that keeps failing pauses
@@ -250,17 +251,17 @@ class RunProcessor:
         if self.summary.dry_run:
             self._count_dry(new_rows + updates)
             return
-        claimed = self.store.record_deliveries(self.run_id, self.definition.name, new_rows)
+        # rows to send are claimed later, per send window, directly as ``sending`` (see _send)
+        fresh = [(r, outcome[r["customer_id"]]) for r in new_rows if r["status"] == "claimed"]
+        self.store.record_deliveries(
+            self.run_id, self.definition.name, [r for r in new_rows if r["status"] != "claimed"]
+        )
         self.store.update_claims(updates)
         to_send: dict[int, Prepared] = {}
-        for row in new_rows:
-            did = claimed.get(row["customer_id"])
-            if did is not None and row["status"] == "claimed":
-                to_send[did] = outcome[row["customer_id"]]  # type: ignore[assignment]
         for upd in updates:
             if upd["status"] == "claimed":
                 to_send[upd["id"]] = outcome[upd["customer_id"]]  # type: ignore[assignment]
-        self._send(to_send)
+        self._send(to_send, fresh)  # type: ignore[arg-type]
 
     @staticmethod
     def _needs_work(state: DeliveryState | None) -> bool:
@@ -268,39 +269,74 @@ class RunProcessor:
             return True
         return state.status in ("claimed", "deferred")
 
-    def _send(self, to_send: dict[int, Prepared]) -> None:
-        if not to_send:
+    def _send(
+        self, to_send: dict[int, Prepared], fresh: Sequence[tuple[dict[str, Any], Prepared]] = ()
+    ) -> None:
+        """Send ``to_send`` (existing ``claimed`` rows of a resumed run, by delivery id) and ``fresh``
+        (new ledger rows with the prepared message, not inserted yet), one send window at a time.
+
+        Existing rows are moved ``claimed -> sending`` by :meth:`begin_sending`; fresh rows are
+        claimed and moved to ``sending`` by one INSERT per window (status ``sending``): only the rows
+        that INSERT created are this process's to send. Either way a row is ``sending`` only from just
+        before its window is handed to the sender, so a crash leaves at most one window in flight.
+        """
+        if not to_send and not fresh:
             return
         # last look at suppressions: an unsubscribe may have arrived since the batch was judged
         emails = {p.member.customer.email for p in to_send.values() if p.member.customer.email}
+        emails.update(p.member.customer.email for _, p in fresh if p.member.customer.email)
         suppressed = self.store.suppressed_emails(list(emails)) if emails else set()
         window = max(self.settings.send_concurrency * 2, 64)
         ids = list(to_send)
         for start in range(0, len(ids), window):
-            chunk = ids[start : start + window]
-            owned = self.store.begin_sending(chunk)
-            messages: list[OutgoingMessage] = []
-            for did in owned:
-                p = to_send[did]
-                email = p.email
-                assert email is not None
+            self._send_window(self.store.begin_sending(ids[start : start + window]), to_send, suppressed)
+        assert self.sender is not None
+        sender_name = self.sender.name
+        for start in range(0, len(fresh), window):
+            rows: list[dict[str, Any]] = []
+            for row, p in fresh[start : start + window]:
                 if (p.member.customer.email or "").lower() in suppressed:
-                    self.store.record_result(
-                        did, ok=False, reason="suppressed_before_send", sender=self.sender.name
+                    rows.append(
+                        {**row, "status": "failed", "reason": "suppressed_before_send", "sender": sender_name}
                     )
-                    continue
-                messages.append(
-                    OutgoingMessage(str(did), email.mail_from, email.rcpt_to, email.data, email.message_id)
+                else:
+                    rows.append({**row, "status": "sending"})
+            got = self.store.record_deliveries(self.run_id, self.definition.name, rows)
+            owned: list[int] = []
+            for row, (_, p) in zip(rows, fresh[start : start + window], strict=True):
+                did = got.get(row["customer_id"])
+                if did is not None and row["status"] == "sending":
+                    to_send[did] = p
+                    owned.append(did)
+            self._send_window(owned, to_send, set())
+
+    def _send_window(self, owned: list[int], to_send: dict[int, Prepared], suppressed: set[str]) -> None:
+        """Hand the ``sending`` rows ``owned`` by this process to the sender; results are recorded as
+        they arrive. Suppressed addresses are failed instead (``suppressed_before_send``)."""
+        messages: list[OutgoingMessage] = []
+        for did in owned:
+            p = to_send[did]
+            email = p.email
+            assert email is not None
+            if (p.member.customer.email or "").lower() in suppressed:
+                self.store.record_result(
+                    did, ok=False, reason="suppressed_before_send", sender=self.sender.name
                 )
-            recorded: set[int] = set()
-            try:
-                self.sender.send_batch(messages, functools.partial(self._on_result, to_send, recorded))
-                self.flush_results()
-            except SenderPausedError:
-                self.flush_results()
-                released = self.store.release_unsent(d for d in owned if d not in recorded)
-                log.warning("sender paused; %d claimed messages left for the resume", released)
-                raise
+                continue
+            messages.append(
+                OutgoingMessage(str(did), email.mail_from, email.rcpt_to, email.data, email.message_id)
+            )
+        if not messages:
+            return
+        recorded: set[int] = set()
+        try:
+            self.sender.send_batch(messages, functools.partial(self._on_result, to_send, recorded))
+            self.flush_results()
+        except SenderPausedError:
+            self.flush_results()
+            released = self.store.release_unsent(d for d in owned if d not in recorded)
+            log.warning("sender paused; %d claimed messages left for the resume", released)
+            raise
 
     def _on_result(self, to_send: dict[int, Prepared], recorded: set[int], res: SendResult) -> None:
         """Buffer one message's outcome; results are written in small groups (see ``RESULT_FLUSH``)."""

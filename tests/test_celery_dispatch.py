@@ -31,18 +31,30 @@ from .synthetic import AS_OF, make_shop, shop_settings
 CAMPAIGN = "weekly-picks"
 
 
-@pytest.fixture
-def shop(store: Any, tmp_path: Path) -> dict[str, Any]:
-    settings = shop_settings(tmp_path, sender="memory://", batch_size=20)
-    make_shop(store, customers=60)
+def _split_run(store: Any, tmp_path: Path, customers: int, batch_size: int) -> dict[str, Any]:
+    """A trained shop of ``customers``, a Celery run split into batches of ``batch_size`` and a worker
+    runtime on the test's store."""
+    settings = shop_settings(tmp_path, sender="memory://", batch_size=batch_size)
+    make_shop(store, customers=customers)
     train_model(store, settings)
     memory.clear()
     run = store.start_run(CAMPAIGN, "k", owner=None, dispatcher="celery")
-    ids = sorted(store.customers_by_ids(range(1, 61)))
-    store.add_batches(run.id, [(n, [(c, None) for c in ids[n * 20 : (n + 1) * 20]]) for n in range(3)])
+    ids = sorted(store.customers_by_ids(range(1, customers + 1)))
+    store.add_batches(
+        run.id,
+        [
+            (n, [(c, None) for c in ids[i : i + batch_size]])
+            for n, i in enumerate(range(0, len(ids), batch_size))
+        ],
+    )
     rt = WorkerRuntime(settings)
     rt._store = store  # share the test's store (one engine) instead of opening a second one
     return {"store": store, "settings": settings, "run": run, "rt": rt}
+
+
+@pytest.fixture
+def shop(store: Any, tmp_path: Path) -> dict[str, Any]:
+    return _split_run(store, tmp_path, customers=60, batch_size=20)
 
 
 def _batch(shop: dict[str, Any], no: int) -> Any:
@@ -133,3 +145,66 @@ def test_worker_command_refuses_a_thread_pool(tmp_path: Path) -> None:
     from campaigns.cli import main
 
     assert main(["worker", "--pool", "threads"]) == 1
+
+
+class _Crash(BaseException):
+    """Stands for the worker process dying (SIGKILL): nothing after it runs."""
+
+
+class _DyingSender(memory.MemorySender):
+    """Delivers ``deliver`` messages, then the process "dies" in the middle of a send window."""
+
+    def __init__(self, deliver: int) -> None:
+        super().__init__()
+        self.left = deliver
+
+    def send_batch(self, messages: Any, on_result: Any) -> None:
+        for message in messages:
+            if self.left == 0:
+                raise _Crash
+            self.left -= 1
+            self.outbox.append(message)
+            on_result(memory.SendResult(message.key, True, 250))
+
+
+def test_a_crash_leaves_at_most_one_window_in_flight_and_nothing_claimed(store: Any, tmp_path: Path) -> None:
+    """Rows are claimed straight into ``sending`` one send window at a time: a worker dying mid-batch
+    leaves at most that window ``sending`` (resolved at most once), no ``claimed`` rows, and the rest
+    of the batch unclaimed; the retry sends everyone else exactly once."""
+    split = _split_run(store, tmp_path, customers=300, batch_size=300)  # one batch
+    settings, run, rt = split["settings"], split["run"], split["rt"]
+    window = max(settings.send_concurrency * 2, 64)
+    rt._senders["dying://"] = _DyingSender(deliver=window + 10)  # dies 10 messages into the 2nd window
+    with pytest.raises(_Crash):
+        run_batch(rt, run_id=run.id, batch_no=0, campaign=CAMPAIGN, run_key="k", now=AS_OF, sender="dying://")
+    counts = store.run_counts(run.id)
+    assert counts.get("claimed") == 0
+    assert 0 < counts.get("sending") <= window
+    assert counts.get("sent") == window  # the first window's results were written before the second began
+    # the retry (the lease is this process's, as after a restart) resolves the in-flight rows once
+    died = len(memory.outbox())
+    outcome = run_batch(rt, run_id=run.id, batch_no=0, campaign=CAMPAIGN, run_key="k", now=AS_OF)
+    assert outcome.status == "done" and outcome.in_flight_resolved == counts.get("sending")
+    after = store.run_counts(run.id)
+    assert after.failed == {"in_flight_at_crash": counts.get("sending")}
+    assert after.get("sending") == after.get("claimed") == 0
+    assert after.total == 300  # every member has exactly one ledger row
+    sent = memory.outbox()
+    assert len(sent) - died == after.get("sent") - window  # the retry sent only rows it claimed itself
+    assert len(sent) == after.get("sent") + 10  # the 10 delivered in the crashed window: failed, never again
+    assert max(Counter(m.rcpt_to for m in sent).values()) == 1
+
+
+def test_load_members_fetches_the_batch_orders_together(shop: dict[str, Any]) -> None:
+    """A post-purchase batch carries (customer, order) refs; a missing customer or order drops the member."""
+    from campaigns.dispatch.batch import load_members
+
+    store = shop["store"]
+    due = store.orders_between(AS_OF.replace(year=2000), AS_OF)[:3]
+    assert len(due) == 3
+    refs = [(c, o) for o, c, _ in due] + [(due[0][1], 10**9), (10**9, None), (due[1][1], None)]
+    members = load_members(store, refs)
+    assert [(m.customer.id, m.order.id if m.order else None) for m in members] == [
+        (c, o) for o, c, _ in due
+    ] + [(due[1][1], None)]
+    assert all(m.order.lines for m in members if m.order)

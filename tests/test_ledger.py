@@ -90,3 +90,43 @@ def test_deferred_rows_become_due(store: object, people: list[int]) -> None:
     assert store.pending_deferred(run.id) == (1, at)  # type: ignore[attr-defined]
     assert store.due_deferred_customers(run.id, at - timedelta(minutes=1)) == []  # type: ignore[attr-defined]
     assert store.due_deferred_customers(run.id, at) == [people[0]]  # type: ignore[attr-defined]
+
+
+def test_claiming_straight_into_sending_is_once_per_run_and_customer(
+    store: object, people: list[int]
+) -> None:
+    """The runner claims a send window as ``sending`` in one INSERT: only the rows it created are its own."""
+    run = store.start_run("weekly", "k", owner="A")  # type: ignore[attr-defined]
+    rows = [{"customer_id": cid, "status": "sending", "email": "x@example.com"} for cid in people]
+    first = store.record_deliveries(run.id, "weekly", rows[:2])  # type: ignore[attr-defined]
+    second = store.record_deliveries(run.id, "weekly", rows)  # type: ignore[attr-defined]
+    assert sorted(first) == sorted(people[:2]) and list(second) == [people[2]]
+    assert store.begin_sending(list(first.values())) == []  # type: ignore[attr-defined]  # already sending
+    states = store.delivery_states(run.id, people)  # type: ignore[attr-defined]
+    assert {s.status for s in states.values()} == {"sending"} and {s.attempts for s in states.values()} == {1}
+    assert store.resolve_in_flight([second[people[2]]]) == 1  # type: ignore[attr-defined]
+
+
+def test_a_group_of_results_is_recorded_per_message(store: object, people: list[int]) -> None:
+    """record_results writes each message's own outcome (one statement per group on PostgreSQL)."""
+    run = store.start_run("weekly", "k", owner="A")  # type: ignore[attr-defined]
+    rows = [{"customer_id": cid, "status": "sending", "email": "x@example.com"} for cid in people]
+    ids = store.record_deliveries(run.id, "weekly", rows)  # type: ignore[attr-defined]
+    a, b, c = (ids[p] for p in people)
+    store.record_results(  # type: ignore[attr-defined]
+        [
+            {"id": a, "ok": True, "message_id": "<a@x>", "attempts": 1},
+            {"id": b, "ok": False, "reason": "smtp_550: no such user", "attempts": 1},
+            {"id": c, "ok": False, "reason": "smtp_451: later", "attempts": 3, "retryable": True},
+            {"id": a, "ok": False, "reason": "a duplicate result loses", "attempts": 9},
+        ],
+        sender="memory",
+    )
+    counts = store.run_counts(run.id)  # type: ignore[attr-defined]
+    assert counts.by_status == {"sent": 1, "failed": 1, "claimed": 1}
+    assert counts.failed == {"smtp_550: no such user": 1}
+    states = store.delivery_states(run.id, people)  # type: ignore[attr-defined]
+    assert [states[p].attempts for p in people] == [1, 1, 3]
+    # only rows still sending change: a final row is never flipped, a claimed one is not touched
+    store.record_results([{"id": a, "ok": False, "reason": "late"}, {"id": c, "ok": True}], sender="memory")  # type: ignore[attr-defined]
+    assert store.run_counts(run.id).by_status == {"sent": 1, "failed": 1, "claimed": 1}  # type: ignore[attr-defined]

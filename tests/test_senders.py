@@ -247,3 +247,19 @@ def test_console_prints_envelope_and_message() -> None:
 )
 def test_wire_data_normalises_line_endings_and_dot_stuffs(data: bytes, wire: bytes) -> None:
     assert wire_data(data) == wire
+
+
+def test_wire_data_matches_the_plain_bytes_passes_on_random_input() -> None:
+    """The numpy scan in wire_data gives the same payload as the straightforward bytes passes."""
+    import random
+
+    def reference(data: bytes) -> bytes:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+        data = data if data.endswith(b"\r\n") else data + b"\r\n"
+        data = b"." + data if data.startswith(b".") else data
+        return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+    rnd = random.Random(7)
+    for _ in range(20_000):
+        data = bytes(rnd.choice(b"\r\n.a") for _ in range(rnd.randint(0, 10)))
+        assert wire_data(data) == reference(data), data

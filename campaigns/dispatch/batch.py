@@ -279,6 +279,8 @@ def _release_quietly(store: Any, batch_id: int, owner: str) -> None:
 def load_members(store: Any, refs: list[tuple[int, int | None]]) -> list[Member]:
     """The batch's members as of now (a customer deleted since the split is left out)."""
     customers = store.customers_by_ids([c for c, _ in refs])
+    order_ids = [o for _, o in refs if o is not None]
+    orders = store.orders_by_ids(order_ids) if order_ids else {}  # one query per chunk, not per order
     members: list[Member] = []
     for customer_id, order_id in refs:
         customer = customers.get(customer_id)
@@ -287,7 +289,7 @@ def load_members(store: Any, refs: list[tuple[int, int | None]]) -> list[Member]
         if order_id is None:
             members.append(Member(customer))
             continue
-        order = store.get_order(order_id)
+        order = orders.get(order_id)
         if order is not None:
             members.append(Member(customer, order))
     return members

@@ -202,8 +202,8 @@ class CeleryDispatcher:
         message = {"run_id": run.id, "campaign": definition.name, "run_key": key, "now": now.isoformat()}
         if sender:
             message["sender"] = sender
-        self._plan(store, settings, definition, run.id, now)
-        self._enqueue_open(store, settings, run.id, message, everything=True)
+        planned = self._plan(store, settings, definition, run.id, now, message)
+        self._enqueue_open(store, settings, run.id, message, everything=True, skip=planned)
         close_if_last(store, run.id, definition.name, key)  # an empty audience closes at once
         if self.wait:
             self._supervise(store, settings, run.id, message, progress)
@@ -212,10 +212,20 @@ class CeleryDispatcher:
     # -- splitting
 
     def _plan(
-        self, store: Any, settings: Settings, definition: CampaignDefinition, run_id: int, now: datetime
-    ) -> None:
+        self,
+        store: Any,
+        settings: Settings,
+        definition: CampaignDefinition,
+        run_id: int,
+        now: datetime,
+        message: dict[str, Any],
+    ) -> set[int]:
         """Register the run's batches (idempotent); a resumed run whose batches are all done gets its
-        leftovers (temporary failures left claimed, deferred rows now due) as new batches."""
+        leftovers (temporary failures left claimed, deferred rows now due) as new batches.
+
+        Batches are enqueued as they are registered (50 at a time), so workers start while the rest
+        of the audience is still being split; returns the numbers enqueued here."""
+        enqueued: set[int] = set()
         sentinel = store.get_batch(run_id, SENTINEL)
         if sentinel is None or sentinel.status != "done":
             store.add_batches(run_id, [(SENTINEL, [])])
@@ -223,13 +233,13 @@ class CeleryDispatcher:
             for no, refs in enumerate(_member_refs(store, settings, definition, now)):
                 pending.append((no, refs))
                 if len(pending) >= 50:
-                    store.add_batches(run_id, pending)
+                    enqueued.update(self._register(store, settings, run_id, pending, message))
                     pending = []
-            store.add_batches(run_id, pending)
+            enqueued.update(self._register(store, settings, run_id, pending, message))
             self._finish_sentinel(store, run_id)
-            return
+            return enqueued
         if store.batch_progress(run_id).open:
-            return
+            return enqueued
         leftovers = store.customers_in_state(run_id, ("claimed",), limit=1_000_000)
         leftovers += [
             c for c in store.due_deferred_customers(run_id, now, limit=1_000_000) if c not in leftovers
@@ -243,6 +253,29 @@ class CeleryDispatcher:
                 for i in range(0, len(leftovers), size)
             ],
         )
+        return enqueued
+
+    def _register(
+        self,
+        store: Any,
+        settings: Settings,
+        run_id: int,
+        batches: list[tuple[int, list[tuple[int, int | None]]]],
+        message: dict[str, Any],
+    ) -> list[int]:
+        """Register batches and enqueue the ones this call created (a re-split after a crash adds
+        nothing twice; the batches it had registered are enqueued after the split if still open)."""
+        new = store.register_batches(run_id, batches)
+        for no in new:
+            self._enqueue(settings, message, no)
+        return new
+
+    def _enqueue(self, settings: Settings, message: dict[str, Any], batch_no: int) -> None:
+        """One broker message for the batch, remembered for the requeue throttle."""
+        self.producer(settings).send_task(
+            TASK_NAME, kwargs={**message, "batch_no": batch_no}, queue=self.queue
+        )
+        self._requeued_at[batch_no] = time.monotonic()
 
     @staticmethod
     def _finish_sentinel(store: Any, run_id: int) -> None:
@@ -255,18 +288,25 @@ class CeleryDispatcher:
     # -- enqueuing and supervision
 
     def _enqueue_open(
-        self, store: Any, settings: Settings, run_id: int, message: dict[str, Any], *, everything: bool
+        self,
+        store: Any,
+        settings: Settings,
+        run_id: int,
+        message: dict[str, Any],
+        *,
+        everything: bool,
+        skip: set[int] | None = None,
     ) -> int:
         """Send a message for each open batch that needs one; returns how many were sent.
 
-        ``everything``: every open batch not held by a live worker (start, resume, stall). Otherwise
-        only batches whose holder died or whose lease expired.
+        ``everything``: every open batch not held by a live worker (start, resume, stall), except the
+        numbers in ``skip`` (just enqueued by the split). Otherwise only batches whose holder died or
+        whose lease expired: only held batches are read (a handful per poll, whatever the run's size).
         """
-        producer = self.producer(settings)
         stale = utcnow() - timedelta(seconds=BATCH_LEASE_SECONDS)
         sent = 0
-        for b in store.open_batches(run_id):
-            if b.batch_no == SENTINEL:
+        for b in store.open_batches(run_id, held_only=not everything):
+            if b.batch_no == SENTINEL or (skip and b.batch_no in skip):
                 continue
             held = b.owner is not None
             gone = held and (
@@ -277,8 +317,7 @@ class CeleryDispatcher:
             last = self._requeued_at.get(b.batch_no)
             if not everything and last is not None and time.monotonic() - last < self.stall_seconds:
                 continue
-            producer.send_task(TASK_NAME, kwargs={**message, "batch_no": b.batch_no}, queue=self.queue)
-            self._requeued_at[b.batch_no] = time.monotonic()
+            self._enqueue(settings, message, b.batch_no)
             sent += 1
         return sent
 

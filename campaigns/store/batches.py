@@ -82,8 +82,12 @@ class BatchStore(StoreBase):
 
         Returns how many were new (multi-row INSERT ... ON CONFLICT DO NOTHING).
         """
+        return len(self.register_batches(run_id, batches))
+
+    def register_batches(self, run_id: int, batches: Sequence[tuple[int, Sequence[MemberRef]]]) -> list[int]:
+        """:meth:`add_batches`, returning the numbers of the batches this call created."""
         if not batches:
-            return 0
+            return []
         now = utcnow()
         rows = [
             {
@@ -97,12 +101,12 @@ class BatchStore(StoreBase):
             }
             for no, members in batches
         ]
-        n = 0
+        new: list[int] = []
         with self.transaction() as conn:
             for part in chunked(rows, 100):
-                stmt = self.insert(BATCHES).on_conflict_do_nothing().returning(BATCHES.c.id)
-                n += len(conn.execute(stmt, list(part)).all())
-        return n
+                stmt = self.insert(BATCHES).on_conflict_do_nothing().returning(BATCHES.c.batch_no)
+                new.extend(int(x) for x in conn.execute(stmt, list(part)).scalars())
+        return sorted(new)
 
     def get_batch(self, run_id: int, batch_no: int) -> BatchRecord | None:
         with self.engine.connect() as conn:
@@ -178,13 +182,18 @@ class BatchStore(StoreBase):
             last_activity=max(beats) if beats else None,
         )
 
-    def open_batches(self, run_id: int) -> list[BatchState]:
-        """Batches of the run not done yet (queued, or running under some lease), by number; no members."""
+    def open_batches(self, run_id: int, *, held_only: bool = False) -> list[BatchState]:
+        """Batches of the run not done yet (queued, or running under some lease), by number; no members.
+
+        ``held_only``: only the ``running`` ones (under a lease) — a handful, whatever the run's size:
+        what the supervisor checks on every poll.
+        """
         c = BATCHES.c
+        cond = c.status == "running" if held_only else c.status != "done"
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(c.batch_no, c.status, c.owner, c.heartbeat_at, c.attempts)
-                .where(c.run_id == run_id, c.status != "done")
+                .where(c.run_id == run_id, cond)
                 .order_by(c.batch_no)
             ).all()
         return [BatchState(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
