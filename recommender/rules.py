@@ -73,3 +73,40 @@ def pick(
             per[cat] = per.get(cat, 0) + 1
         taken.append(j)
     return taken
+
+
+def pick_rows(
+    candidates: np.ndarray,
+    scores: np.ndarray,
+    n: int,
+    category_codes: np.ndarray,
+    max_per_category: int,
+) -> np.ndarray:
+    """:func:`pick` for every row at once: ``candidates``/``scores`` are (rows, k), each row ranked best
+    first with -inf last; ``category_codes[item]`` is the item's category as an integer, -1 for none
+    (never capped). Returns (rows, n) positions into each row, -1 padded.
+
+    A candidate is kept when its category occurred fewer than ``max_per_category`` times earlier in its
+    row — the same as ``pick``, whose skipped candidates all come after the first ``max_per_category``
+    of their category.
+    """
+    rows, k = candidates.shape
+    out = np.full((rows, n), -1, dtype=np.int64)
+    if rows == 0 or k == 0:
+        return out
+    code = category_codes[candidates].astype(np.int64)
+    width = int(category_codes.max(initial=-1)) + 2
+    # occurrence rank of each (row, category) within its row, in rank order
+    key = (np.arange(rows, dtype=np.int64)[:, None] * width + (code + 1)).ravel()
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, key.size]))
+    seen_before = np.empty(key.size, dtype=np.int64)
+    seen_before[order] = np.arange(key.size) - group_start
+    keep = np.isfinite(scores) & ((code < 0) | (seen_before.reshape(rows, k) < max_per_category))
+    slot = np.cumsum(keep, axis=1) - 1
+    keep &= slot < n
+    r, c = np.nonzero(keep)
+    out[r, slot[r, c]] = c
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +21,8 @@ from recommender.catalog import Catalog
 from recommender.errors import ModelFileError, RecommenderError
 from recommender.interactions import IdMap, Interactions
 from recommender.models.base import mask_seen_at, masked_top_n, top_n
-from recommender.models.blend import BlendModel
-from recommender.rules import Rules, allowed_items, pick
+from recommender.models.blend import DENSE_ITEMS, BlendModel
+from recommender.rules import Rules, allowed_items, pick, pick_rows
 from recommender.storage import read_model, write_model
 
 #: the discover scorers ``fit`` accepts; each is a preset of the blend's weights
@@ -30,7 +31,10 @@ DISCOVER_PRESETS: dict[str, dict[str, float]] = {
     "blend": {},
     "itemknn": {},
 }
-BATCH = 2048
+#: customers scored together (twice as many above DENSE_ITEMS products)
+BATCH = 1024
+#: threads for a multi-batch ``recommend`` over a densely scored catalogue (None: one per core)
+THREADS: int | None = None
 UNKNOWN = "popular: customer unknown to the model (no purchases before it was trained)"
 
 
@@ -56,6 +60,7 @@ class RetainRecommender:
         self._own: sp.csr_matrix | None = None  # buy-again score of every bought pair
         self._names: np.ndarray | None = None
         self._cats: np.ndarray | None = None
+        self._cat_codes: np.ndarray | None = None
 
     # ------------------------------------------------------------------ building
 
@@ -77,7 +82,7 @@ class RetainRecommender:
 
     def with_catalog(self, catalog: Catalog | None) -> RetainRecommender:
         self.catalog = catalog
-        self._names = self._cats = None
+        self._names = self._cats = self._cat_codes = None
         return self
 
     @property
@@ -119,12 +124,39 @@ class RetainRecommender:
         popular = self._popular_block(allowed, n, rules, UNKNOWN)
         out: dict[int, tuple[Block, ...]] = {}
         known = np.flatnonzero(rows >= 0)
-        for start in range(0, known.size, BATCH):
-            pos = known[start : start + BATCH]
-            made = {name: self._block_batch(name, rows[pos], allowed, n, rules) for name in blocks}
+        # small catalogues are scored densely per batch: smaller batches on one thread per core. Larger
+        # ones go through candidates, whose top-k already runs one thread per core (measured: threading
+        # the batches too gained nothing at 200k x 10k), so they keep single-threaded 2x batches
+        dense = self.data.shape[1] <= DENSE_ITEMS
+        size = BATCH if dense else 2 * BATCH
+        chunks = [known[start : start + size] for start in range(0, known.size, size)]
+
+        def batch(pos: np.ndarray) -> dict[str, list[Block]]:
+            return {name: self._block_batch(name, rows[pos], allowed, n, rules) for name in blocks}
+
+        workers = min(THREADS or os.cpu_count() or 1, len(chunks)) if dense else 1
+        if workers > 1:
+            # the batches' heavy parts (sparse products, BLAS, sorts) release the GIL: one thread per
+            # core; caches are filled first so the threads only read them
+            self._warm(blocks, rules)
+            with ThreadPoolExecutor(workers) as pool:
+                made_all = list(pool.map(batch, chunks))
+        else:
+            made_all = [batch(pos) for pos in chunks]
+        for pos, made in zip(chunks, made_all, strict=True):
             for j, p in enumerate(pos):
                 out[int(p)] = tuple(made[name][j] for name in blocks)
         return [Recommendation(int(cid), out.get(k, (popular,))) for k, cid in enumerate(ids)]
+
+    def _warm(self, blocks: Sequence[str], rules: Rules) -> None:
+        """Fill the lazily built caches a batch reads (before batches run on several threads)."""
+        if BUY_AGAIN in blocks:
+            self._own_scores()
+        if DISCOVER in blocks:
+            self._item_names()
+            self.model.itemknn.warm()
+        if rules.max_per_category is not None:
+            self._category_codes()
 
     def _block_batch(
         self, name: str, users: np.ndarray, allowed: np.ndarray, n: int, rules: Rules
@@ -188,10 +220,7 @@ class RetainRecommender:
             pos = np.broadcast_to(np.arange(width), (idx.shape[0], width))
             sel = np.where(np.isfinite(vals[:, :width]), pos, -1)
         else:
-            sel = np.full((idx.shape[0], n), -1, dtype=np.int64)
-            for j in range(idx.shape[0]):
-                chosen = pick(idx[j], vals[j], n, cats, rules.max_per_category)
-                sel[j, : len(chosen)] = chosen
+            sel = pick_rows(idx, vals, n, self._category_codes(), rules.max_per_category)
         if sel.shape[1] < n:
             sel = np.hstack([sel, np.full((sel.shape[0], n - sel.shape[1]), -1, dtype=sel.dtype)])
         return sel
@@ -273,6 +302,17 @@ class RetainRecommender:
             pos = self.catalog.positions(self.data.items.values)
             self._cats = np.where(pos >= 0, self.catalog.category[np.maximum(pos, 0)], "")
         return self._cats
+
+    def _category_codes(self) -> np.ndarray:
+        """Each model item's category as an integer code, -1 for none (for :func:`pick_rows`)."""
+        if self._cat_codes is None:
+            cats = self._categories()
+            if cats is None:
+                self._cat_codes = np.full(self.data.shape[1], -1, dtype=np.int64)
+            else:
+                _, codes = np.unique(cats.astype(str), return_inverse=True)
+                self._cat_codes = np.where(cats.astype(str) != "", codes, -1).astype(np.int64)
+        return self._cat_codes
 
     def _popular_block(self, allowed: np.ndarray, n: int, rules: Rules, reason: str) -> Block:
         fetch = n if rules.max_per_category is None else n * (rules.max_per_category + 1) * 4

@@ -16,6 +16,7 @@ import pytest
 from recommender import RetainRecommender, Rules, build_interactions
 from recommender.models.base import standardize, top_n
 from recommender.models.blend import BlendModel
+from recommender.rules import pick, pick_rows
 
 SMALL = {"als": {"factors": 16, "iterations": 8, "regularization": 1.0}, "knn_weight": 0.3}
 
@@ -181,3 +182,33 @@ def test_thresholded_top_n_equals_argpartition(n: int) -> None:
     np.testing.assert_array_equal(got_idx[finite], want_idx[finite])
     # argpartition (narrow rows) agrees on the scores; which of several tied columns it keeps may differ
     np.testing.assert_array_equal(_top_n_partition(scores, n)[1], want_vals)
+
+
+@pytest.mark.parametrize("cap", [1, 2])
+def test_pick_rows_equals_pick_row_by_row(cap: int) -> None:
+    rng = np.random.default_rng(cap)
+    items, rows, k, n = 60, 300, 24, 5
+    categories = np.array(["", "mugs", "tea", "cards", "bags"], dtype=object)[rng.integers(0, 5, items)]
+    codes = np.array([{"": -1, "mugs": 0, "tea": 1, "cards": 2, "bags": 3}[c] for c in categories])
+    candidates = np.stack([rng.permutation(items)[:k] for _ in range(rows)])
+    scores = -np.sort(rng.random((rows, k)), axis=1).astype(np.float32)  # best first
+    ends = rng.integers(0, k + 1, rows)  # short rows: -inf from here on
+    scores[np.arange(k)[None, :] >= ends[:, None]] = -np.inf
+    got = pick_rows(candidates, scores, n, codes, cap)
+    for j in range(rows):
+        want = pick(candidates[j], scores[j], n, categories, cap)
+        assert got[j].tolist() == want + [-1] * (n - len(want))
+    assert (got >= 0).sum() > rows  # the rows are not trivially empty
+
+
+def test_threaded_batches_equal_one_batch(monkeypatch) -> None:
+    data = zipf_shop(users=900)
+    rec = RetainRecommender.fit(data, model="blend", params=SMALL)
+    ids = data.users.values
+    monkeypatch.setattr("recommender.service.BATCH", 128)  # 8 batches on 2 threads
+    monkeypatch.setattr("recommender.service.THREADS", 2)
+    threaded = rec.recommend(ids, n=4, rules=Rules(max_per_category=1))
+    monkeypatch.setattr("recommender.service.BATCH", ids.size)  # one batch, so no threads
+    serial = rec.recommend(ids, n=4, rules=Rules(max_per_category=1))
+    assert threaded == serial
+    assert sum(len(b.items) for r in serial for b in r.blocks) > ids.size

@@ -55,6 +55,10 @@ class ItemKNNModel:
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         return self.similarity[items].toarray()
 
+    def warm(self) -> None:
+        """Build the lookup keys ``because`` uses (before concurrent calls)."""
+        self._keys()
+
     def _keys(self) -> np.ndarray:
         """``row * n_items + column`` of every stored similarity, ascending (for vectorised lookups)."""
         if self._sim_keys is None:  # reset whenever ``similarity`` is replaced (fit, from_state)
