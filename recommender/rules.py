@@ -50,31 +50,6 @@ def allowed_items(rules: Rules, catalog: Catalog | None, item_ids: np.ndarray) -
     return ok
 
 
-def pick(
-    candidates: np.ndarray,
-    scores: np.ndarray,
-    n: int,
-    categories: np.ndarray | None,
-    max_per_category: int | None,
-) -> list[int]:
-    """Positions (into ``candidates``) of the first ``n`` finite-score candidates honouring the cap."""
-    if max_per_category is None or categories is None:
-        finite = np.flatnonzero(np.isfinite(scores))
-        return [int(x) for x in finite[:n]]
-    taken: list[int] = []
-    per: dict[str, int] = {}
-    for j in range(candidates.size):
-        if len(taken) == n or not np.isfinite(scores[j]):
-            break
-        cat = categories[candidates[j]]
-        if cat:
-            if per.get(cat, 0) >= max_per_category:
-                continue
-            per[cat] = per.get(cat, 0) + 1
-        taken.append(j)
-    return taken
-
-
 def pick_rows(
     candidates: np.ndarray,
     scores: np.ndarray,
@@ -82,13 +57,14 @@ def pick_rows(
     category_codes: np.ndarray,
     max_per_category: int,
 ) -> np.ndarray:
-    """:func:`pick` for every row at once: ``candidates``/``scores`` are (rows, k), each row ranked best
-    first with -inf last; ``category_codes[item]`` is the item's category as an integer, -1 for none
-    (never capped). Returns (rows, n) positions into each row, -1 padded.
+    """Per row, positions of the first ``n`` finite-score candidates honouring the per-category cap.
 
-    A candidate is kept when its category occurred fewer than ``max_per_category`` times earlier in its
-    row — the same as ``pick``, whose skipped candidates all come after the first ``max_per_category``
-    of their category.
+    ``candidates``/``scores`` are (rows, k), each row ranked best first with -inf last;
+    ``category_codes[item]`` is the item's category as an integer, -1 for none (never capped). Returns
+    (rows, n) positions into each row, -1 padded. A candidate is kept when its category occurred fewer
+    than ``max_per_category`` times earlier in its row: walking a row and skipping capped candidates
+    gives the same picks, since every skipped candidate comes after the first ``max_per_category`` of
+    its category (tests/test_recommender_candidates.py checks it against that walk).
     """
     rows, k = candidates.shape
     out = np.full((rows, n), -1, dtype=np.int64)

@@ -22,7 +22,7 @@ from recommender.errors import ModelFileError, RecommenderError
 from recommender.interactions import IdMap, Interactions
 from recommender.models.base import mask_seen_at, masked_top_n, top_n
 from recommender.models.blend import DENSE_ITEMS, BlendModel
-from recommender.rules import Rules, allowed_items, pick, pick_rows
+from recommender.rules import Rules, allowed_items, pick_rows
 from recommender.storage import read_model, write_model
 
 #: the discover scorers ``fit`` accepts; each is a preset of the blend's weights
@@ -59,7 +59,6 @@ class RetainRecommender:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._own: sp.csr_matrix | None = None  # buy-again score of every bought pair
         self._names: np.ndarray | None = None
-        self._cats: np.ndarray | None = None
         self._cat_codes: np.ndarray | None = None
 
     # ------------------------------------------------------------------ building
@@ -82,7 +81,7 @@ class RetainRecommender:
 
     def with_catalog(self, catalog: Catalog | None) -> RetainRecommender:
         self.catalog = catalog
-        self._names = self._cats = self._cat_codes = None
+        self._names = self._cat_codes = None
         return self
 
     @property
@@ -211,19 +210,21 @@ class RetainRecommender:
         return blocks
 
     def _select(self, idx: np.ndarray, vals: np.ndarray, n: int, rules: Rules) -> np.ndarray:
-        """Which of each row's ranked candidates to show: the first ``n`` finite ones, or with a
-        per-category cap the ones ``pick`` keeps; (rows, n) positions with -1 padding."""
-        cats = self._categories() if rules.max_per_category is not None else None
+        """Which of each row's ranked candidates (best first, -inf last) to show: the first ``n`` finite
+        ones, at most ``rules.max_per_category`` per category; (rows, n) positions with -1 padding."""
+        if rules.max_per_category is not None:
+            return pick_rows(idx, vals, n, self._category_codes(), rules.max_per_category)
         width = min(n, idx.shape[1])
-        if cats is None:
-            # rows are sorted best first with -inf last: the finite prefix is the pick
-            pos = np.broadcast_to(np.arange(width), (idx.shape[0], width))
-            sel = np.where(np.isfinite(vals[:, :width]), pos, -1)
-        else:
-            sel = pick_rows(idx, vals, n, self._category_codes(), rules.max_per_category)
-        if sel.shape[1] < n:
-            sel = np.hstack([sel, np.full((sel.shape[0], n - sel.shape[1]), -1, dtype=sel.dtype)])
+        pos = np.broadcast_to(np.arange(width), (idx.shape[0], width))
+        sel = np.where(np.isfinite(vals[:, :width]), pos, -1)
+        if width < n:
+            sel = np.hstack([sel, np.full((sel.shape[0], n - width), -1, dtype=sel.dtype)])
         return sel
+
+    def _pick(self, idx: np.ndarray, vals: np.ndarray, n: int, rules: Rules) -> list[int]:
+        """:meth:`_select` for one ranked row: the positions to show."""
+        sel = self._select(idx[None, :], vals[None, :], n, rules)[0]
+        return sel[sel >= 0].tolist()
 
     def _popular_top(
         self, users: np.ndarray, allowed: np.ndarray, fetch: int, exclude_bought: bool
@@ -295,29 +296,23 @@ class RetainRecommender:
         names = np.where(pos >= 0, self.catalog.name[np.maximum(pos, 0)], "")
         return np.where(names != "", names, fallback)
 
-    def _categories(self) -> np.ndarray | None:
-        if self.catalog is None:
-            return None
-        if self._cats is None:
-            pos = self.catalog.positions(self.data.items.values)
-            self._cats = np.where(pos >= 0, self.catalog.category[np.maximum(pos, 0)], "")
-        return self._cats
-
     def _category_codes(self) -> np.ndarray:
-        """Each model item's category as an integer code, -1 for none (for :func:`pick_rows`)."""
+        """Each model item's category as an integer code, -1 for none or no catalogue (for
+        :func:`~recommender.rules.pick_rows`), computed once per catalogue."""
         if self._cat_codes is None:
-            cats = self._categories()
-            if cats is None:
-                self._cat_codes = np.full(self.data.shape[1], -1, dtype=np.int64)
-            else:
-                _, codes = np.unique(cats.astype(str), return_inverse=True)
-                self._cat_codes = np.where(cats.astype(str) != "", codes, -1).astype(np.int64)
+            codes = np.full(self.data.shape[1], -1, dtype=np.int64)
+            if self.catalog is not None:
+                pos = self.catalog.positions(self.data.items.values)
+                cats = np.where(pos >= 0, self.catalog.category[np.maximum(pos, 0)], "").astype(str)
+                _, inverse = np.unique(cats, return_inverse=True)
+                codes = np.where(cats != "", inverse, -1).astype(np.int64)
+            self._cat_codes = codes
         return self._cat_codes
 
     def _popular_block(self, allowed: np.ndarray, n: int, rules: Rules, reason: str) -> Block:
         fetch = n if rules.max_per_category is None else n * (rules.max_per_category + 1) * 4
         idx, vals = self.model.popular.top_allowed(allowed, fetch)
-        chosen = pick(idx, vals, n, self._categories(), rules.max_per_category)
+        chosen = self._pick(idx, vals, n, rules)
         items = tuple(
             RecommendedItem(int(self.data.items.values[idx[k]]), float(vals[k]), "Popular right now", None)
             for k in chosen
@@ -342,7 +337,7 @@ class RetainRecommender:
         else:
             scores = np.full(self.data.shape[1], -np.inf)
         idx, vals = top_n(scores[None, :].astype(np.float32), n if rules.max_per_category is None else n * 8)
-        chosen = pick(idx[0], vals[0], n, self._categories(), rules.max_per_category)
+        chosen = self._pick(idx[0], vals[0], n, rules)
         found = []
         for k in chosen:
             item = int(idx[0, k])
