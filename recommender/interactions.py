@@ -31,7 +31,7 @@ class IdMap:
 
     @classmethod
     def from_ids(cls, ids: np.ndarray) -> IdMap:
-        return cls(np.unique(np.asarray(ids, dtype=np.int64)))
+        return cls(_factorize(np.asarray(ids, dtype=np.int64))[0])
 
     def __len__(self) -> int:
         return int(self.values.size)

@@ -205,7 +205,7 @@ class RetainRecommender:
             got = items[cursor : cursor + size]
             cursor += size
             blocks.append(
-                Block(name, tuple(got)) if got else self._finish(name, [], allowed, n, rules, users[j])
+                Block(name, tuple(got)) if got else self._empty_block(name, allowed, n, rules, users[j])
             )
         return blocks
 
@@ -264,11 +264,8 @@ class RetainRecommender:
         vals[rows[take], rank[take]] = data[take]
         return idx, vals
 
-    def _finish(
-        self, name: str, items: list[RecommendedItem], allowed: np.ndarray, n: int, rules: Rules, user: int
-    ) -> Block:
-        if items:
-            return Block(name, tuple(items))
+    def _empty_block(self, name: str, allowed: np.ndarray, n: int, rules: Rules, user: int) -> Block:
+        """The block for a user none of whose candidates passed the rules, saying why."""
         if name == BUY_AGAIN:
             return Block(
                 name, (), fallback="no past purchase passes the rules (out of stock, excluded or priced out)"

@@ -299,9 +299,9 @@ class LedgerStore(StoreBase):
             }
             for r in rows
         ]
-        claimed: dict[int, int] = {}
         if self.dialect == "postgresql":
             return self._insert_deliveries_pg(full)
+        claimed: dict[int, int] = {}
         with self.transaction() as conn:
             for part in chunked(full, 500):
                 stmt = self.insert(DEL).on_conflict_do_nothing().returning(DEL.c.customer_id, DEL.c.id)
