@@ -329,15 +329,21 @@ def test_database_connections_dropped_mid_batch_are_retried_cleanly(pg_trial: Ca
     trial.start_worker("w1")
     admin = create_engine(postgres_test_url(), isolation_level="AUTOCOMMIT")
     killed: list[int] = []
+    worker_log = trial.tmp / "w1.log"
+
+    def batch_failed() -> bool:
+        return "database error, retrying" in worker_log.read_text(errors="replace")
 
     def terminate_worker_connections() -> None:
         # kill connections caught inside a statement or transaction (an idle pooled one would just be
-        # replaced by the pool's pre-ping): that is what makes a batch fail half way
+        # replaced by the pool's pre-ping): that is what makes a batch fail half way. A connection can
+        # finish its statement between the lookup and the kill, so go on until the worker reports a
+        # failed batch (bounded: 10 kills, 20 s)
         trial.wait_for_sink(500)
         deadline = time.monotonic() + 20
         with admin.connect() as conn:
-            while len(killed) < 2 and time.monotonic() < deadline:
-                killed.extend(
+            while len(killed) < 10 and time.monotonic() < deadline and not batch_failed():
+                hit = [
                     pid
                     for pid, ok in conn.execute(
                         text(
@@ -347,8 +353,9 @@ def test_database_connections_dropped_mid_batch_are_retried_cleanly(pg_trial: Ca
                         {"n": app_name},
                     )
                     if ok
-                )
-                time.sleep(0.3 if killed else 0.002)
+                ]
+                killed.extend(hit)
+                time.sleep(0.3 if hit else 0.002)  # after a kill, give the worker time to log it
 
     terminator = in_background(terminate_worker_connections)
     try:
@@ -361,4 +368,4 @@ def test_database_connections_dropped_mid_batch_are_retried_cleanly(pg_trial: Ca
     check_exactly_once(trial, summary)
     run = trial.store.get_run(summary.run_key, summary.campaign)
     retried = [b for b in (trial.store.get_batch(run.id, n) for n in range(6)) if b and b.attempts > 1]
-    assert "database error, retrying" in (trial.tmp / "w1.log").read_text(errors="replace") and retried
+    assert batch_failed() and retried
