@@ -50,6 +50,20 @@ class IdMap:
 
 
 @dataclass
+class BasketLines:
+    """Which orders ("baskets") hold each pair, for models that read the order sequence (TIFU-KNN).
+
+    One entry per (customer, product, order): ``pair`` indexes ``Interactions.counts.data``, ``basket`` is
+    the order's position in its customer's history (0 = oldest) and ``n_baskets`` the customer's number of
+    orders (per user). Not stored in model files: serving never needs it.
+    """
+
+    pair: np.ndarray  # int64
+    basket: np.ndarray  # int32
+    n_baskets: np.ndarray  # int32, per user
+
+
+@dataclass
 class Interactions:
     """What every model learns from. ``weights``, ``counts`` share one sparsity pattern (CSR, sorted)."""
 
@@ -61,6 +75,7 @@ class Interactions:
     span_days: np.ndarray  # float32, aligned with counts.data: days from first to last purchase
     as_of: np.datetime64  # the "now" of the data (the train cutoff, or the newest purchase)
     half_life_days: float | None = None
+    baskets: BasketLines | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -82,6 +97,7 @@ class Interactions:
             self.span_days,
             self.as_of,
             half_life_days,
+            self.baskets,
         )
 
 
@@ -178,7 +194,40 @@ def build_interactions(
     np.cumsum(np.bincount(pair_u, minlength=shape[0]), out=indptr[1:])
     counts = sp.csr_matrix((n_orders.astype(np.float32), pair_i.astype(np.int32), indptr), shape=shape)
     weights = sp.csr_matrix((_weights(n_orders, age, half_life_days), counts.indices, indptr), shape=shape)
-    return Interactions(users, items, weights, counts, age, span, now, half_life_days)
+    baskets = _basket_lines(pair_key, order, stamp, new_order, starts, n_items, len(users))
+    return Interactions(users, items, weights, counts, age, span, now, half_life_days, baskets)
+
+
+def _basket_lines(
+    pair_key: np.ndarray,
+    order: np.ndarray,
+    stamp: np.ndarray,
+    new_order: np.ndarray,
+    starts: np.ndarray,
+    n_items: int,
+    n_users: int,
+) -> BasketLines:
+    """Per (pair, order) entry: the pair's index and the order's position in its customer's history.
+
+    ``pair_key``/``order``/``stamp`` are sorted by (pair, order); ``new_order`` marks each first line of a
+    (pair, order) and ``starts`` each first line of a pair. An order's time is its earliest line's.
+    """
+    first = np.flatnonzero(new_order)
+    pair = np.searchsorted(starts, first, side="right") - 1
+    user = pair_key[first] // n_items
+    o, when = order[first], stamp[first]
+    # each customer's distinct orders, by (user, time, order id): position from the oldest
+    key = np.lexsort((o, when, user))
+    su, so = user[key], o[key]
+    new = np.ones(key.size, dtype=bool)
+    new[1:] = (su[1:] != su[:-1]) | (so[1:] != so[:-1])
+    basket_no = np.cumsum(new) - 1  # global running number of (user, order)
+    user_first = np.zeros(n_users + 1, dtype=np.int64)
+    per_user = np.bincount(su[new], minlength=n_users)
+    np.cumsum(per_user, out=user_first[1:])
+    basket = np.empty(key.size, dtype=np.int32)
+    basket[key] = (basket_no - user_first[su]).astype(np.int32)
+    return BasketLines(pair.astype(np.int64), basket, per_user.astype(np.int32))
 
 
 def interactions_from_weights(

@@ -242,7 +242,7 @@ class RetainRecommender:
 
     def _own_scores(self) -> sp.csr_matrix:
         if self._own is None:
-            self._own = self.data.aligned(self.model.buy_again.pair_scores(self.data))
+            self._own = self.model.own_scores(self.data, np.arange(self.data.shape[0]))
         return self._own
 
     def _buy_again_top(

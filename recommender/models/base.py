@@ -8,7 +8,7 @@ Ids are mapped to indices by the caller (``Interactions.users`` / ``.items``).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,7 +16,23 @@ import scipy.sparse as sp
 from recommender.interactions import Interactions
 
 
+@runtime_checkable
 class Model(Protocol):
+    """What every model is. Constructed with its parameters as keyword arguments (``TypeError`` for an
+    unknown one); ``params`` holds all of them (JSON-able: they go into the model file).
+
+    - ``fit(data)`` learns from :class:`~recommender.interactions.Interactions`;
+    - ``score(data, users)``: dense ``(len(users), n_items)`` float scores, higher is better, over every
+      item including bought ones (the ``repeat`` ranking);
+    - ``item_similarity(items)``: ``(len(items), n_items)`` similarities (``similar_items``);
+    - ``state()`` / ``from_state(params, state)``: numpy arrays for ``.npz`` files (no pickle).
+
+    Optional: ``discover_score(data, users)`` when the ranking of products new to a customer differs
+    from ``score`` (bought products are masked by the caller either way); ``discover_top(data, users, n,
+    allowed=, exclude_bought=)`` for models that find the top ``n`` without a dense score row (large
+    catalogues); ``own_scores(data, users)`` for the order of a customer's own products (``buy_again``).
+    """
+
     name: ClassVar[str]
     params: dict[str, Any]
 
@@ -27,6 +43,15 @@ class Model(Protocol):
     def item_similarity(self, items: np.ndarray) -> np.ndarray: ...
 
     def state(self) -> dict[str, np.ndarray]: ...
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], state: dict[str, np.ndarray]) -> Self: ...
+
+
+def discover_scores(model: Model, data: Interactions, users: np.ndarray) -> np.ndarray:
+    """The model's ranking of products for the ``discover`` block (before masking bought products)."""
+    scorer = getattr(model, "discover_score", None)
+    return np.asarray(scorer(data, users) if callable(scorer) else model.score(data, users))
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

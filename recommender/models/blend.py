@@ -1,20 +1,27 @@
-"""``blend``: the model behind the email blocks.
+"""``blend``: the model behind the email blocks, a weighted sum of per-customer z-scored parts.
 
-``discover_score`` = z(ALS) + ``knn_weight`` * z(item-kNN) + ``popular_weight`` * z(log recent popularity),
-z-scored per customer so the parts share one scale. ``score`` (used by the ``repeat`` protocol) puts the
-customer's own products first, ordered by the buy-again score plus ``repeat_mix`` times the discover
-score, then the discover ranking.
+``discover_score`` = ``als_weight`` z(ALS) + ``knn_weight`` z(item-kNN) + ``popular_weight`` z(log recent
+popularity) + ``ease_weight`` z(EASE^R) + ``tifu_weight`` z(TIFU-KNN), z-scored per customer so the parts
+share one scale. ``score`` (the ``repeat`` ranking and the ``buy_again`` order) is, when ``repeat`` is
+given, ``sum(repeat[part] * z(part)) + repeat["own"] * buy-again score`` — a learned mix in which
+bestsellers can outrank a weak personal history; without it (``repeat=None``, the hand-set default of
+earlier versions) own products come first in buy-again order plus ``repeat_mix`` times the discover score.
+``retain train`` learns both weight sets per shop on validation windows (:mod:`recommender.select`).
+Only the parts some weight uses are fitted (item-kNN and popularity always: they give the reasons,
+``similar_items`` and the popular fallbacks).
 
 ``discover_top`` is what the emails use. Up to ``DENSE_ITEMS`` products it scores every product (exact).
-Above, it generates candidates first (scoring every product for every customer does not scale: 1M
-customers x 50k products is 5e10 scores) — ALS's own top ``CANDIDATES`` per customer (implicit's
-fused matmul + top-k, bought and disallowed products filtered inside) plus the ``CANDIDATES`` most popular
-allowed products — and blends only those, with the *exact* per-customer z-score statistics of every
-part (ALS mean and variance over all products from the factors' mean and Gram matrix; item-kNN from the
-sparse score row). A product that none of the sources ranks high is missed: on Online Retail the
-candidate top-10 equals the exact top-10 for every evaluated customer at 50+ candidates
-(docs/recommender.md). Small catalogues stay exact because dense scoring is faster there (implicit's
-``topk`` filters bought products in Python-level batches, which costs more than scoring 3,659 products).
+Above, when the discover score is made of ALS, item-kNN and popularity only, it generates candidates
+first (scoring every product for every customer does not scale: 1M customers x 50k products is 5e10
+scores) — ALS's own top ``CANDIDATES`` per customer (implicit's fused matmul + top-k, bought and
+disallowed products filtered inside) plus the ``CANDIDATES`` most popular allowed products — and blends
+only those, with the *exact* per-customer z-score statistics of every part (ALS mean and variance over all
+products from the factors' mean and Gram matrix; item-kNN from the sparse score row). A product that none
+of the sources ranks high is missed: on Online Retail the candidate top-10 equals the exact top-10 for
+every evaluated customer at 50+ candidates (docs/recommender.md). Small catalogues stay exact because
+dense scoring is faster there (implicit's ``topk`` filters bought products in Python-level batches, which
+costs more than scoring 3,659 products). Other weightings above ``DENSE_ITEMS`` are scored densely per
+batch.
 """
 
 from __future__ import annotations
@@ -30,13 +37,41 @@ import scipy.sparse as sp
 from recommender.interactions import Interactions
 from recommender.models.als import ALSModel
 from recommender.models.base import mask_seen_at, masked_top_n, seen_positions, standardize, top_n
+from recommender.models.ease import EASEModel
 from recommender.models.itemknn import ItemKNNModel
 from recommender.models.personal import BuyAgainModel
 from recommender.models.popular import PopularModel
+from recommender.models.tifuknn import TIFUKNNModel
 
 #: chosen by `retain tune` on the validation month 2011-10-10 .. 2011-11-09 of Online Retail
-DEFAULTS: dict[str, Any] = {"knn_weight": 0.2, "popular_weight": 0.4, "repeat_mix": 0.1}
-PARTS = ("als", "itemknn", "popular", "buy_again")
+DEFAULTS: dict[str, Any] = {
+    "als_weight": 1.0,
+    "knn_weight": 0.2,
+    "popular_weight": 0.4,
+    "popular_all_weight": 0.0,
+    "popular_7_weight": 0.0,
+    "ease_weight": 0.0,
+    "tifu_weight": 0.0,
+    "repeat_mix": 0.1,
+    "repeat": None,
+}
+PARTS = ("als", "itemknn", "popular", "popular_all", "popular_7", "buy_again", "ease", "tifuknn")
+#: the popularity parts and their fixed windows (``popular`` takes its window from its parameters)
+POPULAR_PARTS = {"popular": None, "popular_all": 0.0, "popular_7": 7.0}
+#: the discover weight of each scoring part
+WEIGHT_OF = {
+    "als": "als_weight",
+    "itemknn": "knn_weight",
+    "popular": "popular_weight",
+    "popular_all": "popular_all_weight",
+    "popular_7": "popular_7_weight",
+    "ease": "ease_weight",
+    "tifuknn": "tifu_weight",
+}
+#: what a ``repeat`` mix may weigh: the scoring parts plus ``own`` (the buy-again score)
+REPEAT_KEYS = (*WEIGHT_OF, "own")
+#: parts fitted whatever the weights (reasons, similar_items, popular fallbacks, buy_again)
+ALWAYS = ("itemknn", "popular", "popular_all", "popular_7", "buy_again")
 #: catalogues up to this size are scored exactly (every product for every customer)
 DENSE_ITEMS = 8_192
 #: candidates per source (ALS top-k, popular) for larger catalogues
@@ -56,25 +91,56 @@ class BlendModel:
         self.als = ALSModel(**sub["als"])
         self.itemknn = ItemKNNModel(**sub["itemknn"])
         self.popular = PopularModel(**sub["popular"])
+        self.popular_all = PopularModel(**{"window_days": 0.0, **sub["popular_all"]})
+        self.popular_7 = PopularModel(**{"window_days": 7.0, **sub["popular_7"]})
         self.buy_again = BuyAgainModel(**sub["buy_again"])
+        self.ease = EASEModel(**sub["ease"])
+        self.tifuknn = TIFUKNNModel(**sub["tifuknn"])
         self.params: dict[str, Any] = {**DEFAULTS, **params}
+        repeat = self.params["repeat"]
+        if repeat is not None:
+            if not isinstance(repeat, dict) or set(repeat) - set(REPEAT_KEYS):
+                raise TypeError(f"blend 'repeat' must map some of {', '.join(REPEAT_KEYS)} to weights")
+            self.params["repeat"] = {k: float(v) for k, v in repeat.items()}
         self._index: _FactorIndex | None = None  # built from the ALS item factors on first use
 
     def full_params(self) -> dict[str, Any]:
         return {**self.params, **{k: dict(getattr(self, k).params) for k in PARTS}}
 
+    def weight(self, part: str) -> float:
+        """The discover weight of a scoring part."""
+        return float(self.params[WEIGHT_OF[part]])
+
+    def repeat_weight(self, part: str) -> float:
+        repeat = self.params["repeat"]
+        return float(repeat.get(part, 0.0)) if repeat is not None else 0.0
+
+    def needed(self) -> list[str]:
+        """The parts some weight uses (plus those always fitted), in fitting order."""
+        return [p for p in PARTS if p in ALWAYS or self.weight(p) or self.repeat_weight(p)]
+
     def fit(self, data: Interactions) -> None:
-        for part in PARTS:
+        for part in self.needed():
             getattr(self, part).fit(data)
         self._index = None
 
-    def discover_score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
-        out = standardize(self.als.score(data, users))
-        if self.params["knn_weight"]:
-            out += float(self.params["knn_weight"]) * standardize(self.itemknn.score(data, users))
-        if self.params["popular_weight"]:
-            out += float(self.params["popular_weight"]) * self._popular_z()[None, :]
+    def _z_parts(self, data: Interactions, users: np.ndarray, weights: dict[str, float]) -> np.ndarray:
+        out = np.zeros((len(users), data.shape[1]), dtype=np.float32)
+        for part, w in weights.items():
+            if not w or part == "own":
+                continue
+            if part in POPULAR_PARTS:
+                out += np.float32(w) * self._popular_z(part)[None, :]
+            else:
+                out += np.float32(w) * standardize(getattr(self, part).score(data, users))
         return out
+
+    def discover_score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
+        return self._z_parts(data, users, {p: self.weight(p) for p in WEIGHT_OF})
+
+    def _candidates_ok(self) -> bool:
+        """Whether the candidate path gives this weighting's exact blend (ALS-led, no EASE/TIFU)."""
+        return bool(self.weight("als")) and not self.weight("ease") and not self.weight("tifuknn")
 
     def discover_top(
         self,
@@ -92,7 +158,7 @@ class BlendModel:
         ``CANDIDATES`` per source); 0 forces exact scoring; k > 0 forces candidate generation with k.
         """
         if candidates is None:
-            candidates = 0 if data.shape[1] <= DENSE_ITEMS else CANDIDATES
+            candidates = 0 if data.shape[1] <= DENSE_ITEMS or not self._candidates_ok() else CANDIDATES
         if not candidates:
             scores = self.discover_score(data, users)
             return masked_top_n(scores, data.counts, users, n, allowed=allowed, exclude_bought=exclude_bought)
@@ -115,12 +181,16 @@ class BlendModel:
         als_idx, als_raw = self._als_topk(factors, k, seen, ~allowed)
         mean, std = self._als_moments(factors)
         dead = als_raw <= np.float32(-1e38)
-        z_als = (np.where(dead, np.float32(0), als_raw) - mean[:, None]) / std[:, None]
+        w_als = np.float32(self.weight("als"))
+        z_als = w_als * (np.where(dead, np.float32(0), als_raw) - mean[:, None]) / std[:, None]
         z_als[dead] = -np.inf
         # popular candidates: the same allowed products for everyone, minus each user's own
         z_pop = self._popular_z()
         pop_idx, _ = self.popular.top_allowed(allowed, k)
-        z_pop_als = (factors @ self.als.item_factors[pop_idx].T - mean[:, None]) / std[:, None]
+        extra = [p for p in ("popular_all", "popular_7") if self.weight(p)]
+        for part in extra:  # those bestsellers are candidates too
+            pop_idx = np.unique(np.concatenate([pop_idx, getattr(self, part).top_allowed(allowed, k)[0]]))
+        z_pop_als = w_als * (factors @ self.als.item_factors[pop_idx].T - mean[:, None]) / std[:, None]
         if seen is not None:
             mask_seen_at(z_pop_als, seen, pop_idx)
         idx = np.concatenate([als_idx, np.broadcast_to(pop_idx, (users.size, pop_idx.size))], axis=1)
@@ -128,6 +198,8 @@ class BlendModel:
         w_pop = float(self.params["popular_weight"])
         if w_pop:
             score += w_pop * z_pop[idx]
+        for part in extra:
+            score += self.weight(part) * self._popular_z(part)[idx]
         w_knn = float(self.params["knn_weight"])
         if w_knn:
             score += w_knn * self.itemknn.z_scores_at(data, users, idx)
@@ -196,11 +268,21 @@ class BlendModel:
             self._index = _FactorIndex.build(self.als.item_factors)
         return self._index
 
-    def _popular_z(self) -> np.ndarray:
+    def _popular_z(self, part: str = "popular") -> np.ndarray:
         """z-scored log popularity of every item (the same for every customer)."""
-        return standardize(np.log1p(self.popular.item_scores)[None, :])[0]
+        model: PopularModel = getattr(self, part)
+        return standardize(np.log1p(model.item_scores)[None, :])[0]
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
+        repeat = self.params["repeat"]
+        if repeat is not None:
+            out = self._z_parts(data, users, repeat)
+            w_own = float(repeat.get("own", 0.0))
+            if w_own:
+                own = data.aligned(self.buy_again.pair_scores(data))[users]
+                r = np.repeat(np.arange(len(users)), np.diff(own.indptr))
+                out[r, own.indices] += np.float32(w_own) * own.data
+            return out
         out = self.discover_score(data, users)
         own = data.aligned(self.buy_again.pair_scores(data))[users]
         r = np.repeat(np.arange(len(users)), np.diff(own.indptr))
@@ -211,19 +293,53 @@ class BlendModel:
         out[r, own.indices] = top[r] + 100.0 + own.data + mix
         return out
 
+    def own_scores(self, data: Interactions, users: np.ndarray) -> sp.csr_matrix:
+        """The ``buy_again`` order: each user's own products scored by ``score`` (CSR, own products only).
+
+        Without a ``repeat`` mix it is the buy-again score. With one, up to ``DENSE_ITEMS`` products it is
+        the mix itself; above, the parts that are cheap at given positions (own, popularity, ALS) are
+        summed and the others left out (:mod:`recommender.select` offers no other parts there).
+        """
+        own = data.aligned(self.buy_again.pair_scores(data))[users]
+        repeat = self.params["repeat"]
+        if repeat is None:
+            return own
+        r = np.repeat(np.arange(len(users)), np.diff(own.indptr))
+        if data.shape[1] <= DENSE_ITEMS:
+            values = np.empty(own.nnz, dtype=np.float32)
+            for start in range(0, len(users), 2048):
+                stop = min(len(users), start + 2048)
+                lo, hi = own.indptr[start], own.indptr[stop]
+                dense = self.score(data, users[start:stop])
+                values[lo:hi] = dense[r[lo:hi] - start, own.indices[lo:hi]]
+        else:
+            values = np.float32(repeat.get("own", 0.0)) * own.data
+            for part in POPULAR_PARTS:
+                values += np.float32(repeat.get(part, 0.0)) * self._popular_z(part)[own.indices]
+            w_als = float(repeat.get("als", 0.0))
+            if w_als:
+                factors = self.als.user_factors[users]
+                mean, std = self._als_moments(factors)
+                dot = np.einsum("ij,ij->i", factors[r], self.als.item_factors[own.indices])
+                values += np.float32(w_als) * (dot - mean[r]) / std[r]
+        # own products stay positive and ordered (the service ranks them by these values)
+        out = sp.csr_matrix((values.astype(np.float32), own.indices, own.indptr), shape=own.shape)
+        out.data -= out.data.min(initial=0.0) - np.float32(1e-3)
+        return out
+
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         return self.itemknn.item_similarity(items)
 
     def state(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        for part in PARTS:
+        for part in self.needed():
             out.update({f"{part}.{k}": v for k, v in getattr(self, part).state().items()})
         return out
 
     @classmethod
     def from_state(cls, params: dict[str, Any], state: dict[str, np.ndarray]) -> BlendModel:
         model = cls(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in params.items()})
-        for part in PARTS:
+        for part in model.needed():
             prefix = part + "."
             sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             klass = type(getattr(model, part))
