@@ -7,6 +7,7 @@ for a corrupt file or one trained on another database).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -22,11 +23,14 @@ from campaigns.store.records import ProductRecord, PurchaseColumns
 from recommender import Catalog, RetainRecommender, build_interactions
 from recommender.errors import InteractionError, ModelFileError, RecommenderError
 from recommender.evaluate import evaluate
+from recommender.select import select as select_model
 from recommender.storage import ModelFileMissing
 from recommender.tune import tune
 
 #: recency half-life (days) used when neither --params nor a tuned model says otherwise
 DEFAULT_HALF_LIFE_DAYS = 60.0
+#: seconds `retain train` spends on selection by default (Online Retail: selection + fit <= 60 s)
+DEFAULT_BUDGET = 45.0
 
 
 def load_training_data(store: Any, *, until: datetime | None = None) -> PurchaseColumns:
@@ -54,12 +58,39 @@ def catalog_from_products(products: Sequence[ProductRecord]) -> Catalog:
     )
 
 
-def _previous_tuning(settings: Settings) -> dict[str, Any] | None:
-    try:
-        meta = RetainRecommender.load(settings.resolved_model_path()).metadata
-    except RecommenderError:
+def database_identity(store: Any) -> str | None:
+    """A short hash naming the database (URL without credentials; a SQLite file by its absolute path)."""
+    engine = getattr(store, "engine", None)
+    if engine is None:
         return None
-    tuning = meta.get("tuning")
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        text = "sqlite:" + str(Path(url.database).resolve())
+    else:
+        text = url.set(password=None, username=None).render_as_string(hide_password=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _model_owner(settings: Settings, store: Any) -> tuple[dict[str, Any] | None, bool]:
+    """The metadata of the model file at the configured path (None when there is none or it is
+    unreadable) and whether it belongs to this database: same database identity (when recorded) and its
+    products still have the SKUs it was trained on (its data fingerprint)."""
+    try:
+        rec = RetainRecommender.load(settings.resolved_model_path())
+    except RecommenderError:
+        return None, False
+    meta = rec.metadata
+    recorded = meta.get("database")
+    if recorded and recorded != database_identity(store):
+        return meta, False
+    fingerprint = data_fingerprint(rec.data.items.values, store.all_products())
+    return meta, meta.get("data_fingerprint") == fingerprint
+
+
+def _previous_tuning(settings: Settings, store: Any) -> dict[str, Any] | None:
+    """Tuning stored in this database's model file (never another database's)."""
+    meta, ours = _model_owner(settings, store)
+    tuning = (meta or {}).get("tuning") if ours else None
     return tuning if isinstance(tuning, dict) else None
 
 
@@ -67,22 +98,52 @@ def train_model(
     store: Any,
     settings: Settings,
     *,
-    model: str = "blend",
+    model: str | None = None,
     params: dict[str, Any] | None = None,
     cutoff: datetime | None = None,
     tuning: dict[str, Any] | None = None,
+    budget: float = DEFAULT_BUDGET,
+    select: bool | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Fit on every purchase before ``cutoff`` (all when None) and save to ``settings.resolved_model_path()``.
 
-    ``params`` are blend parameters plus an optional ``half_life_days``; without them, the parameters a
-    previous ``retain tune`` wrote into the model file are reused. Returns the ``.npz`` path. Raises
-    NotFoundError when there is nothing to learn from, ConfigError-like ModelError for bad parameters.
+    By default (no ``model``, no ``params``) the blend weights are *selected* for this shop on rolling
+    validation windows carved from the same purchases (:func:`recommender.select.select`, within
+    ``budget`` seconds); the choice, the validation table and the reason go into the model file
+    (``selection``). ``model`` (``blend``, ``als``, ``itemknn``) or ``params`` (blend parameters plus an
+    optional ``half_life_days``) train that configuration instead. Parameters a previous ``retain tune``
+    stored for *this* database are the starting point either way; another database's are never reused.
+
+    A model file at the path that belongs to another database is not overwritten unless ``force``
+    (ModelError naming both). Returns the ``.npz`` path. Raises NotFoundError when there is nothing to
+    learn from, ModelError for bad parameters.
     """
-    tuned = tuning or (None if params is not None else _previous_tuning(settings))
+    meta, ours = _model_owner(settings, store)
+    path = settings.resolved_model_path()
+    if meta is not None and not ours and not force:
+        raise ModelError(
+            f"the model at {path}.npz belongs to another database (trained {meta.get('trained_at', '?')} "
+            "on other products): set model_path (RETAIN_MODEL_PATH) for this database, or pass --force "
+            "to replace it"
+        )
+    tuned = tuning or (None if params is not None else _previous_tuning(settings, store))
     chosen = dict(params if params is not None else (tuned or {}).get("params", {}))
     half_life = chosen.pop("half_life_days", (tuned or {}).get("half_life_days", DEFAULT_HALF_LIFE_DAYS))
+    do_select = select if select is not None else (model is None and params is None)
     cols = load_training_data(store, until=cutoff)
+    as_of = np.datetime64(cutoff.replace(tzinfo=None), "s") if cutoff else None
+    selection = None
     try:
+        if do_select:
+            if not len(cols):
+                raise InteractionError("no purchases to learn from (empty history): import orders first")
+            end = as_of if as_of is not None else cols.ordered_at.max() + np.timedelta64(1, "s")
+            selection = select_model(
+                cols, end, budget=budget, half_life_days=half_life, base_params=chosen, progress=progress
+            )
+            chosen = selection.params
         data = build_interactions(
             cols.customer_id,
             cols.product_id,
@@ -90,9 +151,9 @@ def train_model(
             cols.ordered_at,
             quantity=cols.quantity,
             half_life_days=half_life,
-            as_of=np.datetime64(cutoff.replace(tzinfo=None), "s") if cutoff else None,
+            as_of=as_of,
         )
-        rec = RetainRecommender.fit(data, model=model, params=chosen)
+        rec = RetainRecommender.fit(data, model=model or "blend", params=chosen)
     except InteractionError as exc:
         raise NotFoundError(f"cannot train: {exc}") from None
     except RecommenderError as exc:
@@ -100,13 +161,15 @@ def train_model(
     products = store.all_products()
     rec.metadata.update(
         data_fingerprint=data_fingerprint(data.items.values, products),
+        database=database_identity(store),
         cutoff=cutoff.isoformat() if cutoff else None,
         purchase_lines=len(cols),
         trained_at=datetime.now().astimezone().isoformat(timespec="seconds"),
     )
     if tuned:
         rec.metadata["tuning"] = tuned
-    path = settings.resolved_model_path()
+    if selection is not None:
+        rec.metadata["selection"] = selection.to_json()
     rec.save(path)
     return path.with_name(path.name + ".npz")
 
@@ -146,28 +209,59 @@ def evaluate_store(
     cutoff: datetime | None = None,
     holdout_days: int = 30,
     params: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    budget: float = DEFAULT_BUDGET,
+    shipped: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Temporal holdout on the store's purchases (see recommender.evaluate); cutoff defaults to the
-    last ``holdout_days`` of data. ``params`` (blend parameters + half_life_days) apply to als and blend."""
+    last ``holdout_days`` of data.
+
+    ``params`` (blend parameters + half_life_days) apply to the ``als`` and ``blend`` rows; without them,
+    parameters a previous ``retain tune`` stored for this database (``settings``' model file) are used.
+    The ``shipped`` row is what ``retain train`` would ship: selection on validation windows before the
+    cutoff (``budget`` seconds), then a fit on the training side. ``result["selection"]`` holds its choice.
+    """
     cols = load_training_data(store)
     start = (
         np.datetime64(cutoff.replace(tzinfo=None), "s")
         if cutoff
         else _latest_default_cutoff(cols, holdout_days)
     )
-    p = dict(params or {})
-    half_life = p.pop("half_life_days", DEFAULT_HALF_LIFE_DAYS)
+    tuned = None
+    if params is None and settings is not None:
+        tuned = _previous_tuning(settings, store)
+    p = dict(params if params is not None else (tuned or {}).get("params", {}))
+    half_life = p.pop("half_life_days", (tuned or {}).get("half_life_days", DEFAULT_HALF_LIFE_DAYS))
     from recommender.evaluate import DEFAULT_MODELS
 
     models = dict(DEFAULT_MODELS)
     models["als"] = ("als", dict(p.get("als", {})))
     models["blend"] = ("blend", p)
+    selection = None
     try:
-        return evaluate(cols, start, holdout_days, models=models, half_life_days=half_life)
+        if shipped:
+            before = cols.ordered_at < start
+            train_side = PurchaseColumns(*(np.asarray(c)[before] for c in _columns(cols)))
+            selection = select_model(
+                train_side, start, budget=budget, half_life_days=half_life, base_params=p, progress=progress
+            )
+            models["shipped"] = ("blend", selection.params)
+        result = evaluate(
+            cols, start, holdout_days, models=models, half_life_days=half_life, progress=progress
+        )
     except InteractionError as exc:
         raise NotFoundError(f"cannot evaluate: {exc}") from None
     except RecommenderError as exc:
         raise ModelError(f"cannot evaluate: {exc}") from None
+    result["tuned"] = tuned is not None
+    if selection is not None:
+        result["selection"] = selection.to_json()
+    return result
+
+
+def _columns(cols: PurchaseColumns) -> list[np.ndarray]:
+    return [getattr(cols, f.name) for f in dataclasses.fields(cols)]
 
 
 def tune_store(
@@ -175,9 +269,11 @@ def tune_store(
     *,
     cutoff: datetime | None = None,
     holdout_days: int = 30,
+    budget: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Search parameters on the validation window before ``cutoff`` (never on the test window)."""
+    """Search parameters on the validation window before ``cutoff`` (never on the test window), within
+    ``budget`` seconds when given."""
     cols = load_training_data(store)
     start = (
         np.datetime64(cutoff.replace(tzinfo=None), "s")
@@ -185,6 +281,8 @@ def tune_store(
         else _latest_default_cutoff(cols, holdout_days)
     )
     try:
-        return tune(cols, start, holdout_days, progress=progress)
+        found = tune(cols, start, holdout_days, progress=progress, budget=budget)
     except InteractionError as exc:
         raise NotFoundError(f"cannot tune: {exc}") from None
+    found["database"] = database_identity(store)
+    return found

@@ -54,3 +54,22 @@ def ranking_metrics(recs: np.ndarray, truth: sp.csr_matrix, n_items: int, k: int
         covered / max(n_items, 1),
     ]
     return dict(zip(names, values, strict=True))
+
+
+def user_ndcg(recs: np.ndarray, truth: sp.csr_matrix, k: int = 10) -> np.ndarray:
+    """nDCG@k of each customer with a relevant item (rows of ``truth`` without one are skipped), in row
+    order: the per-customer values whose mean is ``ranking_metrics(...)["ndcg@k"]``."""
+    recs = np.asarray(recs)[:, :k]
+    has = np.diff(truth.indptr) > 0
+    recs, truth = recs[has], truth[has]
+    if not recs.shape[0]:
+        return np.zeros(0)
+    rows = np.repeat(np.arange(recs.shape[0]), recs.shape[1])
+    flat = recs.ravel()
+    valid = flat >= 0
+    hit = np.zeros(flat.shape, dtype=bool)
+    hit[valid] = np.asarray(truth[rows[valid], flat[valid]]).ravel() > 0
+    hit = hit.reshape(recs.shape)
+    discount = 1.0 / np.log2(np.arange(2, recs.shape[1] + 2))
+    idcg = np.cumsum(discount)[np.minimum(np.diff(truth.indptr), k) - 1]
+    return np.asarray((hit * discount).sum(axis=1) / idcg)

@@ -8,6 +8,7 @@ alpha/regularization, blend weights) are chosen on ``discover`` nDCG@10; ``repea
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -34,11 +35,16 @@ def tune(
     *,
     grid: dict[str, list[Any]] | None = None,
     progress: Callable[[str], None] | None = None,
+    budget: float | None = None,
 ) -> dict[str, Any]:
     """Search ``grid`` (default :data:`GRID`); returns ``{"params", "half_life_days", "validation", "trials"}``.
 
-    ``params`` is ready for ``RetainRecommender.fit(..., params=...)``.
+    ``params`` is ready for ``RetainRecommender.fit(..., params=...)``. With ``budget`` (seconds) the
+    search stops after the first ALS setting that ends past it (``validation["complete"]`` says whether
+    the whole grid was searched).
     """
+    started = time.perf_counter()
+    complete = True
     g = {**GRID, **(grid or {})}
     val_cutoff = to_datetime64(cutoff) - np.timedelta64(int(holdout_days), "D")
     trials: list[dict[str, Any]] = []
@@ -59,6 +65,11 @@ def tune(
                 progress(
                     f"half-life {half_life}, alpha {alpha}, regularization {reg}: best so far {best[0]:.4f}"
                 )
+            if budget is not None and time.perf_counter() - started > budget:
+                complete = False
+                break
+        if not complete:
+            break
     score, params, half_life = best
     split = temporal_split(purchases, val_cutoff, holdout_days, half_life_days=half_life)
     model = BlendModel(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in params.items()})
@@ -78,6 +89,8 @@ def tune(
             "days": int(holdout_days),
             "discover_ndcg@10": score,
             "repeat_ndcg@10": repeat_best[0],
+            "complete": complete,
+            "seconds": round(time.perf_counter() - started, 1),
         },
         "trials": trials,
     }
