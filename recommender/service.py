@@ -1,8 +1,14 @@
 """``RetainRecommender``: the one object the campaign engine calls.
 
-It holds the training interactions, a fitted :class:`~recommender.models.blend.BlendModel` (ALS, item-kNN,
-recent popularity, buy-again) and optionally a :class:`~recommender.catalog.Catalog` for rules and
-reasons. It speaks external ids; index mapping stays inside.
+It holds the training interactions, a fitted model and optionally a :class:`~recommender.catalog.Catalog`
+for rules and reasons. It speaks external ids; index mapping stays inside.
+
+The model is any :class:`~recommender.models.base.Model` (by default the per-shop selected
+:class:`~recommender.models.blend.BlendModel`); blocks are served through the protocol: ``discover`` from
+``discover_top`` when the model has it, else from ``discover_scores`` with bought products masked;
+``buy_again`` from ``own_scores`` when the model has it, else from ``score`` at the customer's own
+products. Reasons ("Because you bought X"), ``similar_items`` and the popular fallbacks come from the
+*support* parts (item-kNN, popularity) — the blend's own, or a small blend fitted beside another model.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from recommender.blocks import BUY_AGAIN, DISCOVER, POPULAR, SIMILAR, Block, Rec
 from recommender.catalog import Catalog
 from recommender.errors import ModelFileError, RecommenderError
 from recommender.interactions import IdMap, Interactions
-from recommender.models.base import mask_seen_at, masked_top_n, top_n
+from recommender.models import make_model, model_class
+from recommender.models.base import Model, discover_scores, mask_seen_at, masked_top_n, top_n
 from recommender.models.blend import DENSE_ITEMS, BlendModel
 from recommender.rules import Rules, allowed_items, pick_rows
 from recommender.storage import read_model, write_model
@@ -44,16 +51,20 @@ class RetainRecommender:
     def __init__(
         self,
         data: Interactions,
-        model: BlendModel,
+        model: Model,
         *,
         discover: str = "blend",
+        support: BlendModel | None = None,
         catalog: Catalog | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        if discover not in DISCOVER_PRESETS:
-            raise RecommenderError(f"unknown model {discover!r} (known: {', '.join(DISCOVER_PRESETS)})")
+        if isinstance(model, BlendModel):
+            support = model
+        elif support is None:
+            raise RecommenderError("a model other than the blend needs fitted support parts (support=)")
         self.data = data
         self.model = model
+        self.support = support
         self.discover = discover
         self.catalog = catalog
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -67,17 +78,23 @@ class RetainRecommender:
     def fit(
         cls, data: Interactions, *, model: str = "als", params: dict[str, Any] | None = None
     ) -> RetainRecommender:
-        """Fit every part on ``data``. ``model`` picks the discover scorer (``als``, ``blend``, ``itemknn``);
-        ``params`` are blend parameters (``{"als": {"factors": 64}, "popular_weight": 0.1, ...}``)."""
-        if model not in DISCOVER_PRESETS:
-            raise RecommenderError(f"unknown model {model!r} (known: {', '.join(DISCOVER_PRESETS)})")
-        merged = {**DISCOVER_PRESETS[model], **(params or {})}
-        try:
-            blend = BlendModel(**merged)
-        except TypeError as exc:
-            raise RecommenderError(str(exc)) from None
-        blend.fit(data)
-        return cls(data, blend, discover=model)
+        """Fit on ``data``. ``model`` ``als``, ``blend`` or ``itemknn`` picks a preset of the blend, whose
+        ``params`` are blend parameters (``{"als": {"factors": 64}, "popular_weight": 0.1, ...}``); any other
+        registered alias or dotted path (``ease``, ``tifuknn``, ``pkg.mod:Class``) is that model with
+        ``params``, served through the protocol beside support parts (item-kNN, popularity)."""
+        if model in DISCOVER_PRESETS:
+            merged = {**DISCOVER_PRESETS[model], **(params or {})}
+            try:
+                blend = BlendModel(**merged)
+            except TypeError as exc:
+                raise RecommenderError(str(exc)) from None
+            blend.fit(data)
+            return cls(data, blend, discover=model)
+        other = make_model(model, params)
+        other.fit(data)
+        support = _support()
+        support.fit(data)
+        return cls(data, other, discover=model, support=support)
 
     def with_catalog(self, catalog: Catalog | None) -> RetainRecommender:
         self.catalog = catalog
@@ -86,7 +103,9 @@ class RetainRecommender:
 
     @property
     def params(self) -> dict[str, Any]:
-        return self.model.full_params()
+        if isinstance(self.model, BlendModel):
+            return self.model.full_params()
+        return dict(self.model.params)
 
     # ------------------------------------------------------------------ scoring
 
@@ -153,7 +172,7 @@ class RetainRecommender:
             self._own_scores()
         if DISCOVER in blocks:
             self._item_names()
-            self.model.itemknn.warm()
+            self.support.itemknn.warm()
         if rules.max_per_category is not None:
             self._category_codes()
 
@@ -163,12 +182,17 @@ class RetainRecommender:
         fetch = n if rules.max_per_category is None else n * (rules.max_per_category + 1) * 4
         if name == BUY_AGAIN:
             idx, vals = self._buy_again_top(users, allowed, fetch)
-        elif name == DISCOVER and self.discover != "itemknn":
-            idx, vals = self.model.discover_top(
+        elif name == DISCOVER and self.discover == "itemknn":
+            scores = self.support.itemknn.score(self.data, users)
+            idx, vals = masked_top_n(
+                scores, self.data.counts, users, fetch, allowed=allowed, exclude_bought=rules.exclude_bought
+            )
+        elif name == DISCOVER and callable(getattr(self.model, "discover_top", None)):
+            idx, vals = self.model.discover_top(  # type: ignore[attr-defined]
                 self.data, users, fetch, allowed=allowed, exclude_bought=rules.exclude_bought
             )
         elif name == DISCOVER:
-            scores = self.model.itemknn.score(self.data, users)
+            scores = np.asarray(discover_scores(self.model, self.data, users), dtype=np.float32)
             idx, vals = masked_top_n(
                 scores, self.data.counts, users, fetch, allowed=allowed, exclude_bought=rules.exclude_bought
             )
@@ -188,7 +212,7 @@ class RetainRecommender:
             ]
             sources: list[int | None] = list(pids)
         elif name == DISCOVER:
-            src = self.model.itemknn.because(self.data, users[rows], pick_i)
+            src = self.support.itemknn.because(self.data, users[rows], pick_i)
             names = self._item_names()
             src_ids = self.data.items.values[np.maximum(src, 0)].tolist()
             reasons = [
@@ -233,7 +257,7 @@ class RetainRecommender:
         the global top ``fetch`` + the batch's longest history is enough to fill every row."""
         bought = self.data.counts[users]
         longest = int(np.diff(bought.indptr).max(initial=0)) if exclude_bought else 0
-        cand, cand_vals = self.model.popular.top_allowed(allowed, fetch + longest)
+        cand, cand_vals = self.support.popular.top_allowed(allowed, fetch + longest)
         scores = np.repeat(cand_vals[None, :], users.size, axis=0)
         if exclude_bought:
             mask_seen_at(scores, bought, cand)
@@ -242,7 +266,20 @@ class RetainRecommender:
 
     def _own_scores(self) -> sp.csr_matrix:
         if self._own is None:
-            self._own = self.model.own_scores(self.data, np.arange(self.data.shape[0]))
+            users = np.arange(self.data.shape[0])
+            scorer = getattr(self.model, "own_scores", None)
+            if callable(scorer):
+                self._own = scorer(self.data, users)
+            else:  # the model's score at each customer's own products, shifted positive
+                own = self.data.counts
+                r = np.repeat(users, np.diff(own.indptr))
+                values = np.empty(own.nnz, dtype=np.float32)
+                for start in range(0, users.size, BATCH):
+                    lo, hi = own.indptr[start], own.indptr[min(users.size, start + BATCH)]
+                    dense = self.model.score(self.data, users[start : start + BATCH])
+                    values[lo:hi] = dense[r[lo:hi] - start, own.indices[lo:hi]]
+                values -= values.min(initial=0.0) - np.float32(1e-3)
+                self._own = sp.csr_matrix((values, own.indices, own.indptr), shape=own.shape)
         return self._own
 
     def _buy_again_top(
@@ -308,7 +345,7 @@ class RetainRecommender:
 
     def _popular_block(self, allowed: np.ndarray, n: int, rules: Rules, reason: str) -> Block:
         fetch = n if rules.max_per_category is None else n * (rules.max_per_category + 1) * 4
-        idx, vals = self.model.popular.top_allowed(allowed, fetch)
+        idx, vals = self.support.popular.top_allowed(allowed, fetch)
         chosen = self._pick(idx, vals, n, rules)
         items = tuple(
             RecommendedItem(int(self.data.items.values[idx[k]]), float(vals[k]), "Popular right now", None)
@@ -327,7 +364,7 @@ class RetainRecommender:
         items = items[items >= 0]
         allowed = allowed_items(rules, self.catalog, self.data.items.values)
         allowed[items] = False
-        sim = self.model.itemknn.similarity
+        sim = self.support.itemknn.similarity
         if items.size:
             contrib = sim[items].toarray()
             scores = np.where(allowed & (contrib.sum(axis=0) > 0), contrib.sum(axis=0), -np.inf)
@@ -376,6 +413,8 @@ class RetainRecommender:
             "span_days": d.span_days,
             **{f"model.{k}": v for k, v in self.model.state().items()},
         }
+        if self.support is not self.model:
+            arrays.update({f"support.{k}": v for k, v in self.support.state().items()})
         meta = {
             **self.metadata,
             "model": self.discover,
@@ -408,9 +447,26 @@ class RetainRecommender:
                 meta.get("half_life_days"),
             )
             state = {k[len("model.") :]: v for k, v in arrays.items() if k.startswith("model.")}
-            model = BlendModel.from_state(dict(meta["params"]), state)
-            if model.als.item_factors.shape[0] != shape[1] or model.als.user_factors.shape[0] != shape[0]:
-                raise ValueError("factor shapes do not match the id maps")
+            name = meta.get("model", "blend")
+            support = None
+            if name in DISCOVER_PRESETS:
+                model: Model = BlendModel.from_state(dict(meta["params"]), state)
+                if isinstance(model, BlendModel) and "als" in model.needed():
+                    if (
+                        model.als.item_factors.shape[0] != shape[1]
+                        or model.als.user_factors.shape[0] != shape[0]
+                    ):
+                        raise ValueError("factor shapes do not match the id maps")
+            else:
+                model = model_class(name).from_state(dict(meta["params"]), state)
+                parts = {k[len("support.") :]: v for k, v in arrays.items() if k.startswith("support.")}
+                support = BlendModel.from_state(_support().full_params(), parts)
         except (KeyError, ValueError, TypeError, RecommenderError) as exc:
             raise ModelFileError(f"{path}: model file is corrupt or incomplete ({exc})") from None
-        return cls(data, model, discover=meta.get("model", "blend"), metadata=meta)
+        return cls(data, model, discover=name, support=support, metadata=meta)
+
+
+def _support() -> BlendModel:
+    """The parts a model other than the blend is served beside: item-kNN (reasons, similar_items) and
+    popularity (fallbacks); nothing is scored by it."""
+    return BlendModel(als_weight=0.0, knn_weight=0.0, popular_weight=0.0)
