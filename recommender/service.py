@@ -168,7 +168,7 @@ class RetainRecommender:
 
     def _warm(self, blocks: Sequence[str], rules: Rules) -> None:
         """Fill the lazily built caches a batch reads (before batches run on several threads)."""
-        if BUY_AGAIN in blocks:
+        if BUY_AGAIN in blocks and not self._own_per_batch():
             self._own_scores()
         if DISCOVER in blocks:
             self._item_names()
@@ -264,6 +264,10 @@ class RetainRecommender:
         pos, vals = top_n(scores, fetch)
         return cand[pos], vals
 
+    def _own_per_batch(self) -> bool:
+        check = getattr(self.model, "own_per_batch", None)
+        return bool(check(self.data)) if callable(check) else False
+
     def _own_scores(self) -> sp.csr_matrix:
         if self._own is None:
             users = np.arange(self.data.shape[0])
@@ -286,7 +290,10 @@ class RetainRecommender:
         self, users: np.ndarray, allowed: np.ndarray, fetch: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``fetch`` own products per user, straight from the sparse rows (-inf pads short rows)."""
-        own = self._own_scores()[users]
+        if self._own_per_batch():
+            own = self.model.own_scores(self.data, users)  # type: ignore[attr-defined]
+        else:
+            own = self._own_scores()[users]
         rows = np.repeat(np.arange(users.size), np.diff(own.indptr))
         keep = allowed[own.indices]
         rows, cols, data = rows[keep], own.indices[keep], own.data[keep]

@@ -102,11 +102,29 @@ def test_bad_params_are_a_model_error(shop, tmp_path: Path) -> None:
 
 
 def test_evaluate_store_reports_every_model_for_both_protocols(shop) -> None:
-    result = evaluate_store(shop, cutoff=START + timedelta(days=20), holdout_days=30, params=TINY)
-    assert set(result["protocols"]) == {"discover", "repeat"}
-    for models in result["protocols"].values():
-        assert {"popular (all time)", "personal", "als", "itemknn", "blend"} <= set(models)
+    result = evaluate_store(shop, cutoff=START + timedelta(days=20), holdout_days=30, params=TINY, budget=20)
+    assert set(result["protocols"]) == {"discover", "repeat", "next_basket"}
+    for protocol, models in result["protocols"].items():
+        assert {
+            "popular (all time)",
+            "personal",
+            "als",
+            "itemknn",
+            "ease",
+            "tifuknn",
+            "blend",
+            "shipped",
+        } <= set(models)
         assert all(0.0 <= m["ndcg@10"] <= 1.0 for m in models.values())
+        paired = result["paired"][protocol]
+        base = paired["baseline"]
+        assert models[base]["ndcg@10"] == max(
+            models[b]["ndcg@10"]
+            for b in ("popular (all time)", "popular (30 days)", "popular (7 days)", "personal")
+        )
+        assert paired[base]["diff"] == 0.0
+        diff = paired["shipped"]["diff"]
+        assert diff == pytest.approx(models["shipped"]["ndcg@10"] - models[base]["ndcg@10"], abs=1e-9)
 
 
 def test_cli_train_and_evaluate_json(shop, tmp_path: Path, monkeypatch, capsys) -> None:
@@ -121,8 +139,67 @@ def test_cli_train_and_evaluate_json(shop, tmp_path: Path, monkeypatch, capsys) 
     capsys.readouterr()
     assert main(["--db", db_url, "evaluate", "--json", "--cutoff", "2024-01-21", "--params", params]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert set(payload) == {"discover", "repeat"}
-    assert set(payload["repeat"]["blend"]) == {"ndcg@10", "hr@10", "p@10", "map@10"}
+    assert set(payload["protocols"]) == {"discover", "repeat", "next_basket"}
+    repeat = payload["protocols"]["repeat"]
+    assert repeat["test_window"] == {"start": "2024-01-21T00:00:00", "end": "2024-02-20T00:00:00", "days": 30}
+    assert repeat["test_customers"] > 0 and repeat["strongest_baseline"] in repeat["models"]
+    assert {"ndcg@10", "hr@10", "p@10", "map@10", "coverage"} <= set(repeat["models"]["blend"])
+    assert set(repeat["models"]["shipped"]["vs_baseline"]) == {"diff", "se"}
+    # 20 days of history before the cutoff: no 30-day validation window, so the defaults ship, saying why
+    assert payload["shipped"]["choice"] == {}
+    assert any("no validation window" in note for note in payload["shipped"]["notes"])
     assert main(["--db", db_url, "evaluate", "--cutoff", "not-a-date"]) == 1
     assert "ISO date" in capsys.readouterr().err
     assert main(["--db", db_url, "train", "--params", "{bad"]) == 1
+
+
+def test_train_selects_per_shop_by_default_and_model_show_explains(
+    shop, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from campaigns.cli import main
+
+    db_url = f"sqlite:///{tmp_path / 'retain.db'}"
+    monkeypatch.setenv("RETAIN_MODEL_PATH", str(tmp_path / "sel-model"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--db", db_url, "train", "--budget", "20"]) == 0
+    meta = json.loads((tmp_path / "sel-model.json").read_text())
+    selection = meta["selection"]
+    assert selection["budget"] == 20.0 and meta["database"]
+    for block, choice in selection["choice"].items():
+        rows = [r for r in selection["table"] if r["block"] == block]
+        assert choice["validation_ndcg@10"] >= max(r["mean"] for r in rows if r["baseline"])
+    capsys.readouterr()
+    assert main(["--db", db_url, "model", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert "discover: " in shown and "validation" in shown
+    assert main(["--db", db_url, "model", "show", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["selection"]["choice"] == selection["choice"]
+    monkeypatch.setenv("RETAIN_MODEL_PATH", str(tmp_path / "none"))
+    assert main(["--db", db_url, "model", "show"]) == 1
+    assert "run `retain train`" in capsys.readouterr().err
+
+
+def test_a_model_file_belongs_to_its_database(shop, tmp_path: Path) -> None:
+    """Training for another database refuses to overwrite this one's model (unless forced) and never
+    reuses its tuning."""
+    from campaigns.store import Store
+    from campaigns.training import database_identity
+
+    settings = settings_for(tmp_path)
+    tuned = {"params": {"als": {"factors": 3, "iterations": 2}}, "half_life_days": 45.0}
+    train_model(shop, settings, model="blend", tuning=tuned)
+    meta = json.loads((tmp_path / "model" / "m.json").read_text())
+    assert meta["tuning"] == tuned and meta["database"] == database_identity(shop)
+    other = Store.open(f"sqlite:///{tmp_path / 'other.db'}")
+    other.write_import(shop_batch("X"))
+    with pytest.raises(ModelError, match="belongs to another database"):
+        train_model(other, settings, params=TINY)
+    assert json.loads((tmp_path / "model" / "m.json").read_text())["database"] == database_identity(shop)
+    train_model(other, settings, model="blend", force=True)
+    meta = json.loads((tmp_path / "model" / "m.json").read_text())
+    assert meta["database"] == database_identity(other)
+    assert "tuning" not in meta and meta["half_life_days"] == 60.0  # the first database's tuning stayed there
+    # the same database trained again keeps its own tuning
+    train_model(other, settings, model="blend", tuning=tuned)
+    train_model(other, settings, model="blend")
+    assert json.loads((tmp_path / "model" / "m.json").read_text())["tuning"] == tuned

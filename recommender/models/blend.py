@@ -27,6 +27,7 @@ batch.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -103,6 +104,10 @@ class BlendModel:
                 raise TypeError(f"blend 'repeat' must map some of {', '.join(REPEAT_KEYS)} to weights")
             self.params["repeat"] = {k: float(v) for k, v in repeat.items()}
         self._index: _FactorIndex | None = None  # built from the ALS item factors on first use
+        # per thread: the z-scored part scores of the last batch of users (discover and buy_again of one
+        # batch share them)
+        self._memo = threading.local()
+        self._own_cache = None
 
     def full_params(self) -> dict[str, Any]:
         return {**self.params, **{k: dict(getattr(self, k).params) for k in PARTS}}
@@ -123,6 +128,21 @@ class BlendModel:
         for part in self.needed():
             getattr(self, part).fit(data)
         self._index = None
+        self._memo = threading.local()
+        self._own_cache: tuple[Interactions, sp.csr_matrix] | None = None
+
+    def own_per_batch(self, data: Interactions) -> bool:
+        """Whether ``own_scores`` reads dense part scores (then a service computes it per batch, sharing
+        them with the discover block, instead of once for every customer)."""
+        return self.params["repeat"] is not None and data.shape[1] <= DENSE_ITEMS
+
+    def _own_matrix(self, data: Interactions) -> sp.csr_matrix:
+        """The buy-again score of every bought pair (CSR), computed once per data."""
+        cached = getattr(self, "_own_cache", None)
+        if cached is None or cached[0] is not data:
+            cached = (data, data.aligned(self.buy_again.pair_scores(data)))
+            self._own_cache = cached
+        return cached[1]
 
     def _z_parts(self, data: Interactions, users: np.ndarray, weights: dict[str, float]) -> np.ndarray:
         out = np.zeros((len(users), data.shape[1]), dtype=np.float32)
@@ -132,8 +152,18 @@ class BlendModel:
             if part in POPULAR_PARTS:
                 out += np.float32(w) * self._popular_z(part)[None, :]
             else:
-                out += np.float32(w) * standardize(getattr(self, part).score(data, users))
+                out += np.float32(w) * self._z(part, data, users)
         return out
+
+    def _z(self, part: str, data: Interactions, users: np.ndarray) -> np.ndarray:
+        """``standardize(part.score(data, users))``, remembered for the last batch of this thread."""
+        key = (id(data), users.tobytes())
+        memo = self._memo
+        if getattr(memo, "key", None) != key:
+            memo.key, memo.parts = key, {}
+        if part not in memo.parts:
+            memo.parts[part] = standardize(getattr(self, part).score(data, users))
+        return memo.parts[part]  # type: ignore[no-any-return]
 
     def discover_score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
         return self._z_parts(data, users, {p: self.weight(p) for p in WEIGHT_OF})
@@ -279,7 +309,7 @@ class BlendModel:
             out = self._z_parts(data, users, repeat)
             w_own = float(repeat.get("own", 0.0))
             if w_own:
-                own = data.aligned(self.buy_again.pair_scores(data))[users]
+                own = self._own_matrix(data)[users]
                 r = np.repeat(np.arange(len(users)), np.diff(own.indptr))
                 out[r, own.indices] += np.float32(w_own) * own.data
             return out
@@ -300,7 +330,7 @@ class BlendModel:
         the mix itself; above, the parts that are cheap at given positions (own, popularity, ALS) are
         summed and the others left out (:mod:`recommender.select` offers no other parts there).
         """
-        own = data.aligned(self.buy_again.pair_scores(data))[users]
+        own = self._own_matrix(data)[users]
         repeat = self.params["repeat"]
         if repeat is None:
             return own

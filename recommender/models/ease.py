@@ -57,7 +57,12 @@ class EASEModel:
         self.n_items = n_items
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
-        x = data.counts[users][:, self.items].astype(np.float32)
+        rows = data.counts[users]
+        if self.items.size == self.n_items:  # every product kept: no column selection
+            x = rows.astype(np.float32)
+            x.data[:] = 1.0
+            return np.asarray(x @ self.weights, dtype=np.float32)
+        x = rows[:, self.items].astype(np.float32)
         x.data[:] = 1.0
         out = np.zeros((len(users), self.n_items), dtype=np.float32)
         out[:, self.items] = x @ self.weights
