@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.errors import InteractionError
-from recommender.interactions import Interactions, build_interactions
+from recommender.interactions import Interactions, build_interactions, seconds
 from recommender.metrics import ranking_metrics, user_ndcg
 from recommender.models import make_model
 from recommender.models.base import Model, discover_scores, mask_seen, top_n
@@ -53,11 +53,16 @@ BATCH = 2048
 class PurchaseLike(Protocol):
     """Parallel purchase columns (``campaigns`` passes its ``PurchaseColumns``)."""
 
-    customer_id: np.ndarray
-    product_id: np.ndarray
-    order_id: np.ndarray
-    ordered_at: np.ndarray
-    quantity: np.ndarray
+    @property
+    def customer_id(self) -> np.ndarray: ...
+    @property
+    def product_id(self) -> np.ndarray: ...
+    @property
+    def order_id(self) -> np.ndarray: ...
+    @property
+    def ordered_at(self) -> np.ndarray: ...
+    @property
+    def quantity(self) -> np.ndarray: ...
 
 
 @dataclass
@@ -71,7 +76,7 @@ class Split:
 def to_datetime64(value: datetime | np.datetime64 | str) -> np.datetime64:
     if isinstance(value, datetime) and value.tzinfo is not None:
         value = value.replace(tzinfo=None) - (value.utcoffset() or value - value)
-    return np.datetime64(value, "s")
+    return seconds(value)
 
 
 def temporal_split(

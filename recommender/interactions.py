@@ -11,6 +11,7 @@ last purchase and the span between first and last purchase (in days): the "buy a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,6 +19,12 @@ import scipy.sparse as sp
 from recommender.errors import InteractionError
 
 DAY = np.timedelta64(1, "D")
+
+
+def seconds(value: Any) -> np.datetime64:
+    """``value`` (a datetime64, ISO string or naive datetime) as a datetime64 in seconds."""
+    out: np.datetime64 = np.datetime64(value, "s")
+    return out
 
 
 class IdMap:
@@ -170,7 +177,7 @@ def build_interactions(
     item_ids, i = _factorize(prod)
     users, items = IdMap(user_ids), IdMap(item_ids)
     stamp = when.astype(np.int64)
-    now = np.datetime64(as_of, "s") if as_of is not None else when.max()
+    now = seconds(as_of) if as_of is not None else when.max()
 
     # one entry per (user, item, order), then per (user, item); the pair as one int64 key
     n_items = len(items)

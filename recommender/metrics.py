@@ -35,9 +35,9 @@ def ranking_metrics(recs: np.ndarray, truth: sp.csr_matrix, n_items: int, k: int
     rows = np.repeat(np.arange(recs.shape[0]), recs.shape[1])
     flat = recs.ravel()
     valid = flat >= 0
-    hit = np.zeros(flat.shape, dtype=bool)
-    hit[valid] = np.asarray(truth[rows[valid], flat[valid]]).ravel() > 0
-    hit = hit.reshape(recs.shape)
+    flat_hit = np.zeros(flat.shape, dtype=bool)
+    flat_hit[valid] = np.asarray(truth[rows[valid], flat[valid]]).ravel() > 0
+    hit = flat_hit.reshape(recs.shape)
     discount = 1.0 / np.log2(np.arange(2, recs.shape[1] + 2))
     ideal_n = np.minimum(n_rel, k)
     idcg = np.cumsum(discount)[ideal_n - 1]
@@ -67,9 +67,9 @@ def user_ndcg(recs: np.ndarray, truth: sp.csr_matrix, k: int = 10) -> np.ndarray
     rows = np.repeat(np.arange(recs.shape[0]), recs.shape[1])
     flat = recs.ravel()
     valid = flat >= 0
-    hit = np.zeros(flat.shape, dtype=bool)
-    hit[valid] = np.asarray(truth[rows[valid], flat[valid]]).ravel() > 0
-    hit = hit.reshape(recs.shape)
+    flat_hit = np.zeros(flat.shape, dtype=bool)
+    flat_hit[valid] = np.asarray(truth[rows[valid], flat[valid]]).ravel() > 0
+    hit = flat_hit.reshape(recs.shape)
     discount = 1.0 / np.log2(np.arange(2, recs.shape[1] + 2))
     idcg = np.cumsum(discount)[np.minimum(np.diff(truth.indptr), k) - 1]
     return np.asarray((hit * discount).sum(axis=1) / idcg)

@@ -248,7 +248,7 @@ class RetainRecommender:
     def _pick(self, idx: np.ndarray, vals: np.ndarray, n: int, rules: Rules) -> list[int]:
         """:meth:`_select` for one ranked row: the positions to show."""
         sel = self._select(idx[None, :], vals[None, :], n, rules)[0]
-        return sel[sel >= 0].tolist()
+        return [int(x) for x in sel[sel >= 0]]
 
     def _popular_top(
         self, users: np.ndarray, allowed: np.ndarray, fetch: int, exclude_bought: bool

@@ -39,7 +39,7 @@ def write_model(
     npz.parent.mkdir(parents=True, exist_ok=True)
     tmp_npz, tmp_meta = npz.with_name(npz.name + ".tmp"), meta.with_name(meta.name + ".tmp")
     with open(tmp_npz, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
     payload = {"format": FORMAT, "version": VERSION, **metadata}
     tmp_meta.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str), encoding="utf-8")
     os.replace(tmp_npz, npz)

@@ -56,12 +56,12 @@ class ALSModel:
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
-        return self.user_factors[users] @ self.item_factors.T
+        return np.asarray(self.user_factors[users] @ self.item_factors.T)
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(self.item_factors, axis=1)
         normed = self.item_factors / np.where(norms > 0, norms, 1.0)[:, None]
-        return normed[items] @ normed.T
+        return np.asarray(normed[items] @ normed.T)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors, "item_factors": self.item_factors}

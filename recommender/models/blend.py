@@ -107,7 +107,7 @@ class BlendModel:
         # per thread: the z-scored part scores of the last batch of users (discover and buy_again of one
         # batch share them)
         self._memo = threading.local()
-        self._own_cache = None
+        self._own_cache: tuple[Interactions, sp.csr_matrix] | None = None
 
     def full_params(self) -> dict[str, Any]:
         return {**self.params, **{k: dict(getattr(self, k).params) for k in PARTS}}
@@ -129,7 +129,7 @@ class BlendModel:
             getattr(self, part).fit(data)
         self._index = None
         self._memo = threading.local()
-        self._own_cache: tuple[Interactions, sp.csr_matrix] | None = None
+        self._own_cache = None
 
     def own_per_batch(self, data: Interactions) -> bool:
         """Whether ``own_scores`` reads dense part scores (then a service computes it per batch, sharing
@@ -301,7 +301,7 @@ class BlendModel:
     def _popular_z(self, part: str = "popular") -> np.ndarray:
         """z-scored log popularity of every item (the same for every customer)."""
         model: PopularModel = getattr(self, part)
-        return standardize(np.log1p(model.item_scores)[None, :])[0]
+        return np.asarray(standardize(np.log1p(model.item_scores)[None, :])[0])
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
         repeat = self.params["repeat"]
@@ -421,7 +421,7 @@ def _parallel_topk(
     workers = max(1, min(os.cpu_count() or 1, queries.shape[0] // 256))
 
     def run(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        return topk(
+        found: tuple[np.ndarray, np.ndarray] = topk(
             items,
             queries[lo:hi],
             k,
@@ -429,6 +429,7 @@ def _parallel_topk(
             filter_items=banned,
             num_threads=1,
         )
+        return found
 
     if workers == 1:
         idx, raw = run(0, queries.shape[0])

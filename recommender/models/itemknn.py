@@ -50,10 +50,10 @@ class ItemKNNModel:
         self._sim_keys = None
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
-        return (data.weights[users] @ self.similarity).toarray()
+        return np.asarray((data.weights[users] @ self.similarity).toarray())
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
-        return self.similarity[items].toarray()
+        return np.asarray(self.similarity[items].toarray())
 
     def warm(self) -> None:
         """Build the lookup keys ``because`` uses (before concurrent calls)."""
@@ -123,7 +123,7 @@ class ItemKNNModel:
             val = np.where(keys[pos] == query, rows.data[pos], 0.0)
         else:
             val = np.zeros(query.shape)
-        return ((val - mean[:, None]) / std[:, None]).astype(np.float32)
+        return np.asarray((val - mean[:, None]) / std[:, None], dtype=np.float32)
 
     def state(self) -> dict[str, np.ndarray]:
         s = self.similarity

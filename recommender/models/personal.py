@@ -69,10 +69,10 @@ class BuyAgainModel:
         repeat = n > 1
         interval = np.where(repeat, data.span_days / np.maximum(n - 1, 1), 0.0)
         due = np.where(repeat, np.exp(-np.abs(age - interval) / np.maximum(interval, 7.0)), 0.0)
-        return (score * (1.0 + self.params["due_weight"] * due) + 1e-9).astype(np.float32)
+        return np.asarray(score * (1.0 + self.params["due_weight"] * due) + 1e-9, dtype=np.float32)
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
-        return data.aligned(self.pair_scores(data))[users].toarray()
+        return np.asarray(data.aligned(self.pair_scores(data))[users].toarray())
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         raise NotImplementedError("buy_again has no item similarity")

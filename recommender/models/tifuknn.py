@@ -82,7 +82,7 @@ class TIFUKNNModel:
         norms = np.sqrt(np.asarray(v.multiply(v).sum(axis=0)).ravel())
         rows = (v[:, items].T @ v).toarray()
         denom = norms[items][:, None] * norms[None, :]
-        return np.divide(rows, denom, out=np.zeros_like(rows), where=denom > 0).astype(np.float32)
+        return np.asarray(np.divide(rows, denom, out=np.zeros_like(rows), where=denom > 0), dtype=np.float32)
 
     def state(self) -> dict[str, np.ndarray]:
         v = self.vectors
