@@ -388,7 +388,7 @@ def test_selection_stops_within_its_budget_and_says_so() -> None:
     cols = shop_history(customers=200)
     started = time.perf_counter()
     sel = select(
-        cols, cols.ordered_at.max(), budget=1.0, base_params={"als": {"factors": 4, "iterations": 3}}
+        cols, cols.ordered_at.max(), budget=0.1, base_params={"als": {"factors": 4, "iterations": 3}}
     )
     assert sel.budget == 0.1
     assert any("budget" in note for note in sel.notes)
