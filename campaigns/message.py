@@ -31,17 +31,15 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from campaigns.config import Settings
-from campaigns.definition import CampaignDefinition
 from campaigns.errors import ConfigError, SenderError
 from campaigns.render import RenderedEmail
 
 #: control characters removed from header values (tab becomes a space)
-_HEADER_DELETE = {c: None for c in [*range(0, 32), *range(127, 160), 0x2028, 0x2029]}
+_HEADER_DELETE: dict[int, str | None] = {c: None for c in [*range(0, 32), *range(127, 160), 0x2028, 0x2029]}
 _HEADER_DELETE[9] = " "
 _ATOM_SAFE_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*$")
 _PLAIN_RE = re.compile(r"^[\x21-\x7e]+( [\x21-\x7e]+)*$")
@@ -379,41 +377,3 @@ def _dkim_sign(data: bytes, config: DkimConfig) -> bytes:
     except dkimpy.DKIMException as exc:
         raise ConfigError(f"DKIM signing failed (check dkim_* settings): {exc}") from None
     return signature + data
-
-
-def build_campaign_message(
-    definition: CampaignDefinition,
-    settings: Settings,
-    rendered: RenderedEmail,
-    context: dict[str, Any],
-    *,
-    to_email: str,
-    to_name: str | None,
-    run_key: str,
-    dkim: DkimConfig | None = None,
-    extra_headers: dict[str, str] | None = None,
-) -> OutgoingEmail:
-    """:func:`build_message` with the campaign's defaults filled in from settings and the context.
-
-    From is the campaign's ``from`` (else ``settings.from_address``); List-Unsubscribe uses the
-    context's signed ``unsubscribe_url`` and ``settings.unsubscribe_mailto``; Message-ID's domain is
-    the sender's; ``settings.reply_to`` becomes Reply-To.
-    """
-    from_ = definition.from_ or settings.from_address
-    _, mail_from = _parse_from(from_)
-    headers = dict(extra_headers or {})
-    if settings.reply_to and not any(k.lower() == "reply-to" for k in headers):
-        headers["Reply-To"] = settings.reply_to
-    return build_message(
-        rendered,
-        to_email=to_email,
-        to_name=to_name,
-        from_=from_,
-        list_unsubscribe_url=str(context["unsubscribe_url"]),
-        list_unsubscribe_mailto=settings.unsubscribe_mailto or None,
-        campaign=definition.name,
-        run_key=run_key,
-        message_id_domain=mail_from.rpartition("@")[2],
-        extra_headers=headers,
-        dkim=dkim,
-    )
