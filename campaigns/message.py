@@ -292,6 +292,34 @@ def message_id_for(campaign: str, run_key: str, to_email: str, domain: str) -> s
     return f"<{digest}@{clean_header_value(domain).strip() or 'retain.invalid'}>"
 
 
+def _list_unsubscribe(url: str, mailto: str | None) -> str:
+    """``<https one-click URL>`` and, when configured, ``<mailto:...?subject=unsubscribe>``."""
+    value = f"<{clean_header_value(url)}>"
+    if mailto:
+        mailto = clean_header_value(mailto)
+        if not mailto.startswith("mailto:"):
+            mailto = f"mailto:{mailto}?subject=unsubscribe"
+        value += f",\r\n <{mailto}>"
+    return value
+
+
+def _extra_headers(extra: dict[str, str]) -> list[str]:
+    """Reply-To / Cc / Sender as checked addresses, anything else as unstructured text; ConfigError for
+    a bad name or one that would replace a header Retain writes."""
+    out = []
+    for name, value in extra.items():
+        if not _HEADER_NAME_RE.match(name) or name.lower() in _RESERVED:
+            raise ConfigError(
+                f"extra header {name!r} is not a valid header name or would replace one Retain writes"
+            )
+        if name.lower() in ("reply-to", "cc", "sender"):
+            addr_name, addr = parseaddr(clean_header_value(value))
+            out.append(f"{name}: {format_address(addr_name, check_address(addr))}")
+        else:
+            out.append(f"{name}: {encode_unstructured(value, len(name) + 2)}")
+    return out
+
+
 def build_message(
     rendered: RenderedEmail,
     *,
@@ -316,12 +344,6 @@ def build_message(
     from_header, mail_from = _parse_from(from_)
     message_id = message_id_for(campaign, run_key, rcpt, message_id_domain)
     boundary = "=_" + message_id[1:17]
-    unsubscribe = f"<{clean_header_value(list_unsubscribe_url)}>"
-    if list_unsubscribe_mailto:
-        mailto = clean_header_value(list_unsubscribe_mailto)
-        if not mailto.startswith("mailto:"):
-            mailto = f"mailto:{mailto}?subject=unsubscribe"
-        unsubscribe += f",\r\n <{mailto}>"
     headers = [
         f"From: {from_header}",
         f"To: {format_address(to_name, rcpt)}",
@@ -329,21 +351,12 @@ def build_message(
         f"Date: {format_datetime(date or datetime.now(UTC))}",
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",
-        f"List-Unsubscribe: {unsubscribe}",
+        f"List-Unsubscribe: {_list_unsubscribe(list_unsubscribe_url, list_unsubscribe_mailto)}",
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         f"X-Retain-Campaign: {encode_unstructured(campaign, 19)}",
         f"X-Retain-Run: {encode_unstructured(run_key, 14)}",
+        *_extra_headers(extra_headers or {}),
     ]
-    for name, value in (extra_headers or {}).items():
-        if not _HEADER_NAME_RE.match(name) or name.lower() in _RESERVED:
-            raise ConfigError(
-                f"extra header {name!r} is not a valid header name or would replace one Retain writes"
-            )
-        if name.lower() in ("reply-to", "cc", "sender"):
-            addr_name, addr = parseaddr(clean_header_value(value))
-            headers.append(f"{name}: {format_address(addr_name, check_address(addr))}")
-        else:
-            headers.append(f"{name}: {encode_unstructured(value, len(name) + 2)}")
     headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
     text_cte, text_body = _encode_body(rendered.text)
     html_cte, html_body = _encode_body(rendered.html, prefer_base64=True)

@@ -38,6 +38,7 @@ from campaigns.runner import RunProcessor, close_run
 from campaigns.senders import Sender, resolve_sender
 from campaigns.status import RunStatus
 from campaigns.store.base import utcnow
+from campaigns.store.batches import BatchRecord
 from campaigns.store.protocols import DistributedStore
 from campaigns.summary import RunSummary
 
@@ -172,6 +173,48 @@ def run_batch(
     retry takes it back) and anything unexpected (the batch is released first).
     """
     store = runtime.store()
+    leased = _lease(store, run_id, batch_no, campaign, run_key)
+    if isinstance(leased, BatchOutcome):
+        return leased
+    batch, me = leased
+    started = time.perf_counter()
+    summary = RunSummary(campaign, run_key, RunStatus.RUNNING, False)
+    try:
+        definition, renderer = runtime.campaign(campaign)
+        the_sender = runtime.sender(sender)
+        summary.sender = the_sender.name
+        factory = EmailFactory(
+            runtime.settings, definition, catalogue=store, recommender=runtime.recommender(definition),
+            options=BuildOptions(run_key=run_key), renderer=renderer,
+        )  # fmt: skip
+        processor = _LeasedProcessor(
+            store, runtime.settings, factory,
+            run_id=run_id, owner=me, now=now, sender=the_sender, report=None, summary=summary,
+        )  # fmt: skip
+        processor.batch_id, processor.batches = batch.id, store
+        processor.process(load_members(store, batch.members))
+    except (RenderError, SenderPausedError) as exc:
+        return _stop_run(store, batch, me, exc, campaign, run_key)
+    except BaseException:
+        _release_quietly(store, batch.id, me)
+        raise
+    store.finish_batch(batch.id, me)
+    log.info(
+        "run %s/%s batch %d: %d members in %.1f s",
+        campaign, run_key, batch_no, len(batch.members), time.perf_counter() - started,
+    )  # fmt: skip
+    return BatchOutcome(
+        "done",
+        sent=summary.sent,
+        in_flight_resolved=summary.in_flight_resolved,
+        closed=close_if_last(store, run_id, campaign, run_key),
+    )
+
+
+def _lease(
+    store: DistributedStore, run_id: int, batch_no: int, campaign: str, run_key: str
+) -> tuple[BatchRecord, str] | BatchOutcome:
+    """Steps 1-2 of the protocol: the batch and this process's identity once leased, or why not."""
     try:
         run = store.get_run(run_key, campaign)
     except NotFoundError:
@@ -190,46 +233,21 @@ def run_batch(
     stale = utcnow() - timedelta(seconds=BATCH_LEASE_SECONDS)
     if not store.take_batch(batch.id, me, expected_owner=expected, stale_before=stale):
         return BatchOutcome("busy")
-    started = time.perf_counter()
-    summary = RunSummary(campaign, run_key, RunStatus.RUNNING, False)
-    try:
-        definition, renderer = runtime.campaign(campaign)
-        the_sender = runtime.sender(sender)
-        summary.sender = the_sender.name
-        factory = EmailFactory(
-            runtime.settings, definition, catalogue=store, recommender=runtime.recommender(definition),
-            options=BuildOptions(run_key=run_key), renderer=renderer,
-        )  # fmt: skip
-        processor = _LeasedProcessor(
-            store, runtime.settings, factory,
-            run_id=run_id, owner=me, now=now, sender=the_sender, report=None, summary=summary,
-        )  # fmt: skip
-        processor.batch_id, processor.batches = batch.id, store
-        processor.process(load_members(store, batch.members))
-    except RenderError as exc:
-        store.release_batch(batch.id, me)
-        store.finish_run(run_id, None, RunStatus.FAILED, str(exc))
-        log.error("run %s/%s failed on batch %d: %s", campaign, run_key, batch_no, exc)
+    return batch, me
+
+
+def _stop_run(
+    store: DistributedStore, batch: BatchRecord, me: str, exc: Exception, campaign: str, run_key: str
+) -> BatchOutcome:
+    """A template error fails the whole run; a sender that gave up pauses it (every batch stops)."""
+    store.release_batch(batch.id, me)
+    if isinstance(exc, RenderError):
+        store.finish_run(batch.run_id, None, RunStatus.FAILED, str(exc))
+        log.error("run %s/%s failed on batch %d: %s", campaign, run_key, batch.batch_no, exc)
         return BatchOutcome("failed")
-    except SenderPausedError as exc:
-        store.release_batch(batch.id, me)
-        store.finish_run(run_id, None, RunStatus.PAUSED, f"{exc} — rerun the same `retain send` to resume")
-        log.warning("run %s/%s paused on batch %d: %s", campaign, run_key, batch_no, exc)
-        return BatchOutcome("paused")
-    except BaseException:
-        _release_quietly(store, batch.id, me)
-        raise
-    store.finish_batch(batch.id, me)
-    log.info(
-        "run %s/%s batch %d: %d members in %.1f s",
-        campaign, run_key, batch_no, len(batch.members), time.perf_counter() - started,
-    )  # fmt: skip
-    return BatchOutcome(
-        "done",
-        sent=summary.sent,
-        in_flight_resolved=summary.in_flight_resolved,
-        closed=close_if_last(store, run_id, campaign, run_key),
-    )
+    store.finish_run(batch.run_id, None, RunStatus.PAUSED, f"{exc} — rerun the same `retain send` to resume")
+    log.warning("run %s/%s paused on batch %d: %s", campaign, run_key, batch.batch_no, exc)
+    return BatchOutcome("paused")
 
 
 def _release_quietly(store: DistributedStore, batch_id: int, owner: str) -> None:
