@@ -17,7 +17,9 @@ EASE^R and TIFU-KNN — and every *configuration* is a weighting of z-scored par
 - from the best single candidate, weights are learned by coordinate ascent on the mean validation
   nDCG@10 over the windows (a weight change is kept only when it improves the mean);
 - the result is never worse on validation than the strongest baseline: the baselines are candidates, and
-  a learned blend replaces them only by improving the mean.
+  a model or learned blend replaces the strongest one only when its validation gain exceeds ``MARGIN``
+  (2) standard errors of the paired per-customer difference (pooled over the windows) — within noise the
+  baseline ships.
 
 Everything runs within ``budget`` seconds: windows are dropped when fitting them would not fit (every
 candidate is always compared on the same windows), expensive parts are skipped when their first fit says
@@ -39,7 +41,7 @@ import scipy.sparse as sp
 
 from recommender.evaluate import PurchaseLike, temporal_split, to_datetime64
 from recommender.interactions import Interactions
-from recommender.metrics import ranking_metrics
+from recommender.metrics import user_ndcg
 from recommender.models.base import _top_n_partition, standardize
 from recommender.models.blend import DENSE_ITEMS, POPULAR_PARTS, BlendModel
 from recommender.models.personal import BuyAgainModel
@@ -53,6 +55,8 @@ OWN_FIRST = 1000.0
 Z_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 OWN_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, OWN_FIRST)
 K = 10
+#: standard errors of the paired validation difference a model must gain to replace the strongest baseline
+MARGIN = 2.0
 #: coordinate ascent starts (the best single candidates)
 STARTS = 2
 #: coordinate-ascent passes over the parts
@@ -67,6 +71,10 @@ class Candidate:
     weights: dict[str, float]
     baseline: bool = False
     scores: list[float] = field(default_factory=list)  # validation nDCG@10 per window
+    #: paired difference against the strongest baseline over the validation customers (diff, se)
+    significance: dict[str, float] | None = None
+    #: the better-validating candidate a baseline was kept over (its gain was within one standard error)
+    replaced: str | None = None
 
     @property
     def mean(self) -> float:
@@ -195,6 +203,7 @@ def select(
         choice[block] = {
             "name": best.name,
             "weights": best.weights,
+            "vs_baseline": best.significance,
             "validation_ndcg@10": best.mean,
             "strongest_baseline": strongest["name"],
             "baseline_ndcg@10": strongest["mean"],
@@ -216,14 +225,20 @@ def select(
 
 
 def _reason(best: Candidate, strongest: dict[str, Any]) -> str:
+    sig = best.significance
+    if best.baseline and best.replaced and sig:
+        return (
+            f"{best.name}, the strongest baseline (validation nDCG@10 {best.mean:.4f}): the best model, "
+            f"{best.replaced}, gained only {sig['diff']:+.4f} ± {sig['se']:.4f} (less than {MARGIN:g} standard errors)"
+        )
     if best.baseline:
         return (
             f"{best.name} is the strongest candidate on validation (nDCG@10 {best.mean:.4f}); no model or "
             "blend beat it"
         )
-    gain = best.mean - strongest["mean"]
+    gain = f"{sig['diff']:+.4f} ± {sig['se']:.4f}" if sig else f"{best.mean - strongest['mean']:+.4f}"
     return (
-        f"{best.name}: validation nDCG@10 {best.mean:.4f}, {gain:+.4f} over the strongest baseline "
+        f"{best.name}: validation nDCG@10 {best.mean:.4f}, {gain} over the strongest baseline "
         f"{strongest['name']} ({strongest['mean']:.4f})"
     )
 
@@ -307,6 +322,11 @@ def _scores(window: _Window, weights: dict[str, float]) -> np.ndarray:
 
 def _ndcg(window: _Window, block: str, scores: np.ndarray) -> float:
     """Validation nDCG@10 of ``scores`` (left as they were: bought products are masked and restored)."""
+    return float(np.mean(_user_ndcg(window, block, scores))) if window.truth[block].nnz else 0.0
+
+
+def _user_ndcg(window: _Window, block: str, scores: np.ndarray) -> np.ndarray:
+    """Per validation customer (with a relevant product) nDCG@10 of ``scores``."""
     truth = window.truth[block]
     if block == "discover":
         r, c = window.seen.nonzero()
@@ -316,7 +336,7 @@ def _ndcg(window: _Window, block: str, scores: np.ndarray) -> float:
     if block == "discover":
         scores[r, c] = saved
     recs = np.where(np.isfinite(vals), idx, -1)
-    return ranking_metrics(recs, truth, window.train.shape[1], K)["ndcg@10"]
+    return user_ndcg(recs, truth, K)
 
 
 def _evaluate(candidate: Candidate, windows: list[_Window], block: str) -> Candidate:
@@ -383,7 +403,26 @@ def _search(
         current.weights = {k: v for k, v in current.weights.items() if v}
         current.name = "blend (" + ", ".join(f"{k} {v:g}" for k, v in sorted(current.weights.items())) + ")"
         rows.append(_row(block, current))
-        return current, rows
+        best = current
+    if not best.baseline:
+        # a model replaces the strongest baseline only when it validates better by more than MARGIN standard
+        # errors of the paired difference (pooled over the windows' customers, which understates the
+        # error: a customer appears in several windows); within noise the baseline ships (small
+        # validation gains did not hold on test: docs/recommender.md)
+        strongest = max((c for c in singles if c.baseline), key=lambda c: c.mean)
+        diff = np.concatenate(
+            [
+                _user_ndcg(w, block, _scores(w, best.weights))
+                - _user_ndcg(w, block, _scores(w, strongest.weights))
+                for w in windows
+            ]
+        )
+        se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("inf")
+        best.significance = {"diff": float(diff.mean()), "se": se}
+        if not diff.mean() > MARGIN * se:
+            strongest.significance = best.significance
+            strongest.replaced = best.name
+            return strongest, rows
     return best, rows
 
 
