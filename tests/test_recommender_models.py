@@ -424,3 +424,21 @@ def test_next_basket_truth_is_the_first_order_in_the_window() -> None:
     items = split.train.items.ids(nb[u1].indices)
     assert sorted(items.tolist()) == [11, 12]  # order 2, not order 3
     assert sp.csr_matrix(split.truth["repeat"])[u1].nnz == 3
+
+
+def test_tifu_neighbours_above_the_pool_come_from_the_largest_histories() -> None:
+    from recommender.models.tifuknn import nearest_users
+
+    rng = np.random.default_rng(5)
+    vectors = sp.random(60, 30, density=0.2, random_state=rng, format="csr", dtype=np.float32)
+    support = np.diff(vectors.indptr)
+    pool = np.sort(np.argsort(-support, kind="stable")[:10])
+    near = nearest_users(vectors, 4, 10)
+    dense = vectors.toarray()
+    for u in range(60):
+        assert set(near[u]) <= set(pool) and u not in near[u]
+        cand = [c for c in pool if c != u]
+        dist = ((dense[cand] - dense[u]) ** 2).sum(axis=1)
+        assert sorted(((dense[near[u]] - dense[u]) ** 2).sum(axis=1)) == pytest.approx(
+            sorted(dist)[:4], abs=1e-5
+        )
