@@ -173,6 +173,9 @@ class RetainRecommender:
         if DISCOVER in blocks:
             self._item_names()
             self.support.itemknn.warm()
+        warm = getattr(self.model, "warm", None)
+        if callable(warm):
+            warm()
         if rules.max_per_category is not None:
             self._category_codes()
 

@@ -131,6 +131,12 @@ class BlendModel:
         self._memo = threading.local()
         self._own_cache = None
 
+    def warm(self) -> None:
+        """Build what scoring reads lazily (before batches run on several threads)."""
+        self.itemknn.warm()
+        if "tifuknn" in self.needed():
+            self.tifuknn.warm()
+
     def own_per_batch(self, data: Interactions) -> bool:
         """Whether ``own_scores`` reads dense part scores (then a service computes it per batch, sharing
         them with the discover block, instead of once for every customer)."""

@@ -49,6 +49,7 @@ class TIFUKNNModel:
             raise TypeError(f"TIFU-KNN alpha must be in [0, 1], got {self.params['alpha']!r}")
         self.vectors = sp.csr_matrix((0, 0), dtype=np.float32)
         self.neighbours = np.zeros((0, 0), dtype=np.int32)
+        self._near: sp.csr_matrix | None = None  # every customer's neighbour mean, built on first use
 
     def fit(self, data: Interactions) -> None:
         if data.baskets is None:
@@ -57,19 +58,32 @@ class TIFUKNNModel:
             data, **{k: self.params[k] for k in ("n_groups", "within_decay", "group_decay")}
         )
         self.neighbours = nearest_users(self.vectors, int(self.params["k"]), int(self.params["pool"]))
+        self._near = None
+
+    def warm(self) -> None:
+        """Build the neighbour means of every customer (before concurrent calls)."""
+        self._neighbour_means()
+
+    def _neighbour_means(self) -> sp.csr_matrix:
+        """Mean of the ``k`` neighbours' vectors for every customer: one sparse product for all of them
+        (much cheaper than one per batch of customers), kept for the model's life."""
+        if self._near is None:
+            nb = self.neighbours
+            k = nb.shape[1]
+            n = self.vectors.shape[0]
+            if k == 0:
+                self._near = sp.csr_matrix(self.vectors.shape, dtype=np.float32)
+            else:
+                mix = sp.csr_matrix(
+                    (np.full(nb.size, 1.0 / k, dtype=np.float32), nb.ravel(), np.arange(0, nb.size + 1, k)),
+                    shape=(n, n),
+                )
+                self._near = (mix @ self.vectors).tocsr()
+        return self._near
 
     def parts(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(own vectors, mean of the neighbours' vectors) of ``users``, dense."""
-        own = self.vectors[users].toarray()
-        nb = self.neighbours[users]
-        k = nb.shape[1]
-        if k == 0:
-            return own, np.zeros_like(own)
-        mix = sp.csr_matrix(
-            (np.full(nb.size, 1.0 / k, dtype=np.float32), nb.ravel(), np.arange(0, nb.size + 1, k)),
-            shape=(len(users), self.vectors.shape[0]),
-        )
-        return own, (mix @ self.vectors).toarray()
+        return self.vectors[users].toarray(), self._neighbour_means()[users].toarray()
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
         own, near = self.parts(np.asarray(users, dtype=np.int64))
@@ -102,6 +116,7 @@ class TIFUKNNModel:
             (state["data"].astype(np.float32), state["indices"], state["indptr"]), shape=shape
         )
         model.neighbours = state["neighbours"].astype(np.int32)
+        model._near = None
         return model
 
 
