@@ -32,12 +32,7 @@ def ranking_metrics(recs: np.ndarray, truth: sp.csr_matrix, n_items: int, k: int
         return dict.fromkeys(names, 0.0)
     recs, truth = recs[has], truth[has]
     n_rel = np.diff(truth.indptr)
-    rows = np.repeat(np.arange(recs.shape[0]), recs.shape[1])
-    flat = recs.ravel()
-    valid = flat >= 0
-    flat_hit = np.zeros(flat.shape, dtype=bool)
-    flat_hit[valid] = np.asarray(truth[rows[valid], flat[valid]]).ravel() > 0
-    hit = flat_hit.reshape(recs.shape)
+    hit = _hits(recs, truth)
     discount = 1.0 / np.log2(np.arange(2, recs.shape[1] + 2))
     ideal_n = np.minimum(n_rel, k)
     idcg = np.cumsum(discount)[ideal_n - 1]
@@ -64,12 +59,17 @@ def user_ndcg(recs: np.ndarray, truth: sp.csr_matrix, k: int = 10) -> np.ndarray
     recs, truth = recs[has], truth[has]
     if not recs.shape[0]:
         return np.zeros(0)
+    hit = _hits(recs, truth)
+    discount = 1.0 / np.log2(np.arange(2, recs.shape[1] + 2))
+    idcg = np.cumsum(discount)[np.minimum(np.diff(truth.indptr), k) - 1]
+    return np.asarray((hit * discount).sum(axis=1) / idcg)
+
+
+def _hits(recs: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
+    """(customers, k) booleans: whether each recommended item (-1 = empty slot) is relevant."""
     rows = np.repeat(np.arange(recs.shape[0]), recs.shape[1])
     flat = recs.ravel()
     valid = flat >= 0
     flat_hit = np.zeros(flat.shape, dtype=bool)
     flat_hit[valid] = np.asarray(truth[rows[valid], flat[valid]]).ravel() > 0
-    hit = flat_hit.reshape(recs.shape)
-    discount = 1.0 / np.log2(np.arange(2, recs.shape[1] + 2))
-    idcg = np.cumsum(discount)[np.minimum(np.diff(truth.indptr), k) - 1]
-    return np.asarray((hit * discount).sum(axis=1) / idcg)
+    return flat_hit.reshape(recs.shape)

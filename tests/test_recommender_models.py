@@ -13,14 +13,13 @@ import scipy.sparse as sp
 
 from recommender import RetainRecommender, build_interactions
 from recommender.errors import RecommenderError, UnknownModelError
-from recommender.interactions import interactions_from_weights
 from recommender.models import MODELS, make_model, model_class, recommend, register
 from recommender.models.base import Model, top_n
 from recommender.models.blend import BlendModel
 from recommender.models.tifuknn import user_vectors
 from recommender.select import select
+from tests.test_recommender import N, checkerboard  # each pair its own order: TIFU-KNN sees a sequence
 
-N = 20
 SMALL_ALS = {"factors": 2, "regularization": 1.0, "alpha": 5.0, "iterations": 20, "seed": 0, "use_gpu": False}
 
 #: parameters of every registered model for the checkerboard; a model added to the registry without an
@@ -37,18 +36,6 @@ CONTRACT: dict[str, dict[str, object]] = {
 }
 #: models whose ranking is personal (the checkerboard's answer is learnable)
 PERSONALISED = ("als", "itemknn", "ease", "tifuknn", "blend")
-
-
-def checkerboard():
-    """Customer c bought product p iff c and p have the same parity, except p == c; each pair its own
-    order (so TIFU-KNN sees a basket sequence). The right new product for c is c itself."""
-    cust, prod = [], []
-    for u in range(N):
-        for i in range(N):
-            if (u + i) % 2 == 0 and u != i:
-                cust.append(100 + u)
-                prod.append(1000 + i)
-    return interactions_from_weights(np.array(cust), np.array(prod), np.ones(len(cust)))
 
 
 def test_every_registered_model_is_in_the_contract_suite() -> None:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recommender.interactions import Interactions
+from recommender.models.base import with_defaults
 
 #: tuned on a validation month carved from the Online Retail training data (see docs/recommender.md)
 DEFAULTS: dict[str, Any] = {
@@ -24,10 +25,7 @@ class ALSModel:
     name: ClassVar[str] = "als"
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown ALS parameter(s): {', '.join(sorted(unknown))}")
-        self.params: dict[str, Any] = {**DEFAULTS, **params}
+        self.params: dict[str, Any] = with_defaults(DEFAULTS, params, "ALS")
         self.user_factors = np.zeros((0, 0), dtype=np.float32)
         self.item_factors = np.zeros((0, 0), dtype=np.float32)
 

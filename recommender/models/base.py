@@ -48,6 +48,31 @@ class Model(Protocol):
     def from_state(cls, params: dict[str, Any], state: dict[str, np.ndarray]) -> Self: ...
 
 
+def with_defaults(defaults: dict[str, Any], params: dict[str, Any], label: str) -> dict[str, Any]:
+    """``params`` over ``defaults``; TypeError naming the unknown ones (the protocol's constructor rule)."""
+    unknown = set(params) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown {label} parameter(s): {', '.join(sorted(unknown))}")
+    return {**defaults, **params}
+
+
+def csr_state(matrix: sp.csr_matrix, prefix: str) -> dict[str, np.ndarray]:
+    """A CSR matrix as ``{prefix}data/indices/indptr/shape`` arrays (for ``state()``)."""
+    return {
+        f"{prefix}data": matrix.data,
+        f"{prefix}indices": matrix.indices,
+        f"{prefix}indptr": matrix.indptr,
+        f"{prefix}shape": np.array(matrix.shape),
+    }
+
+
+def csr_from_state(state: dict[str, np.ndarray], prefix: str) -> sp.csr_matrix:
+    """The float32 CSR matrix :func:`csr_state` wrote."""
+    shape = tuple(int(x) for x in state[f"{prefix}shape"])
+    parts = (state[f"{prefix}data"].astype(np.float32), state[f"{prefix}indices"], state[f"{prefix}indptr"])
+    return sp.csr_matrix(parts, shape=shape)
+
+
 def discover_scores(model: Model, data: Interactions, users: np.ndarray) -> np.ndarray:
     """The model's ranking of products for the ``discover`` block (before masking bought products)."""
     scorer = getattr(model, "discover_score", None)

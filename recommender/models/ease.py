@@ -16,6 +16,7 @@ import numpy as np
 import scipy.linalg as la
 
 from recommender.interactions import Interactions
+from recommender.models.base import with_defaults
 
 DEFAULTS: dict[str, Any] = {"l2": 500.0, "max_items": 8192}
 
@@ -24,10 +25,7 @@ class EASEModel:
     name: ClassVar[str] = "ease"
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown EASE parameter(s): {', '.join(sorted(unknown))}")
-        self.params: dict[str, Any] = {**DEFAULTS, **params}
+        self.params: dict[str, Any] = with_defaults(DEFAULTS, params, "EASE")
         if not float(self.params["l2"]) > 0:
             raise TypeError(f"EASE l2 must be positive, got {self.params['l2']!r}")
         self.items = np.zeros(0, dtype=np.int64)  # model item index of each column of ``weights``

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.interactions import Interactions
-from recommender.models.base import standardize
+from recommender.models.base import csr_from_state, csr_state, standardize, with_defaults
 
 DEFAULTS: dict[str, Any] = {"K": 200, "K1": 1.2, "B": 0.75, "similarity": "bm25"}
 
@@ -19,10 +19,7 @@ class ItemKNNModel:
     name: ClassVar[str] = "itemknn"
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown item-kNN parameter(s): {', '.join(sorted(unknown))}")
-        self.params: dict[str, Any] = {**DEFAULTS, **params}
+        self.params: dict[str, Any] = with_defaults(DEFAULTS, params, "item-kNN")
         if self.params["similarity"] not in {"bm25", "cosine"}:
             raise TypeError(
                 f"item-kNN similarity must be 'bm25' or 'cosine', got {self.params['similarity']!r}"
@@ -126,19 +123,10 @@ class ItemKNNModel:
         return np.asarray((val - mean[:, None]) / std[:, None], dtype=np.float32)
 
     def state(self) -> dict[str, np.ndarray]:
-        s = self.similarity
-        return {
-            "sim_data": s.data,
-            "sim_indices": s.indices,
-            "sim_indptr": s.indptr,
-            "sim_shape": np.array(s.shape),
-        }
+        return csr_state(self.similarity, "sim_")
 
     @classmethod
     def from_state(cls, params: dict[str, Any], state: dict[str, np.ndarray]) -> ItemKNNModel:
         model = cls(**params)
-        shape = tuple(int(x) for x in state["sim_shape"])
-        model.similarity = sp.csr_matrix(
-            (state["sim_data"].astype(np.float32), state["sim_indices"], state["sim_indptr"]), shape=shape
-        )
+        model.similarity = csr_from_state(state, "sim_")
         return model

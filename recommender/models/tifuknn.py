@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from recommender.errors import InteractionError
 from recommender.interactions import Interactions
+from recommender.models.base import csr_from_state, csr_state, with_defaults
 
 #: the paper's setting for Ta-Feng; ``retain train`` selects ``alpha`` on validation windows
 DEFAULTS: dict[str, Any] = {
@@ -41,10 +42,7 @@ class TIFUKNNModel:
     name: ClassVar[str] = "tifuknn"
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown TIFU-KNN parameter(s): {', '.join(sorted(unknown))}")
-        self.params: dict[str, Any] = {**DEFAULTS, **params}
+        self.params: dict[str, Any] = with_defaults(DEFAULTS, params, "TIFU-KNN")
         if not 0.0 <= float(self.params["alpha"]) <= 1.0:
             raise TypeError(f"TIFU-KNN alpha must be in [0, 1], got {self.params['alpha']!r}")
         self.vectors = sp.csr_matrix((0, 0), dtype=np.float32)
@@ -99,22 +97,12 @@ class TIFUKNNModel:
         return np.asarray(np.divide(rows, denom, out=np.zeros_like(rows), where=denom > 0), dtype=np.float32)
 
     def state(self) -> dict[str, np.ndarray]:
-        v = self.vectors
-        return {
-            "data": v.data,
-            "indices": v.indices,
-            "indptr": v.indptr,
-            "shape": np.array(v.shape),
-            "neighbours": self.neighbours,
-        }
+        return {**csr_state(self.vectors, ""), "neighbours": self.neighbours}
 
     @classmethod
     def from_state(cls, params: dict[str, Any], state: dict[str, np.ndarray]) -> TIFUKNNModel:
         model = cls(**params)
-        shape = tuple(int(x) for x in state["shape"])
-        model.vectors = sp.csr_matrix(
-            (state["data"].astype(np.float32), state["indices"], state["indptr"]), shape=shape
-        )
+        model.vectors = csr_from_state(state, "")
         model.neighbours = state["neighbours"].astype(np.int32)
         model._near = None
         return model
