@@ -53,7 +53,9 @@ COUNT_ONLY = {"half_life_days": 1e9, "due_weight": 0.0}
 #: a weight so large that own products always come first (the personal baseline)
 OWN_FIRST = 1000.0
 Z_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
-OWN_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, OWN_FIRST)
+OWN_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, OWN_FIRST)
+#: share of the budget for fitting the windows (the rest is the weight search, split between the blocks)
+FIT_SHARE = 0.5
 K = 10
 #: standard errors of the paired validation difference a model must gain to replace the strongest baseline
 MARGIN = 2.0
@@ -167,7 +169,7 @@ def select(
         notes.append(
             f"more than {DENSE_ITEMS} products: EASE^R and TIFU-KNN are not offered (not served exactly)"
         )
-    fit_budget = started + 0.6 * float(budget)
+    fit_budget = started + FIT_SHARE * float(budget)
     usable: list[_Window] = []
     available = list(parts)
     for k, window in enumerate(built):
@@ -194,8 +196,11 @@ def select(
     table: list[dict[str, Any]] = []
     choice: dict[str, dict[str, Any]] = {}
     chosen: dict[str, Candidate] = {}
-    for block in BLOCKS:
-        best, rows = _search(block, usable, available, deadline, notes)
+    for k, block in enumerate(BLOCKS):
+        # each block gets its share of what is left, so the second is not starved by the first
+        now = time.perf_counter()
+        block_deadline = now + max(deadline - now, 0.0) / (len(BLOCKS) - k)
+        best, rows = _search(block, usable, available, block_deadline, notes)
         chosen[block] = best
         table.extend(rows)
         baselines = [r for r in rows if r["baseline"]]
