@@ -141,7 +141,8 @@ def select(
     here. Returns a :class:`Selection` whose ``params`` are ready for ``BlendModel(**params)``.
     """
     started = time.perf_counter()
-    deadline = started + float(budget)
+    # the weight search ends a little early: the final comparisons and the result still take time
+    deadline = started + 0.95 * float(budget)
     say = progress or (lambda _m: None)
     base = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (base_params or {}).items()}
     notes: list[str] = []
