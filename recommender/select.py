@@ -55,7 +55,9 @@ OWN_FIRST = 1000.0
 Z_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 OWN_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, OWN_FIRST)
 #: share of the budget for fitting the windows (the rest is the weight search, split between the blocks)
-FIT_SHARE = 0.5
+FIT_SHARE = 0.6
+#: parts skipped when one fit says every window's would take more than half the fitting share
+EXPENSIVE = ("ease", "tifuknn", "als")
 K = 10
 #: standard errors of the paired validation difference a model must gain to replace the strongest baseline
 MARGIN = 2.0
@@ -148,48 +150,45 @@ def select(
     notes: list[str] = []
     purchases = _sample_customers(purchases, max_customers, seed, notes)
     end = to_datetime64(as_of)
-    built: list[_Window] = []
+    fit_budget = started + FIT_SHARE * float(budget)
+    usable: list[_Window] = []
+    available: list[str] = []
     for w in range(1, max(1, windows) + 1):
+        t0 = time.perf_counter()
+        # windows are built and fitted one at a time; another is started only when the average so far
+        # says it fits in the fitting share of the budget (every candidate compares on the same windows)
+        if usable and t0 + (t0 - started) / len(usable) > fit_budget:
+            notes.append(f"budget: validated on {len(usable)} of {windows} windows")
+            break
         cutoff = end - np.timedelta64(int(days) * w, "D")
         try:
             split = temporal_split(purchases, cutoff, days, half_life_days=half_life_days)
         except Exception as exc:  # InteractionError: no data before / in the window
             notes.append(f"window from {cutoff}: skipped ({exc})")
             break
-        built.append(_make_window(split.train, split.truth, cutoff, max_cells, seed))
-    built = [w for w in built if w.users.size]
-    if not built:
-        notes.append("no validation window has test customers: shipped the default blend")
-        return Selection(
-            _default_params(base), half_life_days, [], {}, [], notes, time.perf_counter() - started, budget
-        )
-    large = built[0].train.shape[1] > DENSE_ITEMS
-    parts = [*POPULAR_PARTS, "own", "own_count", "itemknn", "ease", "tifuknn", "als"]
-    if large:
-        parts = [*POPULAR_PARTS, "own", "own_count", "itemknn", "als"]
-        notes.append(
-            f"more than {DENSE_ITEMS} products: EASE^R and TIFU-KNN are not offered (not served exactly)"
-        )
-    fit_budget = started + FIT_SHARE * float(budget)
-    usable: list[_Window] = []
-    available = list(parts)
-    for k, window in enumerate(built):
-        t0 = time.perf_counter()
-        if k and t0 + (t0 - started) / k > fit_budget:
-            notes.append(f"budget: validated on {k} of {len(built)} windows")
+        window = _make_window(split.train, split.truth, cutoff, max_cells, seed)
+        if not window.users.size:
+            notes.append(f"window from {cutoff}: skipped (no validation customers)")
             break
+        if not usable:
+            available = _offered(window.train.shape[1], notes)
         for part in list(available):
             t_part = time.perf_counter()
             _fit_part(window, part, base)
             spent = time.perf_counter() - t_part
-            # a part that could not be afforded in every window is dropped (all compare on equal windows)
-            if k == 0 and part in ("ease", "tifuknn", "als") and started + spent * len(built) > fit_budget:
+            # an expensive part whose first fit says it cannot be afforded in every window is dropped
+            if not usable and part in EXPENSIVE and spent * windows > FIT_SHARE * float(budget) / 2:
                 notes.append(f"budget: {part} skipped (one fit took {spent:.1f} s)")
                 available.remove(part)
                 window.parts.pop(part, None)
         usable.append(window)
         say(
-            f"validation window from {window.cutoff}: {window.users.size} customers, {time.perf_counter() - t0:.1f} s"
+            f"validation window from {cutoff}: {window.users.size} customers, {time.perf_counter() - t0:.1f} s"
+        )
+    if not usable:
+        notes.append("no validation window has test customers: shipped the default blend")
+        return Selection(
+            _default_params(base), half_life_days, [], {}, [], notes, time.perf_counter() - started, budget
         )
     for window in usable:
         for part in set(window.parts) - set(available):
@@ -228,6 +227,16 @@ def select(
     return Selection(
         params, half_life_days, table, choice, window_info, notes, time.perf_counter() - started, budget
     )
+
+
+def _offered(n_items: int, notes: list[str]) -> list[str]:
+    """The parts selection fits for a catalogue of ``n_items`` products, cheapest first."""
+    if n_items > DENSE_ITEMS:
+        notes.append(
+            f"more than {DENSE_ITEMS} products: EASE^R and TIFU-KNN are not offered (not served exactly)"
+        )
+        return [*POPULAR_PARTS, "own", "own_count", "itemknn", "als"]
+    return [*POPULAR_PARTS, "own", "own_count", "itemknn", "tifuknn", "ease", "als"]
 
 
 def _reason(best: Candidate, strongest: dict[str, Any]) -> str:
