@@ -11,8 +11,9 @@ groups. The prediction mixes the customer's own vector with the mean of the ``k`
 vectors (Euclidean distance): ``alpha * own + (1 - alpha) * mean(neighbours)``.
 
 Neighbours are searched among the customers themselves (the customer excluded); above ``pool``
-customers, among the ``pool`` customers with the most baskets (a bound on the O(customers x pool) search;
-the paper searches all; at 20,000 customers a full search took 21 s per fit). Needs :attr:`Interactions.baskets` to fit (``build_interactions`` provides it).
+customers, among the ``pool`` customers with the largest histories (a bound on the O(customers x pool)
+search; the paper searches all; at 20,000 customers a full search took 21 s per fit). Needs
+:attr:`Interactions.baskets` to fit (``build_interactions`` provides it).
 """
 
 from __future__ import annotations
