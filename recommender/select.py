@@ -53,7 +53,9 @@ COUNT_ONLY = {"half_life_days": 1e9, "due_weight": 0.0}
 #: a weight so large that own products always come first (the personal baseline)
 OWN_FIRST = 1000.0
 Z_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
-OWN_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, OWN_FIRST)
+#: the learned repeat mix never puts own products first whatever their scores (that is the ``personal``
+#: baseline, a candidate of its own): bestsellers must be able to outrank a weak personal history
+OWN_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: share of the budget for fitting the windows (the rest is the weight search, split between the blocks)
 FIT_SHARE = 0.6
 #: parts skipped when one fit says every window's would take more than half the fitting share
