@@ -405,8 +405,9 @@ def _search(
     tunable = [p for p in parts if not (block == "discover" and p.startswith("own"))]
     # coordinate ascent from the three best single candidates (one start gets stuck in local optima,
     # e.g. own products first vs own products mixed with bestsellers)
-    starts = sorted(singles, key=lambda c: -c.mean)[:STARTS]
-    current = starts[0]
+    # (personal, own products first, is no start: the learned mix weighs them finitely, see OWN_GRID)
+    starts = sorted((c for c in singles if c.name != "personal"), key=lambda c: -c.mean)[:STARTS]
+    current = best
     stopped = False
     for start in starts:
         found, stopped = _ascend(start, windows, block, tunable, deadline)
