@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     u, first = np.unique(u[new], return_index=True)
     truth = i[new][first][:2000]
     users = u[:2000]
-    print(f"{data.shape[0]:,} customers x {data.shape[1]:,} products, {data.counts.nnz:,} pairs; {users.size} test customers")
+    print(
+        f"{data.shape[0]:,} customers x {data.shape[1]:,} products, {data.counts.nnz:,} pairs; {users.size} test customers"
+    )
     pop = PopularModel(window_days=0)
     t = time.perf_counter()
     pop.fit(data)

@@ -179,6 +179,7 @@ def bench_synthetic(scale: float, params: dict | None, budget: float) -> None:
         cols["order_id"],
         cols["ordered_at"],
         half_life_days=60,
+        baskets="tifuknn" in BlendModel(**copy.deepcopy(params)).needed(),
     )
     del cols
     u, i = data.shape

@@ -7,6 +7,7 @@ for a corrupt file or one trained on another database).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from campaigns.store.records import ProductRecord, PurchaseColumns
 from recommender import Catalog, RetainRecommender, build_interactions
 from recommender.errors import InteractionError, ModelFileError, RecommenderError
 from recommender.evaluate import evaluate
+from recommender.models.blend import BlendModel
 from recommender.select import select as select_model
 from recommender.storage import ModelFileMissing
 from recommender.tune import tune
@@ -152,6 +154,7 @@ def train_model(
             quantity=cols.quantity,
             half_life_days=half_life,
             as_of=as_of,
+            baskets=_reads_baskets(model or "blend", chosen),
         )
         rec = RetainRecommender.fit(data, model=model or "blend", params=chosen)
     except InteractionError as exc:
@@ -172,6 +175,16 @@ def train_model(
         rec.metadata["selection"] = selection.to_json()
     rec.save(path)
     return path.with_name(path.name + ".npz")
+
+
+def _reads_baskets(model: str, params: dict[str, Any]) -> bool:
+    """Whether the model to fit reads the order sequence (TIFU-KNN): only then is it built."""
+    if model not in ("blend", "als", "itemknn"):
+        return True
+    try:
+        return "tifuknn" in BlendModel(**copy.deepcopy(params)).needed()
+    except TypeError:
+        return True  # bad parameters: the fit reports them
 
 
 def load_recommender(settings: Settings, store: Any) -> RetainRecommender:

@@ -429,3 +429,20 @@ def test_tifu_neighbours_above_the_pool_come_from_the_largest_histories() -> Non
         assert sorted(((dense[near[u]] - dense[u]) ** 2).sum(axis=1)) == pytest.approx(
             sorted(dist)[:4], abs=1e-5
         )
+
+
+def test_an_order_is_one_basket_whatever_its_lines_timestamps() -> None:
+    when = np.array(["2024-01-05", "2024-01-01", "2024-01-03", "2024-01-09"], "datetime64[s]")
+    # order 7 has lines on Jan 5 and Jan 1 (its time is Jan 1); order 8 is on Jan 3, order 9 on Jan 9
+    data = build_interactions(
+        np.array([1, 1, 1, 1]), np.array([10, 11, 10, 12]), np.array([7, 7, 8, 9]), when
+    )
+    b = data.baskets
+    assert b is not None and b.n_baskets.tolist() == [3]
+    got = sorted(zip(data.counts.indices[b.pair].tolist(), b.basket.tolist(), strict=True))
+    item = {int(p): i for i, p in enumerate(data.items.values)}
+    assert got == sorted([(item[10], 0), (item[11], 0), (item[10], 1), (item[12], 2)])
+    assert (
+        build_interactions(np.array([1]), np.array([10]), np.array([7]), when[:1], baskets=False).baskets
+        is None
+    )
