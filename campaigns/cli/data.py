@@ -166,21 +166,40 @@ def _pct(x: float | None) -> str:
 
 
 def print_kpis(report: KpiReport, currency: str) -> None:
-    """The human KPI report (also used by the demo)."""
+    """The human KPI report (also used by the demo); ``currency`` is the fallback when there are no orders.
+
+    Amounts are in the shop's currency as the data says (the currency of most orders); a database whose
+    orders use several currencies also gets one line per currency.
+    """
+    from campaigns.money import format_money
+
+    shown = report.currency or currency
     head = Table(title="Retention KPIs", show_header=False, title_justify="left")
     head.add_row("customers (with ≥1 order)", f"{report.customers:,}")
     head.add_row("products (bought)", f"{report.products:,}")
     head.add_row("orders", f"{report.orders:,}")
     head.add_row("order lines", f"{report.order_lines:,}")
     head.add_row("returned lines (kept apart)", f"{report.returns:,}")
-    head.add_row("revenue", f"{report.revenue:,.2f} {currency}")
+    several = len(report.currencies) > 1
+    suffix = f" ({shown} orders)" if several else ""
+    head.add_row(f"revenue{suffix}", format_money(report.revenue, shown))
     head.add_row("repeat purchase rate", _pct(report.repeat_purchase_rate))
     aov = report.average_order_value
-    head.add_row("average order value", "—" if aov is None else f"{aov:,.2f} {currency}")
+    head.add_row(f"average order value{suffix}", format_money(aov, shown) or "—")
+    if report.orders_without_prices:
+        head.add_row("orders without prices (no revenue)", f"{report.orders_without_prices:,}")
     head.add_row(f"retention rate ({report.retention_period or 'n/a'})", _pct(report.retention_rate))
     if report.first_order_at:
         head.add_row("orders from", f"{report.first_order_at:%Y-%m-%d} to {report.last_order_at:%Y-%m-%d}")
     out.print(head)
+    if several:
+        t = Table(title="Per currency (never summed across currencies)", title_justify="left")
+        for col in ("currency", "orders", "revenue", "average order value"):
+            t.add_column(col, justify="right")
+        for c in report.currencies:
+            t.add_row(c.currency, f"{c.orders:,}", format_money(c.revenue, c.currency),
+                      format_money(c.average_order_value, c.currency) or "—")  # fmt: skip
+        out.print(t)
     if report.retention:
         t = Table(title=f"{report.period.capitalize()}ly retention", title_justify="left")
         for col in ("period", "active before", "ordered again", "rate"):
