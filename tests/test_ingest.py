@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from campaigns.errors import ConfigError, ImportValidationError
-from campaigns.ingest import import_generic, import_online_retail, import_shopify, parse_mapping
+from campaigns.ingest import GenericOptions, import_generic, import_online_retail, import_shopify, parse_mapping
 from campaigns.ingest.online_retail import COLUMNS, demo_identity
 
 from .conftest import DATA_FILE
@@ -150,10 +150,12 @@ def test_generic_with_mapping_delimiter_and_date_format(store: object, tmp_path:
 
 
 def test_mapping_errors_are_clear() -> None:
-    with pytest.raises(ConfigError, match="must name a column for .*price"):
-        parse_mapping("customer=a,order=b,sku=c,date=d,qty=e")
+    with pytest.raises(ConfigError, match="must name the date column"):
+        GenericOptions(parse_mapping("customer=a,order=b,sku=c,qty=e")).check()
     with pytest.raises(ConfigError, match="unknown field 'colour'"):
         parse_mapping("colour=x")
+    with pytest.raises(ConfigError, match="mapped twice"):
+        parse_mapping("sku=a,sku=b")
 
 
 # -- hostile input: clear errors, nothing written -------------------------------------------------
@@ -168,7 +170,7 @@ HOSTILE = {
     "bad email": (GENERIC_HEADER + "c1,o1,S1,2024-01-02,1,2.5,not-an-email,Ann\n", r":2: Email: is not a valid email"),
     "CRLF in name": (GENERIC_HEADER + 'c1,o1,S1,2024-01-02,1,2.5,a@example.com,"Ann\r\nBcc: x@evil.test"\n', r"Name: contains control characters"),
     "control char in email": (GENERIC_HEADER + "c1,o1,S1,2024-01-02,1,2.5,a\x07@example.com,Ann\n", r"Email: contains control characters"),
-    "duplicate line": (GENERIC_HEADER + OK_ROW + OK_ROW, r":3: \(row\): duplicate of line 2"),
+    "duplicate line": (GENERIC_HEADER + OK_ROW + OK_ROW, r":3: \(row\): repeats line 2 .*--aggregate-duplicates"),
     "empty file": ("", r"the file is empty"),
     "header only": (GENERIC_HEADER, r"has a header but no rows"),
     "wrong delimiter": (GENERIC_HEADER.replace(",", ";") + OK_ROW.replace(",", ";"), r"looks ';'-delimited: pass --delimiter"),

@@ -71,6 +71,12 @@ def _print_summary(summary: ImportSummary, as_json: bool) -> None:
         out.print("  set aside by the cleaning rules (the data's known shape, not errors):")
         for rule, n in sorted(summary.set_aside.items(), key=lambda kv: -kv[1]):
             out.print(f"    {rule:<32} {n:,}")
+    if summary.products_updated:
+        out.print(f"  products updated: {summary.products_updated:,}")
+    for kind, n in sorted(summary.events.items()):
+        out.print(f"  {kind.replace('_', ' ')}: {n:,} (recorded as product events)")
+    for note in summary.notes:
+        out.print(f"  note: {note}")
     if summary.rejected:
         out.print(f"  [yellow]{summary.rejected:,} invalid rows skipped[/yellow]; see {summary.rejects_path}")
 
@@ -113,7 +119,7 @@ class OrderFormat(StrEnum):
 @import_app.command("orders")
 def import_orders_cmd(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="The orders CSV (one row per line item).")],
+    path: Annotated[Path, typer.Argument(help="The orders CSV (one row per line item; .csv or .csv.gz).")],
     format: Annotated[
         OrderFormat, typer.Option("--format", help="shopify (orders export) or generic (needs --map).")
     ],
@@ -121,7 +127,9 @@ def import_orders_cmd(
         str | None,
         typer.Option(
             "--map",
-            help="generic: field=column pairs, e.g. customer=Cust,order=No,sku=Sku,date=Date,qty=Qty,price=Price",
+            help="generic: field=column pairs, e.g. customer=Cust,order=No,sku=Sku,date=Date,qty=Qty,price=Price "
+            "(fields: customer, email, order, sku, product_name, date, qty, price, currency, category, "
+            "first_name, last_name, name, country, region, consent; with --no-header: column numbers).",
         ),
     ] = None,
     delimiter: Annotated[str, typer.Option("--delimiter", help="generic: field separator.")] = ",",
@@ -131,6 +139,37 @@ def import_orders_cmd(
             "--date-format", help="generic: strptime format, e.g. %d/%m/%Y %H:%M (default ISO 8601)."
         ),
     ] = None,
+    no_header: Annotated[
+        bool,
+        typer.Option("--no-header", help="generic: the file has no header line; --map takes column numbers."),
+    ] = False,
+    basket_by: Annotated[
+        str | None,
+        typer.Option(
+            "--basket-by",
+            help="generic, no order column: build orders as customer,date (one per customer per day) or "
+            "customer,datetime.",
+        ),
+    ] = None,
+    aggregate_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--aggregate-duplicates",
+            help="generic: add identical lines (same order, product, price) into quantity.",
+        ),
+    ] = False,
+    price_is: Annotated[
+        str, typer.Option("--price-is", help="generic: the price column is the unit price or the line-total.")
+    ] = "unit",
+    decimal: Annotated[
+        str | None, typer.Option("--decimal", help="generic: decimal separator . or , (default: detected).")
+    ] = None,
+    categorise: Annotated[
+        str | None,
+        typer.Option(
+            "--categorise", help="keywords: give products without a category a demo keyword category."
+        ),
+    ] = None,
     currency: Annotated[
         str | None, typer.Option("--currency", help="Currency when the file has none (default: settings).")
     ] = None,
@@ -138,26 +177,43 @@ def import_orders_cmd(
     rejects: Rejects = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Import an orders export: Shopify's, or any CSV with a column mapping."""
-    from campaigns.ingest import import_generic, import_shopify, parse_mapping
+    """Import an orders export: Shopify's, or any CSV with a column mapping (baskets built when it has no order id)."""
+    from campaigns.ingest import GenericOptions, import_generic, import_shopify, parse_mapping
 
     cur = (currency or settings(ctx).currency).upper()
+    generic_only = {
+        "--no-header": no_header, "--basket-by": basket_by, "--aggregate-duplicates": aggregate_duplicates,
+        "--price-is": price_is != "unit", "--decimal": decimal, "--date-format": date_format,
+        "--delimiter": delimiter != ",",
+    }  # fmt: skip
     if format is OrderFormat.generic:
         if not map:
             raise ConfigError(
-                "--format generic needs --map customer=...,order=...,sku=...,date=...,qty=...,price=..."
+                "--format generic needs --map customer=...,order=...,sku=...,date=...,qty=...,price=... "
+                "(or --basket-by customer,date instead of order=)"
             )
-        mapping = parse_mapping(map)
-        store = open_store(ctx)
-        summary = import_generic(
-            store, path, mapping, delimiter=delimiter, date_format=date_format, currency=cur,
-            skip_invalid=skip_invalid, rejects_path=rejects,
+        opts = GenericOptions(
+            parse_mapping(map), delimiter=delimiter, date_format=date_format, currency=cur, header=not no_header,
+            basket_by=basket_by, aggregate_duplicates=aggregate_duplicates, price_is=price_is, decimal=decimal,
+            categorise=categorise,
         )  # fmt: skip
-    else:
-        if map:
-            raise ConfigError("--map is only for --format generic")
+        opts.check()
         store = open_store(ctx)
-        summary = import_shopify(store, path, currency=cur, skip_invalid=skip_invalid, rejects_path=rejects)
+        with _progress(show_progress(as_json), "importing", None) as progress:
+            summary = import_generic(
+                store, path, opts, skip_invalid=skip_invalid, rejects_path=rejects, progress=progress
+            )
+    else:
+        used = [name for name, value in generic_only.items() if value] + (["--map"] if map else [])
+        if used:
+            raise ConfigError(
+                f"{', '.join(used)}: only for --format generic (Shopify's export has a fixed shape)"
+            )
+        store = open_store(ctx)
+        summary = import_shopify(
+            store, path, currency=cur, skip_invalid=skip_invalid, rejects_path=rejects,
+            categorise=categorise == "keywords",
+        )  # fmt: skip
     _print_summary(summary, as_json)
 
 

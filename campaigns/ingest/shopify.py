@@ -53,13 +53,15 @@ def _shopify_date(value: str, column: str) -> object:
     raise RowError(column, f"is not a Shopify date (2024-03-01 10:15:42 +0100): {value.strip()[:40]!r}")
 
 
-def parse_shopify(path: str | Path, *, currency: str = "GBP", keep_rejects: bool = False) -> ParseResult:
+def parse_shopify(
+    path: str | Path, *, currency: str = "GBP", keep_rejects: bool = False, categorise: bool = False
+) -> ParseResult:
     csv_file = open_csv(path)
     idx = require_columns(csv_file, REQUIRED)
     opt = {c: csv_file.header.index(c) for c in OPTIONAL if c in csv_file.header}
     problems = Problems(str(path), keep_rows=keep_rejects)
     set_aside: Counter[str] = Counter()
-    asm = OrderAssembler(SOURCE, consent_source="shopify:accepts-marketing")
+    asm = OrderAssembler(SOURCE, consent_source="shopify:accepts-marketing", categorise=categorise)
     heads: dict[str, dict[str, object]] = {}  # order name -> order-level fields from its first row
     rows_read = 0
 
@@ -73,7 +75,6 @@ def parse_shopify(path: str | Path, *, currency: str = "GBP", keep_rejects: bool
             try:
                 if len(row) != len(csv_file.header):
                     raise RowError("(row)", f"has {len(row)} fields, the header has {len(csv_file.header)}")
-                asm.check_duplicate(line, row)
                 name = clean_text(get(row, "Name"), "Name", required=True, max_len=128)
                 assert name is not None
                 head = heads.get(name)
@@ -128,6 +129,7 @@ def parse_shopify(path: str | Path, *, currency: str = "GBP", keep_rejects: bool
             asm.add_product(sku, product_name, price, cur, None)
             try:
                 asm.add_line(
+                    line,
                     f"shopify:{name}",
                     email,
                     head["created"],
@@ -136,6 +138,7 @@ def parse_shopify(path: str | Path, *, currency: str = "GBP", keep_rejects: bool
                     qty,
                     price,  # type: ignore[arg-type]
                     is_return=status in RETURN,
+                    order_column="Name",
                 )
             except RowError as exc:
                 problems.add(line, exc, row)
@@ -157,9 +160,10 @@ def import_shopify(
     skip_invalid: bool = False,
     rejects_path: Path | None = None,
     progress: Progress | None = None,
+    categorise: bool = False,
 ) -> ImportSummary:
     started = time.perf_counter()
-    parsed = parse_shopify(path, currency=currency, keep_rejects=skip_invalid)
+    parsed = parse_shopify(path, currency=currency, keep_rejects=skip_invalid, categorise=categorise)
     return finish_import(
         store, path, parsed, skip_invalid=skip_invalid, rejects_path=rejects_path, started=started
     )
