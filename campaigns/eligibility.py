@@ -31,7 +31,15 @@ from campaigns.errors import ConfigError
 from campaigns.store.records import CustomerRecord
 
 ELIGIBLE, HOLDOUT, SKIPPED, DEFERRED = "eligible", "holdout", "skipped", "deferred"
-REASONS = ("no_email", "invalid_address", "suppressed", "no_consent", "frequency_cap", "holdout", "quiet_hours")
+REASONS = (
+    "no_email",
+    "invalid_address",
+    "suppressed",
+    "no_consent",
+    "frequency_cap",
+    "holdout",
+    "quiet_hours",
+)
 
 #: top-level domains that can never receive mail (RFC 2606 / RFC 6761 / mDNS)
 UNROUTABLE_TLDS = frozenset({"invalid", "localhost", "local"})

@@ -217,6 +217,29 @@ def import_orders_cmd(
     _print_summary(summary, as_json)
 
 
+class CustomerFormat(StrEnum):
+    shopify = "shopify"
+
+
+@import_app.command("customers")
+def import_customers_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The customers export CSV.")],
+    format: Annotated[
+        CustomerFormat, typer.Option("--format", help="shopify (Admin > Customers > Export).")
+    ] = CustomerFormat.shopify,
+    skip_invalid: SkipInvalid = False,
+    rejects: Rejects = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Import a customers export: names, email consent (dated), tags, timezone from the default address."""
+    from campaigns.ingest.shopify_customers import import_shopify_customers
+
+    store = open_store(ctx)
+    summary = import_shopify_customers(store, path, skip_invalid=skip_invalid, rejects_path=rejects)
+    _print_summary(summary, as_json)
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x * 100:.1f}%"
 

@@ -138,7 +138,7 @@ class OrderAssembler:
             )
             return
         if price is not None:
-            product.price = price
+            product.price, product.currency = price, currency  # the latest price, in its own currency
         if name:
             product.name = name
         if category:
