@@ -48,6 +48,9 @@ class Settings:
     shop_url: str = "https://shop.example.com"
     shop_timezone: str = "Europe/London"
     currency: str = "GBP"
+    #: catalogue imports: the product page's URL; placeholders {shop_url}, {handle}, {sku}, {id}
+    #: ("" = the format's default: Shopify {shop_url}/products/{handle}, WooCommerce {shop_url}/?p={id})
+    product_url_template: str = ""
     from_address: str = "Retain Demo Shop <hello@shop.example.com>"
     reply_to: str = ""
     public_url: str = "http://127.0.0.1:8026"  # base of unsubscribe/feedback links

@@ -217,6 +217,72 @@ def import_orders_cmd(
     _print_summary(summary, as_json)
 
 
+class CatalogFormat(StrEnum):
+    shopify = "shopify"
+    woocommerce = "woocommerce"
+    generic = "generic"
+
+
+@import_app.command("catalog")
+def import_catalog_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The products CSV.")],
+    format: Annotated[
+        CatalogFormat,
+        typer.Option(
+            "--format", help="shopify (products export), woocommerce (product CSV) or generic (--map)."
+        ),
+    ],
+    map: Annotated[
+        str | None,
+        typer.Option(
+            "--map",
+            help="generic: field=column pairs, e.g. sku=Code,name=Title,price=Price,image_url=Picture "
+            "(fields: sku, name, price, compare_at_price, url, handle, id, image_url, image_alt, category, vendor, "
+            "tags, status, published, in_stock, inventory_qty, currency).",
+        ),
+    ] = None,
+    url_template: Annotated[
+        str | None,
+        typer.Option(
+            "--url-template",
+            help="Product page URL with {shop_url}, {handle}, {sku}, {id} (default: setting product_url_template, "
+            "else the format's).",
+        ),
+    ] = None,
+    delimiter: Annotated[
+        str, typer.Option("--delimiter", help="woocommerce/generic: field separator.")
+    ] = ",",
+    decimal: Annotated[
+        str | None, typer.Option("--decimal", help="generic: decimal separator . or , (default: detected).")
+    ] = None,
+    currency: Annotated[
+        str | None, typer.Option("--currency", help="The prices' currency (default: settings).")
+    ] = None,
+    skip_invalid: SkipInvalid = False,
+    rejects: Rejects = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Import a product catalogue: images, links, categories, sale prices, status and stock.
+
+    Re-importing records back-in-stock and price-drop events."""
+    from campaigns.ingest.catalog import CatalogOptions, import_catalog, parse_catalog_mapping
+
+    s = settings(ctx)
+    opts = CatalogOptions(
+        shop_url=s.shop_url,
+        currency=(currency or s.currency).upper(),
+        url_template=url_template if url_template is not None else s.product_url_template,
+        delimiter=delimiter,
+        decimal=decimal,
+        mapping=parse_catalog_mapping(map) if map else None,
+    )
+    opts.check_template()
+    store = open_store(ctx)
+    summary = import_catalog(store, path, format.value, opts, skip_invalid=skip_invalid, rejects_path=rejects)
+    _print_summary(summary, as_json)
+
+
 class CustomerFormat(StrEnum):
     shopify = "shopify"
 

@@ -96,7 +96,7 @@ def open_csv(
     """Open a (possibly gzipped) CSV. Raises ImportValidationError for a missing, empty or undecodable file.
 
     Line numbers are physical line numbers of the file (header = line 1), so quoted values with
-    embedded newlines still point at the right place. ``header=False`` (a file without a header line):
+    embedded newlines still point at the right place (a row is named by the line it starts on). ``header=False`` (a file without a header line):
     the columns are named "1", "2", ... and line 1 is data.
     """
     p = Path(path)
@@ -141,10 +141,13 @@ def open_csv(
         if first is not None:
             yield 1, first
         try:
+            end = reader.line_num
             for row in reader:
+                # a quoted value may span lines: a row is named by the line it starts on
+                start, end = end + 1, reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
-                yield reader.line_num, row
+                yield start, row
         except UnicodeDecodeError as exc:
             raise ImportValidationError(
                 name,
