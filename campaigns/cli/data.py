@@ -50,7 +50,7 @@ def _progress(enabled: bool, label: str, total: int | None) -> Iterator[Callable
         yield lambda n: bar.advance(task, n)
 
 
-def _print_summary(summary: ImportSummary, as_json: bool) -> None:
+def _print_summary(summary: ImportSummary, as_json: bool, *, catalog: bool = False) -> None:
     if as_json:
         print_json(asdict(summary))
         return
@@ -58,23 +58,26 @@ def _print_summary(summary: ImportSummary, as_json: bool) -> None:
         f"Imported {summary.path} ({summary.source}) in {summary.seconds:.1f} s: {summary.rows_read:,} rows read"
     )
     table = Table(show_header=False, box=None, pad_edge=False)
-    for label, value in (
-        ("customers added", summary.customers_added),
-        ("products added", summary.products_added),
-        ("orders added", summary.orders_added),
-        ("order lines added", summary.order_lines_added),
-        ("returns added", summary.returns_added),
-    ):
+    rows = (
+        [("products added", summary.products_added), ("products updated", summary.products_updated)]
+        if catalog
+        else [
+            ("customers added", summary.customers_added),
+            ("products added", summary.products_added),
+            ("orders added", summary.orders_added),
+            ("order lines added", summary.order_lines_added),
+            ("returns added", summary.returns_added),
+        ]
+    )
+    for label, value in rows:
         table.add_row(f"  {label}", f"{value:,}")
     out.print(table)
     if summary.set_aside:
         out.print("  set aside by the cleaning rules (the data's known shape, not errors):")
         for rule, n in sorted(summary.set_aside.items(), key=lambda kv: -kv[1]):
             out.print(f"    {rule:<32} {n:,}")
-    if summary.products_updated:
-        out.print(f"  products updated: {summary.products_updated:,}")
     for kind, n in sorted(summary.events.items()):
-        out.print(f"  {kind.replace('_', ' ')}: {n:,} (recorded as product events)")
+        out.print(f"  {kind.replace('_', ' ')}: {n:,} (recorded as a product event)")
     for note in summary.notes:
         out.print(f"  note: {note}")
     if summary.rejected:
@@ -280,7 +283,7 @@ def import_catalog_cmd(
     opts.check_template()
     store = open_store(ctx)
     summary = import_catalog(store, path, format.value, opts, skip_invalid=skip_invalid, rejects_path=rejects)
-    _print_summary(summary, as_json)
+    _print_summary(summary, as_json, catalog=True)
 
 
 class CustomerFormat(StrEnum):
