@@ -93,6 +93,13 @@ Rejects = Annotated[
     typer.Option("--rejects", help="Where --skip-invalid writes rejected rows (default: PATH.rejects.csv)."),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")]
+Delimiter = Annotated[str, typer.Option("--delimiter", help="generic/woocommerce: field separator.")]
+Decimal = Annotated[
+    str | None, typer.Option("--decimal", help="generic: decimal separator . or , (default: detected).")
+]
+Currency = Annotated[
+    str | None, typer.Option("--currency", help="Currency of files that name none (default: settings).")
+]
 
 
 @import_app.command("online-retail")
@@ -135,7 +142,7 @@ def import_orders_cmd(
             "first_name, last_name, name, country, region, consent; with --no-header: column numbers).",
         ),
     ] = None,
-    delimiter: Annotated[str, typer.Option("--delimiter", help="generic: field separator.")] = ",",
+    delimiter: Delimiter = ",",
     date_format: Annotated[
         str | None,
         typer.Option(
@@ -164,18 +171,14 @@ def import_orders_cmd(
     price_is: Annotated[
         str, typer.Option("--price-is", help="generic: the price column is the unit price or the line-total.")
     ] = "unit",
-    decimal: Annotated[
-        str | None, typer.Option("--decimal", help="generic: decimal separator . or , (default: detected).")
-    ] = None,
+    decimal: Decimal = None,
     categorise: Annotated[
         str | None,
         typer.Option(
             "--categorise", help="keywords: give products without a category a demo keyword category."
         ),
     ] = None,
-    currency: Annotated[
-        str | None, typer.Option("--currency", help="Currency when the file has none (default: settings).")
-    ] = None,
+    currency: Currency = None,
     skip_invalid: SkipInvalid = False,
     rejects: Rejects = None,
     as_json: JsonOut = False,
@@ -253,15 +256,9 @@ def import_catalog_cmd(
             "else the format's).",
         ),
     ] = None,
-    delimiter: Annotated[
-        str, typer.Option("--delimiter", help="woocommerce/generic: field separator.")
-    ] = ",",
-    decimal: Annotated[
-        str | None, typer.Option("--decimal", help="generic: decimal separator . or , (default: detected).")
-    ] = None,
-    currency: Annotated[
-        str | None, typer.Option("--currency", help="The prices' currency (default: settings).")
-    ] = None,
+    delimiter: Delimiter = ",",
+    decimal: Decimal = None,
+    currency: Currency = None,
     skip_invalid: SkipInvalid = False,
     rejects: Rejects = None,
     as_json: JsonOut = False,

@@ -79,15 +79,28 @@ class Problems:
 
 @dataclass
 class CsvFile:
-    """An opened CSV: its header (BOM stripped) and an iterator of (line number, row)."""
+    """An opened CSV: its header (BOM stripped) and an iterator of (line number, row).
+
+    ``count`` is how many rows the iterator has handed out so far (blank lines are not rows).
+    """
 
     path: str
     header: list[str]
     rows: Iterator[tuple[int, list[str]]]
     handle: IO[str]
+    count: int = 0
 
     def close(self) -> None:
         self.handle.close()
+
+    def well_formed(self, problems: Problems) -> Iterator[tuple[int, list[str]]]:
+        """The rows with as many fields as the header; every other row becomes a problem."""
+        width = len(self.header)
+        for line, row in self.rows:
+            if len(row) != width:
+                problems.add(line, RowError("(row)", f"has {len(row)} fields, the header has {width}"), row)
+                continue
+            yield line, row
 
 
 def open_csv(
@@ -139,6 +152,7 @@ def open_csv(
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         if first is not None:
+            csv_file.count += 1
             yield 1, first
         try:
             end = reader.line_num
@@ -147,6 +161,7 @@ def open_csv(
                 start, end = end + 1, reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
+                csv_file.count += 1
                 yield start, row
         except UnicodeDecodeError as exc:
             raise ImportValidationError(
@@ -156,7 +171,9 @@ def open_csv(
         except csv.Error as exc:
             raise ImportValidationError(name, [f"{name}:{reader.line_num}: malformed CSV: {exc}"]) from None
 
-    return CsvFile(name, columns, rows(), text)
+    csv_file = CsvFile(name, columns, iter(()), text)
+    csv_file.rows = rows()
+    return csv_file
 
 
 def require_columns(
@@ -311,6 +328,19 @@ class ParseResult:
     problems: Problems
     header: list[str]
     notes: list[str] = field(default_factory=list)  # what the import decided that the user should know
+
+
+def parsed_file(
+    csv_file: CsvFile,
+    batch: ImportBatch,
+    problems: Problems,
+    set_aside: Counter[str] | None = None,
+    notes: list[str] | None = None,
+) -> ParseResult:
+    """What an importer read from ``csv_file``; a file with a header and no rows is a problem."""
+    if csv_file.count == 0:
+        problems.add_file_error("has a header but no rows")
+    return ParseResult(batch, csv_file.count, set_aside or Counter(), problems, csv_file.header, notes or [])
 
 
 def finish_import(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import string
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from campaigns.ingest.base import (
     finish_import,
     open_csv,
     parse_int,
+    parsed_file,
     require_columns,
 )
 from campaigns.ingest.numbers import NumberFormat
@@ -113,21 +113,6 @@ def check_sku(seen: dict[str, int], sku: str, line: int, column: str) -> None:
         raise RowError(column, f"{sku!r} is also the SKU on line {first}: SKUs must be unique in a catalogue")
 
 
-def catalog_summary(
-    store: object,
-    path: str | Path,
-    parsed: ParseResult,
-    *,
-    skip_invalid: bool,
-    rejects_path: Path | None,
-    started: float,
-) -> ImportSummary:
-    parsed.batch.catalog = True
-    return finish_import(
-        store, path, parsed, skip_invalid=skip_invalid, rejects_path=rejects_path, started=started
-    )
-
-
 # -- the generic catalogue CSV -----------------------------------------------------------------------------
 
 
@@ -161,7 +146,6 @@ def parse_generic_catalog(
     problems = Problems(str(path), keep_rows=keep_rejects)
     batch = ImportBatch(source="generic")
     seen: dict[str, int] = {}
-    rows_read = 0
 
     def get(row: list[str], name: str) -> str:
         return row[col[name]] if name in col else ""
@@ -178,11 +162,8 @@ def parse_generic_catalog(
         return value
 
     try:
-        for line, row in csv_file.rows:
-            rows_read += 1
+        for line, row in csv_file.well_formed(problems):
             try:
-                if len(row) != len(csv_file.header):
-                    raise RowError("(row)", f"has {len(row)} fields, the header has {len(csv_file.header)}")
                 name = clean_text(get(row, "name"), mapping["name"], required=True)
                 assert name is not None
                 sku_text = text(row, "sku", 128)
@@ -224,9 +205,7 @@ def parse_generic_catalog(
                 problems.add(line, exc, row)
     finally:
         csv_file.close()
-    if rows_read == 0:
-        problems.add_file_error("has a header but no rows")
-    return ParseResult(batch, rows_read, Counter(), problems, csv_file.header)
+    return parsed_file(csv_file, batch, problems)
 
 
 def import_catalog(
@@ -255,6 +234,7 @@ def import_catalog(
     if format != "generic" and opts.mapping:
         raise ConfigError(f"--map is only for --format generic ({format}'s export has a fixed shape)")
     parsed = parsers[format](path, opts, keep_rejects=skip_invalid)
-    return catalog_summary(
+    parsed.batch.catalog = True
+    return finish_import(
         store, path, parsed, skip_invalid=skip_invalid, rejects_path=rejects_path, started=started
     )

@@ -42,6 +42,7 @@ from campaigns.ingest.base import (
     parse_email,
     parse_float,
     parse_int,
+    parsed_file,
     require_columns,
 )
 from campaigns.ingest.orders import OrderAssembler, parse_consent, product_key_from_name, split_name
@@ -133,18 +134,14 @@ def parse_shopify(
         str, _Head | int
     ] = {}  # order name -> its first row's fields (the line number: it was refused)
     last_name: str | None = None
-    rows_read = 0
 
     def cell(row: list[str], col: str) -> str:
         i = idx.get(col, pos.get(col))
         return row[i] if i is not None and i < len(row) else ""
 
     try:
-        for line, row in csv_file.rows:
-            rows_read += 1
+        for line, row in csv_file.well_formed(problems):
             try:
-                if len(row) != len(header):
-                    raise RowError("(row)", f"has {len(row)} fields, the header has {len(header)}")
                 name = clean_text(cell(row, "Name"), "Name", required=True, max_len=120)
                 assert name is not None
                 seen = heads.get(name)
@@ -239,11 +236,9 @@ def parse_shopify(
             order.refunded_amount = head.refunded_amount
     finally:
         csv_file.close()
-    if rows_read == 0:
-        problems.add_file_error("has a header but no rows")
     if asm.aggregated:
         set_aside["identical_line_items_added_up"] = asm.aggregated
-    return ParseResult(asm.batch, rows_read, set_aside, problems, csv_file.header)
+    return parsed_file(csv_file, asm.batch, problems, set_aside)
 
 
 def import_shopify(

@@ -36,6 +36,7 @@ from campaigns.ingest.base import (
     open_csv,
     parse_datetime,
     parse_email,
+    parsed_file,
     require_columns,
 )
 from campaigns.ingest.orders import OrderAssembler, parse_consent
@@ -75,7 +76,6 @@ def parse_shopify_customers(path: str | Path, *, keep_rejects: bool = False) -> 
     set_aside: Counter[str] = Counter()
     asm = OrderAssembler(SOURCE, consent_source=CONSENT_SOURCE)
     first_line: dict[str, int] = {}
-    rows_read = 0
 
     def cell(row: list[str], key: str) -> str:
         i = col[key]
@@ -83,11 +83,8 @@ def parse_shopify_customers(path: str | Path, *, keep_rejects: bool = False) -> 
 
     consent_name = header[col["consent"]] if col["consent"] is not None else ""
     try:
-        for line, row in csv_file.rows:
-            rows_read += 1
+        for line, row in csv_file.well_formed(problems):
             try:
-                if len(row) != len(header):
-                    raise RowError("(row)", f"has {len(row)} fields, the header has {len(header)}")
                 email = parse_email(row[idx["Email"]], "Email")
                 if email is None:
                     set_aside["no_email"] += 1
@@ -118,9 +115,7 @@ def parse_shopify_customers(path: str | Path, *, keep_rejects: bool = False) -> 
                 problems.add(line, exc, row)
     finally:
         csv_file.close()
-    if rows_read == 0:
-        problems.add_file_error("has a header but no rows")
-    return ParseResult(asm.batch, rows_read, set_aside, problems, csv_file.header)
+    return parsed_file(csv_file, asm.batch, problems, set_aside)
 
 
 def import_shopify_customers(

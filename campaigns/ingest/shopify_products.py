@@ -30,7 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from campaigns.errors import ImportValidationError
-from campaigns.ingest.base import ParseResult, Problems, RowError, clean_text, open_csv, parse_int
+from campaigns.ingest.base import (
+    ParseResult,
+    Problems,
+    RowError,
+    clean_text,
+    open_csv,
+    parse_int,
+    parsed_file,
+)
 from campaigns.ingest.catalog import (
     DEFAULT_URL_TEMPLATES,
     CatalogOptions,
@@ -121,18 +129,14 @@ def parse_shopify_products(
     numbers = NumberFormat(".")
     set_aside: Counter[str] = Counter()
     products: dict[str, _Product] = {}
-    rows_read = 0
 
     def cell(row: list[str], key: str) -> str:
         i = col[key]
         return row[i].strip() if i is not None and i < len(row) else ""
 
     try:
-        for line, row in csv_file.rows:
-            rows_read += 1
+        for line, row in csv_file.well_formed(problems):
             try:
-                if len(row) != len(header):
-                    raise RowError("(row)", f"has {len(row)} fields, the header has {len(header)}")
                 handle = clean_text(cell(row, "handle"), header[col["handle"]], required=True, max_len=255)  # type: ignore[index]
                 assert handle is not None
                 product = products.get(handle)
@@ -171,8 +175,6 @@ def parse_shopify_products(
                 problems.add(line, exc, row)
     finally:
         csv_file.close()
-    if rows_read == 0:
-        problems.add_file_error("has a header but no rows")
     batch = ImportBatch(source=SOURCE)
     seen: dict[str, int] = {}
     for product in products.values():
@@ -228,4 +230,4 @@ def parse_shopify_products(
                 )
             except RowError as exc:
                 problems.add(line, exc, row)
-    return ParseResult(batch, rows_read, set_aside, problems, header)
+    return parsed_file(csv_file, batch, problems, set_aside)

@@ -27,7 +27,15 @@ from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
 
-from campaigns.ingest.base import ParseResult, Problems, RowError, clean_text, open_csv, require_columns
+from campaigns.ingest.base import (
+    ParseResult,
+    Problems,
+    RowError,
+    clean_text,
+    open_csv,
+    parsed_file,
+    require_columns,
+)
 from campaigns.ingest.catalog import DEFAULT_URL_TEMPLATES, CatalogOptions, check_sku, product_url
 from campaigns.ingest.numbers import NumberFormat
 from campaigns.ingest.orders import product_key_from_name
@@ -69,25 +77,16 @@ def parse_woocommerce_products(
     set_aside: Counter[str] = Counter()
     today = utcnow().date()
     rows: list[tuple[int, dict[str, str], list[str]]] = []
-    rows_read = 0
 
     def cell(row: list[str], column: str) -> str:
         i = pos.get(column)
         return row[i].strip().removeprefix("'") if i is not None and i < len(row) else ""
 
     try:
-        for line, row in csv_file.rows:
-            rows_read += 1
-            if len(row) != len(header):
-                problems.add(
-                    line, RowError("(row)", f"has {len(row)} fields, the header has {len(header)}"), row
-                )
-                continue
+        for line, row in csv_file.well_formed(problems):
             rows.append((line, {c: cell(row, c) for c in pos}, row))
     finally:
         csv_file.close()
-    if rows_read == 0:
-        problems.add_file_error("has a header but no rows")
     parents = {r["SKU"]: r for _, r, _ in rows if r["Type"].startswith("variable") and r["SKU"]}
     parents |= {f"id:{r['ID']}": r for _, r, _ in rows if r["Type"].startswith("variable") and r.get("ID")}
     with_variations = {id(parents[r["Parent"]]) for _, r, _ in rows if r.get("Parent") in parents}
@@ -161,4 +160,4 @@ def parse_woocommerce_products(
             )
         except RowError as exc:
             problems.add(line, exc, row)
-    return ParseResult(batch, rows_read, set_aside, problems, header)
+    return parsed_file(csv_file, batch, problems, set_aside)
