@@ -14,6 +14,7 @@ from campaigns.config import Settings
 from campaigns.errors import ConfigError
 from campaigns.senders import OutgoingMessage, SendResult, mask_dsn, parse_dsn, resolve_sender
 from campaigns.senders import memory as memory_module
+from campaigns.senders.base import SendStatus
 from campaigns.senders.console import ConsoleSender
 from campaigns.senders.memory import MemorySender
 from campaigns.senders.outbox import OutboxSender, safe_file_stem
@@ -168,7 +169,10 @@ def test_memory_bounce_option_reports_permanent_failures() -> None:
     sender = resolve_sender("memory://bounces?bounce=c2@example.test", Settings())
     results: list[SendResult] = []
     sender.send_batch([message(1), message(2)], results.append)
-    assert [(r.ok, r.permanent, r.code) for r in results] == [(True, False, 250), (False, True, 550)]
+    assert [(r.status, r.code) for r in results] == [
+        (SendStatus.SENT, "smtp_250"),
+        (SendStatus.HARD_BOUNCE, "smtp_550"),
+    ]
 
 
 # -- outbox -----------------------------------------------------------------------------------------------
@@ -227,7 +231,7 @@ def test_console_prints_envelope_and_message() -> None:
     ConsoleSender(stream=out).send_batch([message(5)], results.append)
     text = out.getvalue()
     assert "RCPT TO:<c5@example.test>" in text and "Subject: Hello 5" in text and "Hi customer 5" in text
-    assert results == [SendResult("run-1/5", True, None, "printed")]
+    assert results == [SendResult("run-1/5", SendStatus.SENT, "printed")]
     out = io.StringIO()
     ConsoleSender(stream=out, headers_only=True).send_batch([message(6)], results.append)
     assert "Subject: Hello 6" in out.getvalue() and "Hi customer 6" not in out.getvalue()

@@ -12,6 +12,7 @@ import pytest
 from campaigns.config import Settings
 from campaigns.errors import SenderPausedError
 from campaigns.senders import OutgoingMessage, SendResult, resolve_sender
+from campaigns.senders.base import SendStatus
 from campaigns.senders.sink import FaultPlan, SinkProcess, SmtpSink, read_log
 from campaigns.senders.smtp import SmtpSender
 
@@ -60,7 +61,7 @@ def test_messages_arrive_intact_once_each_over_reused_connections(sink_factory) 
         sender.send_batch(messages[20:], results.append)  # the pool survives between batches
         assert sender.connections_opened <= 4
     assert sorted(r.key for r in results) == sorted(m.key for m in messages)
-    assert all(r.ok and r.code == 250 and r.attempts == 1 for r in results)
+    assert all(r.ok and r.code == "smtp_250" and r.attempts == 1 for r in results)
     assert sink.counts == {m.rcpt_to: 1 for m in messages}
     by_rcpt = {rcpt: data for _, rcpt, data in sink.stats.messages}
     for m in messages:
@@ -93,7 +94,7 @@ def test_4xx_gives_up_after_max_attempts_without_permanent(sink_factory) -> None
     results = send(sink, [message(1)], "&max_attempts=3")
     assert len(results) == 1
     r = results[0]
-    assert (r.ok, r.permanent, r.code, r.attempts) == (False, False, 451, 3)
+    assert (r.status, r.code, r.attempts) == (SendStatus.DEFERRED, "smtp_451", 3)
     assert "gave up after 3 attempt(s)" in r.detail and "451" in r.detail
     assert sink.counts == {}
 
@@ -103,7 +104,7 @@ def test_5xx_on_rcpt_is_a_final_permanent_bounce(sink_factory) -> None:
     messages = [message(1), message(2, "bounce-me@example.test"), message(3)]
     results = {r.key: r for r in send(sink, messages)}
     bounced = results["run-1/2"]
-    assert (bounced.ok, bounced.permanent, bounced.code, bounced.attempts) == (False, True, 550, 1)
+    assert (bounced.status, bounced.code, bounced.attempts) == (SendStatus.HARD_BOUNCE, "smtp_550", 1)
     assert "RCPT TO" in bounced.detail
     assert results["run-1/1"].ok and results["run-1/3"].ok
     assert sink.counts == {"c1@example.test": 1, "c3@example.test": 1}
@@ -132,8 +133,8 @@ def test_random_faults_never_duplicate_or_lose_a_message(sink_factory) -> None:
         if r.ok
     }
     assert sink.counts == {rcpt: 1 for rcpt in delivered}  # ok <=> received exactly once
-    bounced = [r for r in results if r.permanent]
-    assert len(bounced) == 8 and all(r.code == 550 for r in bounced)
+    bounced = [r for r in results if r.status is SendStatus.HARD_BOUNCE]
+    assert len(bounced) == 8 and all(r.code == "smtp_550" for r in bounced)
     assert sink.stats.faults["tempfail"] > 0 and sink.stats.faults["drop"] > 0
 
 
@@ -148,7 +149,7 @@ def test_a_server_rejecting_everything_pauses_instead_of_burning_the_list(sink_f
         sender.send_batch([message(i) for i in range(50)], results.append)
     assert "run the same command again to resume" in str(info.value)
     assert 5 <= len(results) < 50  # the rest were never attempted and got no result
-    assert all(not r.ok and not r.permanent and r.code == code for r in results)
+    assert all(r.status is SendStatus.DEFERRED and r.code == f"smtp_{code}" for r in results)
     assert sink.counts == {}
 
 
@@ -213,7 +214,7 @@ def test_connection_refused_is_retried_then_reported(tmp_path: Path) -> None:
     results: list[SendResult] = []
     with resolve_sender(f"smtp://127.0.0.1:{port}?tls=none" + FAST + "&max_attempts=2", Settings()) as sender:
         sender.send_batch([message(1)], results.append)
-    assert len(results) == 1 and not results[0].ok and not results[0].permanent
+    assert len(results) == 1 and results[0].status is SendStatus.DEFERRED
     assert "cannot connect" in results[0].detail and results[0].attempts == 2
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -36,20 +37,39 @@ class OutgoingMessage:
     message_id: str | None = None
 
 
+class SendStatus(StrEnum):
+    """What became of one message, in any transport's words."""
+
+    SENT = "sent"  # accepted by the transport
+    DEFERRED = "deferred"  # temporary failure after the sender's retries: retry in a later pass
+    REJECTED = "rejected"  # final failure; the address may be fine (5xx on DATA, refused sender)
+    HARD_BOUNCE = "hard_bounce"  # final: the address is bad (the runner suppresses it)
+    COMPLAINT = "complaint"  # final: the recipient complained (suppressed)
+    UNKNOWN = "unknown"  # may or may not have been delivered (e.g. DATA sent, no final reply)
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """The final outcome of one message.
+    """The outcome of one message: a transport-neutral ``status`` plus the transport's own detail.
 
-    ``permanent`` is True when retrying cannot help (a 5xx reply; a 5xx on RCPT is a hard bounce).
-    ``code`` is the SMTP reply code when there was one; ``detail`` is human text without secrets.
+    ``code`` is the transport's short code (``smtp_550``, ``http_422``) when there was one; ``detail`` is
+    human text without secrets.
     """
 
     key: str
-    ok: bool
-    code: int | None = None
+    status: SendStatus
     detail: str = ""
-    permanent: bool = False
+    code: str | None = None
     attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.status is SendStatus.SENT
+
+    @property
+    def final(self) -> bool:
+        """False for a temporary failure the next pass of the run may retry."""
+        return self.status is not SendStatus.DEFERRED
 
 
 @runtime_checkable

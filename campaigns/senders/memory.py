@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult
+from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult, SendStatus
 
 #: every mailbox in this process, by name
 MAILBOXES: dict[str, list[OutgoingMessage]] = {}
@@ -57,8 +57,12 @@ class MemorySender(SenderBase):
         """Record every message and call ``on_result`` once per message, in order."""
         for message in messages:
             if message.rcpt_to.lower() in self.bounce:
-                on_result(SendResult(message.key, False, 550, "RCPT TO: 550 no such user (memory)", True))
+                on_result(
+                    SendResult(
+                        message.key, SendStatus.HARD_BOUNCE, "RCPT TO: 550 no such user (memory)", "smtp_550"
+                    )
+                )
                 continue
             with _LOCK:
                 self.outbox.append(message)
-            on_result(SendResult(message.key, True, 250))
+            on_result(SendResult(message.key, SendStatus.SENT, code="smtp_250"))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from campaigns.errors import ConfigError
-from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult
+from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult, SendStatus
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -65,10 +65,12 @@ class OutboxSender(SenderBase):
             except OSError as exc:
                 # a full disk or a permission problem is not the recipient's fault: not permanent
                 on_result(
-                    SendResult(message.key, False, None, f"cannot write to {self.directory}: {exc.strerror}")
+                    SendResult(
+                        message.key, SendStatus.DEFERRED, f"cannot write to {self.directory}: {exc.strerror}"
+                    )
                 )
                 continue
-            on_result(SendResult(message.key, True, None, str(target)))
+            on_result(SendResult(message.key, SendStatus.SENT, str(target)))
 
     def _write(self, message: OutgoingMessage) -> Path:
         stem = safe_file_stem(message.key)

@@ -40,9 +40,11 @@ import aiosmtplib
 import numpy as np
 
 from campaigns.errors import ConfigError, SenderPausedError
-from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult
+from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult, SendStatus
 
 _END = object()
+#: 5xx replies to RCPT TO that mean the mailbox does not exist: a hard bounce (the address is suppressed)
+HARD_BOUNCE_CODES = frozenset({550, 551, 553})
 TLS_MODES = ("auto", "none", "starttls", "implicit")
 
 
@@ -333,8 +335,16 @@ class SmtpSender(SenderBase):
                     conn = None
             if 500 <= code < 600:
                 permanent = stage != "MAIL FROM"
+                # a 5xx to MAIL FROM refuses *us*, not the recipient: left for a later pass of the run
+                status = (
+                    SendStatus.HARD_BOUNCE
+                    if stage == "RCPT TO" and code in HARD_BOUNCE_CODES
+                    else SendStatus.REJECTED
+                    if permanent
+                    else SendStatus.DEFERRED
+                )
                 self._fail(
-                    batch, job, SendResult(job.message.key, False, code, detail, permanent, job.attempts)
+                    batch, job, SendResult(job.message.key, status, detail, f"smtp_{code}", job.attempts)
                 )
                 return conn, permanent
             self._retry_or_fail(batch, job, code, detail)
@@ -345,12 +355,15 @@ class SmtpSender(SenderBase):
             return None, False
         except ValueError as exc:  # an address that cannot go into an SMTP command
             batch.finish(
-                job, SendResult(job.message.key, False, None, f"invalid address: {exc}", True, job.attempts)
+                job,
+                SendResult(
+                    job.message.key, SendStatus.REJECTED, f"invalid address: {exc}", None, job.attempts
+                ),
             )
             return conn, True
         conn.sent += 1
         self._consecutive_failures = 0
-        batch.finish(job, SendResult(job.message.key, True, 250, "", False, job.attempts))
+        batch.finish(job, SendResult(job.message.key, SendStatus.SENT, "", "smtp_250", job.attempts))
         return conn, True
 
     def _retry_or_fail(self, batch: _Batch, job: _Job, code: int | None, detail: str) -> None:
@@ -373,7 +386,8 @@ class SmtpSender(SenderBase):
 
     def _failed(self, job: _Job, why: str) -> SendResult:
         detail = f"{why} after {job.attempts} attempt(s); last: {job.last_detail}" if job.attempts else why
-        return SendResult(job.message.key, False, job.last_code, detail, False, job.attempts)
+        code = f"smtp_{job.last_code}" if job.last_code else None
+        return SendResult(job.message.key, SendStatus.DEFERRED, detail, code, job.attempts)
 
     def _fail(self, batch: _Batch, job: _Job, result: SendResult) -> None:
         """Report a final failure and count it toward the pause limit (any success resets the count)."""
