@@ -341,9 +341,9 @@ def print_kpis(report: KpiReport, currency: str) -> None:
         t = Table(title="Per currency (never summed across currencies)", title_justify="left")
         for col in ("currency", "orders", "revenue", "average order value"):
             t.add_column(col, justify="right")
-        for c in report.currencies:
-            t.add_row(c.currency, f"{c.orders:,}", format_money(c.revenue, c.currency),
-                      format_money(c.average_order_value, c.currency) or "—")  # fmt: skip
+        for kpi in report.currencies:
+            t.add_row(kpi.currency, f"{kpi.orders:,}", format_money(kpi.revenue, kpi.currency),
+                      format_money(kpi.average_order_value, kpi.currency) or "—")  # fmt: skip
         out.print(t)
     if report.retention:
         t = Table(title=f"{report.period.capitalize()}ly retention", title_justify="left")

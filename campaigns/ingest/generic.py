@@ -290,8 +290,8 @@ def parse_generic(
     if "price" not in has:
         notes.append("the file has no prices: orders and products are imported without them (no revenue)")
     if numbers.decided_by is not None:
-        line, value = numbers.decided_by
-        notes.append(f"decimal separator {numbers.decimal!r} (detected from line {line}: {value!r})")
+        where, what = numbers.decided_by
+        notes.append(f"decimal separator {numbers.decimal!r} (detected from line {where}: {what!r})")
     return ParseResult(asm.batch, rows_read, set_aside, problems, csv_file.header, notes)
 
 

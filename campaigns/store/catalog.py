@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Select, and_, distinct, func, or_, select
+from sqlalchemy import Connection, Select, and_, case, distinct, func, or_, select
 
 from campaigns.models import Customer, CustomerTag, Order, OrderLine, Product, ProductEvent, Return
 from campaigns.store.base import chunked
@@ -21,6 +21,7 @@ from campaigns.store.records import (
     ProductEventRecord,
     ProductRecord,
     PurchaseColumns,
+    PurchaseHistory,
 )
 
 C, P, O, L, R = Customer.__table__, Product.__table__, Order.__table__, OrderLine.__table__, Return.__table__
@@ -349,6 +350,71 @@ class CatalogStore(ImportStore):
                 ProductEventRecord(r.id, r.product_id, r.sku, r.kind, r.old_value, r.new_value, r.created_at)
                 for r in conn.execute(q)
             ]
+
+    def purchase_history(self, customer_ids: Iterable[int]) -> dict[int, PurchaseHistory]:
+        """Per customer: every product bought and the categories of those products (returns excluded)."""
+        found: dict[int, tuple[set[int], set[str]]] = {}
+        with self.engine.connect() as conn:
+            for part in chunked(list(customer_ids), 900):
+                q = (
+                    select(O.c.customer_id, L.c.product_id, P.c.category)
+                    .select_from(L.join(O, O.c.id == L.c.order_id).join(P, P.c.id == L.c.product_id))
+                    .where(O.c.customer_id.in_(part))
+                    .distinct()
+                )
+                for cid, pid, category in conn.execute(q):
+                    ids, cats = found.setdefault(int(cid), (set(), set()))
+                    ids.add(int(pid))
+                    if category:
+                        cats.add(str(category))
+        return {cid: PurchaseHistory(frozenset(ids), frozenset(cats)) for cid, (ids, cats) in found.items()}
+
+    def buyers_of(self, product_ids: Iterable[int], categories: Iterable[str] = ()) -> list[int]:
+        """Customers who bought any of ``product_ids`` or any product of ``categories``, by id."""
+        ids, cats = list(product_ids), list(categories)
+        if not ids and not cats:
+            return []
+        match = []
+        if ids:
+            match.append(L.c.product_id.in_(ids))
+        if cats:
+            match.append(L.c.product_id.in_(select(P.c.id).where(P.c.category.in_(cats))))
+        q = (
+            select(O.c.customer_id)
+            .select_from(L.join(O, O.c.id == L.c.order_id))
+            .where(or_(*match))
+            .distinct()
+            .order_by(O.c.customer_id)
+        )
+        with self.engine.connect() as conn:
+            return [int(c) for c in conn.execute(q).scalars()]
+
+    def longest_order(self) -> OrderRecord | None:
+        """The order with the most lines (the largest an order email can be), with its lines."""
+        q = select(L.c.order_id).group_by(L.c.order_id).order_by(func.count().desc(), L.c.order_id).limit(1)
+        with self.engine.connect() as conn:
+            order_id = conn.execute(q).scalar()
+        return None if order_id is None else self.orders_by_ids([int(order_id)]).get(int(order_id))
+
+    def category_counts(self) -> dict[str, tuple[int, int]]:
+        """Per category: (products, products that may be shown: active, published, in stock)."""
+        shown = and_(P.c.in_stock, P.c.published, P.c.status == "active")
+        q = (
+            select(P.c.category, func.count(), func.sum(case((shown, 1), else_=0)))
+            .where(P.c.category.is_not(None))
+            .group_by(P.c.category)
+        )
+        with self.engine.connect() as conn:
+            return {str(c): (int(n), int(k or 0)) for c, n, k in conn.execute(q)}
+
+    def longest_named_products(self, n: int, category: str | None = None) -> list[ProductRecord]:
+        """``n`` products that may be shown, the longest names first (lint's largest email)."""
+        q = select(P).where(P.c.in_stock, P.c.published, P.c.status == "active")
+        if category is not None:
+            q = q.where(P.c.category == category)
+        q = q.order_by(func.length(P.c.name).desc(), P.c.id).limit(n)
+        with self.engine.connect() as conn:
+            return [product_record(r) for r in conn.execute(q)]
 
     def customer_tags(self, customer_ids: Iterable[int]) -> dict[int, list[str]]:
         """Each customer's tags (customers without tags are absent)."""

@@ -20,16 +20,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, and_, case, delete, func, or_, select
+from sqlalchemy import Connection, Table, and_, case, delete, func, or_, select
 
 from campaigns.models import Customer, CustomerTag, Order, OrderLine, Product, ProductEvent, Return
 from campaigns.store.base import CHUNK, StoreBase, chunked, utcnow
 from campaigns.store.records import ImportBatch, ProductIn, WriteCounts
 
-C, P, O, L, R = Customer.__table__, Product.__table__, Order.__table__, OrderLine.__table__, Return.__table__
-T, E = CustomerTag.__table__, ProductEvent.__table__
+C, P, O, L, R = (cast(Table, m.__table__) for m in (Customer, Product, Order, OrderLine, Return))
+T, E = (cast(Table, m.__table__) for m in (CustomerTag, ProductEvent))
 
 Progress = Callable[[int], None]
 
@@ -94,7 +94,7 @@ class ImportStore(StoreBase):
             }
             for c in batch.customers.values()
         ]
-        for part in chunked(rows, CHUNK // 2):
+        for customer_rows in chunked(rows, CHUNK // 2):
             stmt = self.insert(C)
             ex = stmt.excluded
             apply = and_(
@@ -116,13 +116,13 @@ class ImportStore(StoreBase):
                     "consent_at": case((apply, ex.consent_at), else_=C.c.consent_at),
                 },
             )
-            conn.execute(stmt, list(part))
+            conn.execute(stmt, list(customer_rows))
 
     def _replace_tags(self, conn: Connection, batch: ImportBatch, cust_ids: dict[str, int]) -> None:
         """A file that lists a customer's tags replaces that customer's tags (a missing column leaves them)."""
         tagged = [(cust_ids[c.external_id], c.tags) for c in batch.customers.values() if c.tags is not None]
-        for part in chunked([cid for cid, _ in tagged], 900):
-            conn.execute(delete(T).where(T.c.customer_id.in_(part)))
+        for ids in chunked([cid for cid, _ in tagged], 900):
+            conn.execute(delete(T).where(T.c.customer_id.in_(ids)))
         rows = [{"customer_id": cid, "tag": tag} for cid, tags in tagged for tag in dict.fromkeys(tags or [])]
         for rows_part in chunked(rows, CHUNK):
             conn.execute(T.insert(), list(rows_part))
@@ -145,34 +145,34 @@ class ImportStore(StoreBase):
     def _upsert_order_products(self, conn: Connection, batch: ImportBatch) -> None:
         rows = [self._product_row(p) for p in batch.products.values()]
         ours = P.c.catalog_updated_at.is_(None)  # no catalogue has described it: the orders may
-        for part in chunked(rows, CHUNK // 2):
+        for product_rows in chunked(rows, CHUNK // 2):
             stmt = self.insert(P)
             ex = stmt.excluded
             fill = {
                 col: case((ours, func.coalesce(getattr(ex, col), P.c[col])), else_=P.c[col])
                 for col in ("name", "price", "category", "url", "image_url")
             }
-            conn.execute(stmt.on_conflict_do_update(index_elements=[P.c.sku], set_=fill), list(part))
+            conn.execute(stmt.on_conflict_do_update(index_elements=[P.c.sku], set_=fill), list(product_rows))
 
     def _write_catalog(self, conn: Connection, batch: ImportBatch, now: datetime) -> tuple[int, Counter[str]]:
         skus = list(batch.products)
         before: dict[str, Any] = {}
         cols = (P.c.sku, P.c.price, P.c.in_stock, P.c.status, P.c.published, P.c.catalog_updated_at)
-        for part in chunked(skus, 900):
-            before.update((row.sku, row) for row in conn.execute(select(*cols).where(P.c.sku.in_(part))))
+        for some in chunked(skus, 900):
+            before.update((row.sku, row) for row in conn.execute(select(*cols).where(P.c.sku.in_(some))))
         rows = []
         for p in batch.products.values():
             row = self._product_row(p)
             row.update({name: getattr(p, name) for name in _CATALOG_FIELDS})
             row.update(catalog_source=batch.source, catalog_updated_at=now)
             rows.append(row)
-        for part in chunked(rows, CHUNK // 4):
+        for catalog_rows in chunked(rows, CHUNK // 4):
             stmt = self.insert(P)
             ex = stmt.excluded
             stmt = stmt.on_conflict_do_update(
                 index_elements=[P.c.sku], set_={k: getattr(ex, k) for k in rows[0] if k != "sku"}
             )
-            conn.execute(stmt, list(part))
+            conn.execute(stmt, list(catalog_rows))
         ids = self._id_map(conn, P.c.id, P.c.sku, skus)
         events: list[dict[str, Any]] = []
         for p in batch.products.values():
@@ -218,21 +218,24 @@ class ImportStore(StoreBase):
     ) -> tuple[int, int]:
         orders = list(batch.orders.values())
         existing: set[str] = set()
-        for part in chunked([o.external_id for o in orders], 900):
-            existing.update(conn.execute(select(O.c.external_id).where(O.c.external_id.in_(part))).scalars())
+        for order_ids in chunked([o.external_id for o in orders], 900):
+            existing.update(
+                conn.execute(select(O.c.external_id).where(O.c.external_id.in_(order_ids))).scalars()
+            )
         new = [o for o in orders if o.external_id not in existing]
         lines_added = 0
         for part in chunked(new, CHUNK):
             rows = []
             for o in part:
-                priced = all(p is not None for _, _, p in o.lines)
+                prices = [q * p for _, q, p in o.lines if p is not None]
+                priced = len(prices) == len(o.lines)  # one unknown price: the total is unknown
                 rows.append(
                     {
                         "external_id": o.external_id,
                         "customer_id": cust_ids[o.customer_key],
                         "ordered_at": o.ordered_at,
                         "currency": o.currency,
-                        "total": round(sum(q * p for _, q, p in o.lines), 2) if priced else None,  # type: ignore[operator]
+                        "total": round(sum(prices), 2) if priced else None,
                         "source": batch.source,
                         "financial_status": o.financial_status,
                         "discount_codes": o.discount_codes,

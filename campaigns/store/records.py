@@ -98,6 +98,14 @@ class OrderRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PurchaseHistory:
+    """What one customer has ever bought: product ids, and the categories of those products."""
+
+    product_ids: frozenset[int] = frozenset()
+    categories: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class ProductEventRecord:
     """A change found by a catalogue re-import (``kind``: back_in_stock, out_of_stock, price_drop)."""
 
