@@ -4,8 +4,6 @@ overwrite what a catalogue says; unavailable products are never recommended."""
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,8 @@ from campaigns.ingest import import_shopify
 from campaigns.ingest.catalog import CatalogOptions, import_catalog, parse_catalog_mapping, product_url
 from campaigns.training import catalog_from_products
 from recommender.rules import Rules, allowed_items
+
+from .csv_files import edited_copy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHOPIFY = FIXTURES / "shopify_products_export.csv"
@@ -32,18 +32,7 @@ def edited(
     tmp_path: Path, source: Path, changes: dict[str, dict[str, str]], key: str = "Variant SKU"
 ) -> Path:
     """A copy of a CSV with some rows' cells changed (rows found by ``key``)."""
-    with open(source, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        header, rows = list(reader.fieldnames or []), list(reader)
-    for row in rows:
-        row.update(changes.get(row[key], {}))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path = tmp_path / source.name
-    path.write_text(out.getvalue(), encoding="utf-8")
-    return path
+    return edited_copy(source, tmp_path / source.name, changes, key)
 
 
 # -- Shopify -----------------------------------------------------------------------------------------------

@@ -4,8 +4,6 @@ addresses, refunds, per-order currency, consent with its date, tags and timezone
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import shutil
 from datetime import datetime
@@ -19,29 +17,19 @@ from campaigns.ingest.shopify_customers import import_shopify_customers, split_t
 from campaigns.segments import count_segment
 from campaigns.segments.definitions import resolve_segment
 
+from .csv_files import read_rows, write_rows
+
 FIXTURES = Path(__file__).parent / "fixtures"
 ORDERS = FIXTURES / "shopify_orders_export.csv"
 CUSTOMERS = FIXTURES / "shopify_customers_export.csv"
 
 
-def rows_of(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        return list(reader.fieldnames or []), list(reader)
-
-
-def write_rows(tmp_path: Path, header: list[str], rows: list[dict[str, str]]) -> Path:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path = tmp_path / "orders_export.csv"
-    path.write_text(out.getvalue(), encoding="utf-8")
-    return path
+def write_changed(tmp_path: Path, header: list[str], rows: list[dict[str, str]]) -> Path:
+    return write_rows(tmp_path / "orders_export.csv", header, rows)
 
 
 def test_the_fixture_has_shopifys_quirks() -> None:
-    header, rows = rows_of(ORDERS)
+    header, rows = read_rows(ORDERS)
     assert len(header) == 79 and header[:3] == ["Name", "Email", "Financial Status"]
     later = [r for r in rows if not r["Financial Status"]]
     assert later and all(not r["Currency"] and not r["Accepts Marketing"] for r in later)
@@ -139,21 +127,21 @@ HOSTILE = {
 
 @pytest.mark.parametrize("case", list(HOSTILE), ids=list(HOSTILE))
 def test_hostile_orders_exports_write_nothing(store: object, tmp_path: Path, case: str) -> None:
-    header, rows = rows_of(ORDERS)
+    header, rows = read_rows(ORDERS)
     change, pattern = HOSTILE[case]
     change(rows)
     with pytest.raises(ImportValidationError, match=pattern):
-        import_shopify(store, write_rows(tmp_path, header, rows), currency="EUR")
+        import_shopify(store, write_changed(tmp_path, header, rows), currency="EUR")
     assert store.catalog_counts().customers_total == 0  # type: ignore[attr-defined]
 
 
 def test_lines_of_a_refused_first_line_are_refused_too(sqlite_store: object, tmp_path: Path) -> None:
-    header, rows = rows_of(ORDERS)
+    header, rows = read_rows(ORDERS)
     rows[0]["Created at"] = "yesterday"
     rejects = tmp_path / "rejects.csv"
     summary = import_shopify(
         sqlite_store,
-        write_rows(tmp_path, header, rows),
+        write_changed(tmp_path, header, rows),
         currency="EUR",
         skip_invalid=True,
         rejects_path=rejects,

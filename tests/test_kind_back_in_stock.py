@@ -4,10 +4,8 @@ products (or their category), with the old price struck through."""
 
 from __future__ import annotations
 
-import csv
 import email
 import email.policy
-import io
 import os
 import shutil
 from collections import Counter
@@ -26,6 +24,7 @@ from campaigns.kinds.back_in_stock import BackInStockSpec
 from campaigns.runner import run_campaign
 from campaigns.senders import memory
 
+from .csv_files import edited_copy
 from .synthetic import ROOT, shop_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -40,17 +39,7 @@ def readable(data: bytes) -> str:
 
 
 def reimport_with(tmp_path: Path, store: Any, changes: dict[str, dict[str, str]]) -> None:
-    with open(FIXTURES / "shopify_products_export.csv", newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        header, rows = list(reader.fieldnames or []), list(reader)
-    for row in rows:
-        row.update(changes.get(row["Variant SKU"], {}))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path = tmp_path / "products_export.csv"
-    path.write_text(out.getvalue(), encoding="utf-8")
+    path = edited_copy(FIXTURES / "shopify_products_export.csv", tmp_path / "products_export.csv", changes)
     import_catalog(store, path, "shopify", OPTS)
 
 

@@ -17,7 +17,7 @@ from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition, campaign_paths, find_campaign, load_campaign
 from campaigns.errors import NotFoundError, RetainError, TemplateError
 from campaigns.factory import BuildOptions, EmailFactory, Prepared, campaign_recommender, html_kb
-from campaigns.kinds import Member
+from campaigns.kinds import ContextInputs, Member
 from campaigns.kinds.fixture import fixture_member, load_fixture
 from campaigns.render import CampaignRenderer
 
@@ -151,6 +151,17 @@ def render_command(
         _write(email.data, out_file)
 
 
+def _addressed(inputs: ContextInputs) -> ContextInputs:
+    """Lint builds the whole message: a customer without an address gets a placeholder one."""
+    if inputs.customer.email is not None:
+        return inputs
+    return replace(inputs, customer=replace(inputs.customer, email="lint@example.invalid"))
+
+
+def _lint_factory(s: Settings, definition: CampaignDefinition, options: BuildOptions) -> EmailFactory:
+    return EmailFactory(s, definition, catalogue=None, recommender=None, options=options)
+
+
 def lint_campaign(definition_path: Path, s: Settings, store: Any = None) -> list[str]:
     """Problems with one campaign: definition, template compile, and a full render of its fixture
     through the email factory (context, compiled and full render, the wire message). With a ``store``
@@ -158,16 +169,8 @@ def lint_campaign(definition_path: Path, s: Settings, store: Any = None) -> list
     (campaigns/largest.py)."""
     try:
         definition = load_campaign(definition_path)
-        inputs = load_fixture(definition, s.currency)
-        if inputs.customer.email is None:
-            inputs = replace(inputs, customer=replace(inputs.customer, email="lint@example.invalid"))
-        factory = EmailFactory(
-            s,
-            definition,
-            catalogue=None,
-            recommender=None,
-            options=BuildOptions(run_key="lint", preview=True),
-        )
+        inputs = _addressed(load_fixture(definition, s.currency))
+        factory = _lint_factory(s, definition, BuildOptions(run_key="lint", preview=True))
         item = factory.prepare_inputs(fixture_member(inputs), inputs)
         if not isinstance(item, Prepared):
             return [f"{definition_path}: the preview fixture renders nothing ({item.reason})"]
@@ -209,17 +212,11 @@ def _lint_with_data(path: Path, definition: CampaignDefinition, s: Settings, sto
     if largest is None:
         return problems
     member, inputs, what = largest
-    if inputs.customer.email is None:
-        inputs = replace(inputs, customer=replace(inputs.customer, email="lint@example.invalid"))
-    factory = EmailFactory(
-        s,
-        definition,
-        catalogue=None,
-        recommender=None,
-        options=BuildOptions(run_key="lint", messages=False, refuse_oversized=False),
+    factory = _lint_factory(
+        s, definition, BuildOptions(run_key="lint", messages=False, refuse_oversized=False)
     )
     try:
-        item = factory.prepare_inputs(member, inputs)
+        item = factory.prepare_inputs(member, _addressed(inputs))
     except RetainError as exc:
         return [*problems, f"{path}: rendering {what}: {exc}"]
     if isinstance(item, Prepared) and html_kb(item.rendered) > s.max_email_kb:
