@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Select, and_, case, distinct, func, or_, select
+from sqlalchemy import Connection, Select, Table, and_, case, distinct, func, or_, select
 
 from campaigns.models import Customer, CustomerTag, Order, OrderLine, Product, ProductEvent, Return
 from campaigns.store.base import chunked
@@ -24,8 +24,8 @@ from campaigns.store.records import (
     PurchaseHistory,
 )
 
-C, P, O, L, R = Customer.__table__, Product.__table__, Order.__table__, OrderLine.__table__, Return.__table__
-T, E = CustomerTag.__table__, ProductEvent.__table__
+C, P, O, L, R = (cast(Table, m.__table__) for m in (Customer, Product, Order, OrderLine, Return))
+T, E = (cast(Table, m.__table__) for m in (CustomerTag, ProductEvent))
 
 
 def customer_record(row: Any) -> CustomerRecord:
@@ -197,7 +197,7 @@ class CatalogStore(ImportStore):
         if isinstance(ref, int) or str(ref).isdigit():
             conds.append(C.c.id == int(ref))
         with self.engine.connect() as conn:
-            rows = conn.execute(select(C).where(or_(*conds)).order_by(C.c.id)).all()
+            rows = list(conn.execute(select(C).where(or_(*conds)).order_by(C.c.id)))
         if not rows:
             return None
         # a numeric ref prefers the database id, then the shop's own id
