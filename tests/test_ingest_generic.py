@@ -130,7 +130,8 @@ def test_option_combinations_are_checked_before_reading(tmp_path: Path) -> None:
 def test_line_totals_become_unit_prices(store: object, tmp_path: Path) -> None:
     path = write(tmp_path, HEADER + "c1,1,A,2024-01-02,4,10.00\n")
     opts = GenericOptions(parse_mapping(MAP), price_is="line-total")
-    import_generic(store, path, opts)
+    summary = import_generic(store, path, opts)
+    assert "'Price' read as each line's total and divided by the quantity" in summary.notes
     assert store.get_product("A").price == 2.5  # type: ignore[attr-defined]
     assert store.catalog_counts().revenue == pytest.approx(10.0)  # type: ignore[attr-defined]
 
@@ -140,6 +141,10 @@ def test_identical_lines_add_up_with_aggregate_duplicates(store: object, tmp_pat
         tmp_path, HEADER + "c1,1,A,2024-01-02,1,2.00\nc1,1,A,2024-01-02,2,2.00\nc1,1,A,2024-01-02,1,1.50\n"
     )
     summary = import_generic(store, path, GenericOptions(parse_mapping(MAP), aggregate_duplicates=True))
+    assert (
+        "'Price' read as the unit price; pass --price-is line-total if it is each line's total"
+        in summary.notes
+    )
     assert summary.order_lines_added == 2  # the 1.50 line is another price: its own line
     [order] = store.orders_by_ids([1]).values()  # type: ignore[attr-defined]
     assert [(line.quantity, line.unit_price) for line in order.lines] == [(3, 2.0), (1, 1.5)]

@@ -289,6 +289,12 @@ def parse_generic(
         set_aside["duplicate_lines_added_up"] = asm.aggregated
     if "price" not in has:
         notes.append("the file has no prices: orders and products are imported without them (no revenue)")
+    elif opts.price_is == "unit":
+        notes.append(
+            f"{label['price']!r} read as the unit price; pass --price-is line-total if it is each line's total"
+        )
+    else:
+        notes.append(f"{label['price']!r} read as each line's total and divided by the quantity")
     if numbers.decided_by is not None:
         where, what = numbers.decided_by
         notes.append(f"decimal separator {numbers.decimal!r} (detected from line {where}: {what!r})")
