@@ -1,16 +1,14 @@
 """Real purchase histories for the recommender's evaluations: where they come from and how they become a
 generic orders CSV that ``retain import orders --format generic`` reads, as a user would import them.
 
-    python -m bench.datasets groceries  OUT.csv      # ../shared/data/groceries (see its README)
     python -m bench.datasets completejourney RDA OUT.csv
 
 Each converter prints the ``retain import`` command that imports its output. Nothing here is committed data:
 
 - **Groceries** (Kaggle "Groceries dataset", Heeral Dedhia 2020; the copy in /work/shared/data/groceries
-  comes from github.com/gmaldona/FP_Growth-Data_Mining). No order id, no quantity, no price: a basket is
-  a member's purchases on one day (order id ``<member>-<yyyymmdd>``), repeated rows of one item in one
-  basket are summed into the quantity, and the price is a constant 1.00. The `retain import orders
-  --basket-by customer,date --aggregate-duplicates` option (issue 15) does the same inside the importer.
+  comes from github.com/gmaldona/FP_Growth-Data_Mining) needs no conversion: ``retain import orders FILE
+  --format generic --no-header --map customer=1,date=2,product_name=3 --date-format %d-%m-%Y --basket-by
+  customer,date --aggregate-duplicates`` (docs/import.md). :func:`groceries_path` finds the shared copy.
 - **The Complete Journey, transactions sample** (84.51° / dunnhumby "Complete Journey 2.0", as shipped in
   the R package ``completejourney`` 1.1.1, github.com/bradleyboehmke/completejourney, licence CC0):
   ``data/transactions_sample.rda`` — 75,000 transaction lines sampled from 2,469 households' purchases in
@@ -23,13 +21,11 @@ Each converter prints the ``retain import`` command that imports its output. Not
 from __future__ import annotations
 
 import csv
-import gzip
 import sys
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-GROCERIES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "groceries" / "groceries.csv.gz"
+GROCERIES = Path("/work/shared/data/groceries/groceries.csv.gz")
 HEADER = ["customer", "order", "sku", "product_name", "date", "qty", "price"]
 MAP = "customer=customer,order=order,sku=sku,product_name=product_name,date=date,qty=qty,price=price"
 
@@ -47,25 +43,6 @@ def groceries_path() -> Path:
             if candidate.exists():
                 return candidate.resolve()
     return GROCERIES
-
-
-def convert_groceries(src: Path, out: Path) -> int:
-    """member, dd-mm-yyyy, item (no header) -> generic CSV, one line per (basket, item). Returns lines."""
-    baskets: Counter[tuple[str, str, str]] = Counter()
-    with gzip.open(src, "rt", encoding="utf-8", newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), 1):
-            if len(row) != 3:
-                raise SystemExit(f"{src}:{lineno}: expected member,date,item, got {row!r}")
-            member, day, item = (x.strip() for x in row)
-            iso = datetime.strptime(day, "%d-%m-%Y").date().isoformat()
-            baskets[(member, iso, item)] += 1
-    with open(out, "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(HEADER)
-        for (member, iso, item), qty in sorted(baskets.items()):
-            sku = item.upper().replace(" ", "-")
-            w.writerow([member, f"{member}-{iso.replace('-', '')}", sku, item, iso, qty, "1.00"])
-    return len(baskets)
 
 
 def convert_completejourney(rda: Path, out: Path) -> int:
@@ -102,9 +79,7 @@ def convert_completejourney(rda: Path, out: Path) -> int:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) >= 2 and argv[0] == "groceries":
-        n = convert_groceries(groceries_path(), Path(argv[1]))
-    elif len(argv) >= 3 and argv[0] == "completejourney":
+    if len(argv) >= 3 and argv[0] == "completejourney":
         n = convert_completejourney(Path(argv[1]), Path(argv[2]))
     else:
         raise SystemExit(__doc__)

@@ -1,5 +1,5 @@
 """The shipped model on a second real shop (Groceries, ../shared/data/groceries), imported as a user would:
-converted to a generic orders CSV (baskets = member + day) and read by `retain import orders`."""
+`retain import orders --format generic --no-header --basket-by customer,date --aggregate-duplicates`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.datasets import MAP, convert_groceries, groceries_path
+from bench.datasets import groceries_path
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +19,10 @@ def groceries_db(tmp_path_factory: pytest.TempPathFactory) -> str:
     from campaigns.cli import main
 
     tmp = tmp_path_factory.mktemp("groceries")
-    csv_path = tmp / "groceries.csv"
-    assert convert_groceries(src, csv_path) == 38_006  # distinct (member, day, item) lines
     db_url = f"sqlite:///{tmp / 'groceries.db'}"
-    args = ["--db", db_url, "import", "orders", "--format", "generic", "--currency", "USD", "--map", MAP]
-    assert main([*args, str(csv_path)]) == 0
+    args = ["--db", db_url, "import", "orders", str(src), "--format", "generic", "--no-header"]
+    args += ["--map", "customer=1,date=2,product_name=3", "--date-format", "%d-%m-%Y"]
+    assert main([*args, "--basket-by", "customer,date", "--aggregate-duplicates"]) == 0
     return db_url
 
 
