@@ -541,7 +541,9 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         from campaigns.config import LOCALE_RE
 
         if not LOCALE_RE.match(locale):
-            raise fm.fail("locale", f"'locale' must be a language tag such as 'en', 'de-AT' or 'ar', got {locale!r}")
+            raise fm.fail(
+                "locale", f"'locale' must be a language tag such as 'en', 'de-AT' or 'ar', got {locale!r}"
+            )
     recommend = _recommend(fm)
     promotion = options.get("promotion")
     if isinstance(promotion, PromotionSpec) and promotion.category and not recommend.only_categories:

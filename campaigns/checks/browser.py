@@ -162,10 +162,16 @@ class BrowserSession:
                 seen.add(key)
                 where = "; ".join(n["target"] for n in v["nodes"][:3])
                 findings.append(
-                    Finding(severity, f"{v['impact']}: {v['help']} ({v['id']}, {v['count']}x, {view['view']})", where)
+                    Finding(
+                        severity,
+                        f"{v['impact']}: {v['help']} ({v['id']}, {v['count']}x, {view['view']})",
+                        where,
+                    )
                 )
         serious = sum(1 for f in findings if f.severity == FAIL)
-        summary = f"axe-core {', '.join(v['view'] for v in views)}: {serious} serious or critical violation(s)"
+        summary = (
+            f"axe-core {', '.join(v['view'] for v in views)}: {serious} serious or critical violation(s)"
+        )
         return CheckResult.of("accessibility", summary, findings, views=views)
 
     @staticmethod
@@ -185,7 +191,9 @@ class BrowserSession:
             cta = mobile["cta"]
             if cta is None:
                 findings.append(
-                    Finding(WARN, 'no main call to action marked (css-class="cta", as partials/button.mjml sets)')
+                    Finding(
+                        WARN, 'no main call to action marked (css-class="cta", as partials/button.mjml sets)'
+                    )
                 )
             elif cta["top"] >= MOBILE[1]:
                 findings.append(

@@ -124,7 +124,11 @@ def spam_check(message: bytes | None, executable: str | None, missing: str | Non
         findings.append(Finding(FAIL, f"scores {report.score:.1f}: SpamAssassin files it as spam"))
     elif report.score > PASS_SCORE:
         findings.append(
-            Finding(WARN, f"scores {report.score:.1f} (aim for {PASS_SCORE} or less)", ", ".join(r.name for r in counted))
+            Finding(
+                WARN,
+                f"scores {report.score:.1f} (aim for {PASS_SCORE} or less)",
+                ", ".join(r.name for r in counted),
+            )
         )
     return CheckResult.of(
         "spam",
@@ -132,5 +136,8 @@ def spam_check(message: bytes | None, executable: str | None, missing: str | Non
         findings,
         score=report.score,
         total=report.total,
-        rules=[{"rule": r.name, "score": r.score, "description": r.description, "setup": r.name in report.setup} for r in report.rules],
+        rules=[
+            {"rule": r.name, "score": r.score, "description": r.description, "setup": r.name in report.setup}
+            for r in report.rules
+        ],
     )

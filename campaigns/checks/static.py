@@ -78,7 +78,9 @@ def size_check(html: str, settings: Settings) -> CheckResult:
             )
         )
     elif size > 0.8 * limit:
-        findings.append(Finding(WARN, f"HTML is {size / 1024:.1f} KB, close to the {limit / 1024:.0f} KB limit"))
+        findings.append(
+            Finding(WARN, f"HTML is {size / 1024:.1f} KB, close to the {limit / 1024:.0f} KB limit")
+        )
     return CheckResult.of(
         "size",
         f"{size / 1024:.1f} KB of HTML (Gmail clips above 102 KB)",
@@ -119,7 +121,9 @@ def links_check(html: str, settings: Settings, unsubscribe_url: str | None = Non
         if configured and (parts.scheme == "http" or is_loopback(host)):
             continue  # reported once below, as the setting
         if is_loopback(host):
-            findings.append(Finding(FAIL, "link to a loopback address (works only on this machine)", short(href)))
+            findings.append(
+                Finding(FAIL, "link to a loopback address (works only on this machine)", short(href))
+            )
         elif parts.scheme == "http":
             findings.append(Finding(FAIL, "link without https", short(href)))
         if not configured and host.lower() == shop_host:
@@ -156,20 +160,26 @@ def images_check(html: str) -> CheckResult:
         where = short(src) if src else "(no src)"
         scheme = urlsplit(src).scheme.lower()
         if scheme == "data":
-            findings.append(Finding(FAIL, "inline data: image (Gmail blocks it; it counts towards the clip)", where[:40]))
+            findings.append(
+                Finding(FAIL, "inline data: image (Gmail blocks it; it counts towards the clip)", where[:40])
+            )
         elif scheme == "http":
             findings.append(Finding(FAIL, "image without https", where))
         elif scheme not in ("https", "cid"):
             findings.append(Finding(FAIL, "image without an absolute https address", where))
         alt = attrs.get("alt")
         if alt is None:
-            findings.append(Finding(FAIL, "image without alt text (use alt=\"\" for decoration)", where))
+            findings.append(Finding(FAIL, 'image without alt text (use alt="" for decoration)', where))
         elif not alt.strip() and linked:
             findings.append(Finding(FAIL, "linked image with empty alt: the link has no name", where))
         width = (attrs.get("width") or "").strip().removesuffix("px")
         if not width.isdigit():
-            findings.append(Finding(WARN, "image without a width attribute (the layout jumps while it loads)", where))
+            findings.append(
+                Finding(WARN, "image without a width attribute (the layout jumps while it loads)", where)
+            )
         elif int(width) > MAX_IMAGE_WIDTH:
-            findings.append(Finding(WARN, f"image {width} px wide, wider than the {MAX_IMAGE_WIDTH} px email", where))
+            findings.append(
+                Finding(WARN, f"image {width} px wide, wider than the {MAX_IMAGE_WIDTH} px email", where)
+            )
     count = len(seen)
     return CheckResult.of("images", f"{count} image{'s' if count != 1 else ''}", findings, images=count)

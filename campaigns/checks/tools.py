@@ -68,7 +68,9 @@ class Toolbox:
     @property
     def axe_missing(self) -> str | None:
         if not self.axe_script.exists():
-            return f"axe-core is not installed in {self.tools_dir} (run `make tools`, or npm ci --prefix tools)"
+            return (
+                f"axe-core is not installed in {self.tools_dir} (run `make tools`, or npm ci --prefix tools)"
+            )
         return self.browser_missing
 
     @property
@@ -76,9 +78,21 @@ class Toolbox:
         if self.node is None:
             return "Node.js is not installed (apt-get install nodejs npm)"
         if not (self.tools_dir / "node_modules" / "caniemail").exists() or not self.caniemail_script.exists():
-            return f"caniemail is not installed in {self.tools_dir} (run `make tools`, or npm ci --prefix tools)"
+            return (
+                f"caniemail is not installed in {self.tools_dir} (run `make tools`, or npm ci --prefix tools)"
+            )
         return None
 
     @property
     def spam_missing(self) -> str | None:
         return None if self.spamassassin else "SpamAssassin is not installed (apt-get install spamassassin)"
+
+    def missing_reasons(self) -> dict[str, str]:
+        """Each tool-backed check that cannot run here, with why."""
+        reasons = {
+            "caniemail": self.caniemail_missing,
+            "accessibility": self.axe_missing,
+            "layout": self.browser_missing,
+            "spam": self.spam_missing,
+        }
+        return {name: reason for name, reason in reasons.items() if reason}
