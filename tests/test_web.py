@@ -130,7 +130,7 @@ def test_index_lists_campaigns_with_kind_segment_size_schedule_and_lint(shop: An
     # active-buyers = two or more orders, the last within 90 days: Ann, Bob and Dee; a send would mail two
     # of them (all have consent; the campaign's deterministic 10 % holdout draws one of the three)
     assert (
-        'data-eligible="2"><span title="2 of 3 segment members would be mailed now (all members judged); not mailed: holdout 1">2</span>'
+        'data-eligible="2"><span title="2 of 3 segment members would be mailed now (all judged); not mailed: holdout 1">2</span>'
         in rows["weekly-picks"]
     )
     assert "of 3 in the segment" in rows["weekly-picks"]

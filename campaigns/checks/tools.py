@@ -20,12 +20,27 @@ package, with its package.json and package-lock.json); nothing is fetched at che
 from __future__ import annotations
 
 import shutil
+import subprocess
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from campaigns.config import Settings
 
 PROJECT_TOOLS = Path(__file__).resolve().parent.parent.parent / "tools"
+#: caniemail 2 needs Node 20.19 or later
+NODE_MINIMUM = (20, 19)
+
+
+@lru_cache(maxsize=4)
+def node_version(node: str) -> tuple[int, ...] | None:
+    try:
+        out = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+        return tuple(int(p) for p in out.strip().lstrip("v").split(".")[:2])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,10 @@ class Toolbox:
     def caniemail_missing(self) -> str | None:
         if self.node is None:
             return "Node.js is not installed (apt-get install nodejs npm)"
+        version = node_version(self.node)
+        if version is None or version < NODE_MINIMUM:
+            found = ".".join(map(str, version)) if version else "unknown"
+            return f"Node.js {found} is too old for caniemail (needs {'.'.join(map(str, NODE_MINIMUM))} or later)"
         if not (self.tools_dir / "node_modules" / "caniemail").exists() or not self.caniemail_script.exists():
             return (
                 f"caniemail is not installed in {self.tools_dir} (run `make tools`, or npm ci --prefix tools)"

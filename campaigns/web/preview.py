@@ -48,13 +48,15 @@ CHECK_CACHE_SIZE = 64
 
 @dataclass(frozen=True)
 class Audience:
-    """Who a segment campaign would mail now: ``eligible`` of ``size`` members (exact when the whole
-    segment was judged, else estimated from the first ``judged``), and why the others would not be."""
+    """Who a campaign would mail now: ``eligible`` of ``size`` (exact when all were judged, else estimated
+    from the first ``judged``), and why the others would not be mailed."""
 
     size: int
     eligible: int
     judged: int
     reasons: dict[str, int]
+    #: "in the segment", or for a kind with its own audience (follow-ups, catalogue news) "due now"
+    of: str = "in the segment"
 
     @property
     def exact(self) -> bool:
@@ -64,8 +66,9 @@ class Audience:
         why = ", ".join(
             f"{r.replace('_', ' ')} {n}" for r, n in sorted(self.reasons.items(), key=lambda x: -x[1])
         )
-        basis = "all members judged" if self.exact else f"estimated from the first {self.judged:,} members"
-        return f"{self.eligible:,} of {self.size:,} segment members would be mailed now ({basis})" + (
+        basis = "all judged" if self.exact else f"estimated from the first {self.judged:,}"
+        who = "segment members" if self.of == "in the segment" else "customers due now"
+        return f"{self.eligible:,} of {self.size:,} {who} would be mailed now ({basis})" + (
             f"; not mailed: {why}" if why else ""
         )
 
@@ -183,8 +186,8 @@ class PreviewService:
                 continue
             segment = d.segment or ("inline rules" if d.segment_rules else "all-buyers")
             due = d.kind_plugin.ticks_without_schedule
-            size = None if due else self._segment_size(d)
-            audience = None if due or size is None else self._audience(d, size)
+            audience = self._audience(d)
+            size = audience.size if audience is not None else None
             schedule = d.schedule.describe() if d.schedule else "manual"
             out.append(
                 CampaignSummary(
@@ -193,18 +196,34 @@ class PreviewService:
             )
         return out
 
-    def _audience(self, d: CampaignDefinition, size: int) -> Audience | None:
-        """Eligible recipients now: the first ELIGIBILITY_SAMPLE segment members judged as a send would
-        (address, suppression, consent, frequency cap, holdout, quiet hours), scaled to the segment."""
+    def _audience(self, d: CampaignDefinition) -> Audience | None:
+        """Eligible recipients now: the campaign's audience — the kind's own (those due now, buyers of
+        products with news) or its segment — of which the first ELIGIBILITY_SAMPLE are judged as a send
+        would (address, suppression, consent, frequency cap, holdout; quiet hours only defer), scaled to
+        the audience's size. None when it cannot be worked out (e.g. an unknown segment)."""
         key = f"{d.name}:{d.segment_rules or d.segment}"
         cached = self._audiences.get(key)
         if cached and time.monotonic() - cached[0] < SEGMENT_CACHE_SECONDS:
             return cached[1]
-        audience: Audience | None
+        audience: Audience | None = None
         try:
             now = reference_now(self.settings, self.store)
-            segment = resolve_segment(d.segment_rules or d.segment, load_segments(self.segments_file))
-            members = sample_segment(self.store, segment, now=now, limit=ELIGIBILITY_SAMPLE)
+            own = d.kind_plugin.audience(
+                AudienceRequest(self.store, self.settings, d, now, self.segments_file)
+            )
+            of, size, members = "in the segment", 0, []
+            if own is not None:
+                of = "due now"
+                for batch in own:
+                    size += len(batch)
+                    members += batch[: ELIGIBILITY_SAMPLE - len(members)]
+            else:
+                size = self._segment_size(d) or 0
+                segment = resolve_segment(d.segment_rules or d.segment, load_segments(self.segments_file))
+                members = [
+                    Member(m.customer)
+                    for m in sample_segment(self.store, segment, now=now, limit=ELIGIBILITY_SAMPLE)
+                ]
             share = d.holdout if d.holdout is not None else self.settings.holdout_share
             verdicts = judge_batch(
                 self.store,
@@ -216,20 +235,17 @@ class PreviewService:
                 marketing=d.marketing,
             )
         except RetainError:
-            audience = None
+            pass
         else:
             mailed = sum(1 for v in verdicts if v.status in ("eligible", "deferred"))
             reasons = Counter(
                 v.reason or v.status for v in verdicts if v.status not in ("eligible", "deferred")
             )
             judged = len(verdicts)
-            if judged >= size or judged == 0:
-                audience = Audience(size, mailed, judged, dict(reasons))
-            else:
-                scale = size / judged
-                audience = Audience(
-                    size, round(mailed * scale), judged, {r: round(n * scale) for r, n in reasons.items()}
-                )
+            scale = 1.0 if judged >= size or judged == 0 else size / judged
+            audience = Audience(
+                size, round(mailed * scale), judged, {r: round(n * scale) for r, n in reasons.items()}, of
+            )
         self._audiences[key] = (time.monotonic(), audience)
         return audience
 
