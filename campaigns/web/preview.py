@@ -211,7 +211,7 @@ class PreviewService:
             own = d.kind_plugin.audience(
                 AudienceRequest(self.store, self.settings, d, now, self.segments_file)
             )
-            of, size, members = "in the segment", 0, []
+            of, size, members = "in the segment", 0, list[Member]()
             if own is not None:
                 of = "due now"
                 for batch in own:
