@@ -30,11 +30,11 @@ from campaigns.config import Settings, postgres_test_url
 from campaigns.definition import find_campaign
 from campaigns.dispatch.celery import CeleryDispatcher
 from campaigns.models import Delivery
-from campaigns.senders.sink import FaultPlan, SinkProcess
 from campaigns.store import Store
 from campaigns.training import train_model
 
 from .conftest import need_server
+from .smtp_sink import FaultPlan, SinkProcess
 from .synthetic import cli_env, make_shop, shop_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,9 @@ import pytest
 from campaigns.config import Settings
 from campaigns.errors import SenderPausedError
 from campaigns.senders import OutgoingMessage, SendResult, resolve_sender
-from campaigns.senders.sink import FaultPlan, SinkProcess, SmtpSink, read_log
 from campaigns.senders.smtp import SmtpSender
+
+from .smtp_sink import FaultPlan, SinkProcess, SmtpSink, read_log
 
 FAST = "&backoff=0.01&backoff_max=0.05&timeout=5"
 
