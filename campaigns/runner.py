@@ -42,13 +42,13 @@ from campaigns.errors import RenderError, SenderPausedError
 from campaigns.personalize import Member, Personalizer, Prepared, Skip
 from campaigns.segments import iter_segment, load_segments, resolve_segment
 from campaigns.senders import resolve_sender
-from campaigns.senders.base import OutgoingMessage, SendResult
+from campaigns.senders.base import OutgoingMessage, SendResult, SendStatus
 from campaigns.store.ledger import DeliveryState
 
 log = logging.getLogger(__name__)
 
-#: SMTP codes on RCPT/DATA that mean the address is bad: the address goes to the suppression list
-HARD_BOUNCE_CODES = frozenset({550, 551, 553})
+#: final statuses whose address goes to the suppression list, with the suppression reason
+SUPPRESSING_STATUSES = {SendStatus.HARD_BOUNCE: "hard_bounce", SendStatus.COMPLAINT: "complaint"}
 HEARTBEAT_SECONDS = 20
 #: results are written in groups of at most this many, or this often: a crash can leave at most a
 #: group's worth of already-sent rows in ``sending`` (resolved at most once, see the module docstring)
@@ -191,7 +191,7 @@ class RunProcessor:
         self._last_beat = time.monotonic()
         self._last_flush = time.monotonic()
         self._pending: list[dict[str, Any]] = []
-        self._bounces: list[tuple[str, int, str]] = []
+        self._bounces: list[tuple[str, int, str, str]] = []
 
     def process(self, members: list[Member]) -> None:
         if not members:
@@ -343,7 +343,7 @@ class RunProcessor:
         did = int(res.key)
         recorded.add(did)
         prepared = to_send[did]
-        retryable = not res.ok and not res.permanent
+        retryable = not res.final
         self._pending.append(
             {
                 "id": did,
@@ -357,8 +357,9 @@ class RunProcessor:
         if retryable:
             self.summary.retry_later += 1
         customer = prepared.member.customer
-        if not res.ok and res.permanent and res.code in HARD_BOUNCE_CODES and customer.email:
-            self._bounces.append((customer.email, customer.id, res.detail[:500]))
+        suppress_as = SUPPRESSING_STATUSES.get(res.status)
+        if suppress_as and customer.email:
+            self._bounces.append((customer.email, customer.id, suppress_as, res.detail[:500]))
         if len(self._pending) >= RESULT_FLUSH or time.monotonic() - self._last_flush > RESULT_FLUSH_SECONDS:
             self.flush_results()
 
@@ -367,9 +368,9 @@ class RunProcessor:
         if self._pending:
             self.store.record_results(self._pending, sender=self.sender.name)
             self._pending = []
-        for email, customer_id, detail in self._bounces:
+        for email, customer_id, why, detail in self._bounces:
             self.store.suppress(
-                email, "hard_bounce", customer_id=customer_id, campaign=self.definition.name, detail=detail
+                email, why, customer_id=customer_id, campaign=self.definition.name, detail=detail
             )
         self._bounces = []
         self._last_flush = time.monotonic()
@@ -414,7 +415,7 @@ class RunProcessor:
 
 
 def _failure_reason(res: SendResult) -> str:
-    code = f"smtp_{res.code}" if res.code else "error"
+    code = res.code or "error"
     detail = " ".join((res.detail or "").split())[:120]
     return f"{code}: {detail}" if detail else code
 

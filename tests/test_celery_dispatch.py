@@ -22,7 +22,7 @@ from campaigns.dispatch.batch import WorkerRuntime, holder_is_gone, process_iden
 from campaigns.dispatch.celery import CELERY_CONFIG, CeleryDispatcher
 from campaigns.dispatch.local import LocalDispatcher
 from campaigns.errors import ConfigError
-from campaigns.senders import memory
+from campaigns.senders import SendResult, SendStatus, memory
 from campaigns.store.base import utcnow
 from campaigns.training import train_model
 
@@ -164,7 +164,7 @@ class _DyingSender(memory.MemorySender):
                 raise _Crash
             self.left -= 1
             self.outbox.append(message)
-            on_result(memory.SendResult(message.key, True, 250))
+            on_result(SendResult(message.key, SendStatus.SENT))
 
 
 def test_a_crash_leaves_at_most_one_window_in_flight_and_nothing_claimed(store: Any, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult
+from campaigns.senders.base import OutgoingMessage, ResultCallback, Sender, SenderBase, SendResult, SendStatus
 
 SEPARATOR = "-" * 78
 
@@ -34,4 +34,7 @@ class ConsoleSender(SenderBase):
             if not text.endswith("\n"):
                 out.write("\n")
             out.flush()
-            on_result(SendResult(message.key, True, None, "printed"))
+            on_result(SendResult(message.key, SendStatus.SENT, "printed"))
+
+
+_: type[Sender] = ConsoleSender  # mypy checks that the class satisfies the Sender protocol

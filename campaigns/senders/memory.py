@@ -8,8 +8,8 @@ resolve the sender the way the application does and still look at what was sent:
     ...run the code under test with sender "memory://"...
     assert [m.rcpt_to for m in memory.outbox()] == ["ann@example.test"]
 
-``memory://NAME`` uses the mailbox ``NAME`` (default ``"default"``). ``fail`` maps recipient addresses to a
-SendResult-like failure for tests of the runner's error paths.
+``memory://NAME`` uses the mailbox ``NAME`` (default ``"default"``). ``bounce`` lists recipient addresses
+answered with a hard bounce (as an SMTP server's 550 would be), for tests of the runner's error paths.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult
+from campaigns.senders.base import OutgoingMessage, ResultCallback, Sender, SenderBase, SendResult, SendStatus
 
 #: every mailbox in this process, by name
 MAILBOXES: dict[str, list[OutgoingMessage]] = {}
@@ -40,7 +40,7 @@ def clear() -> None:
 class MemorySender(SenderBase):
     """Appends each message to ``self.outbox`` (the shared mailbox ``mailbox``) and reports success.
 
-    ``bounce`` is a set of recipient addresses answered with a permanent 550, for tests.
+    ``bounce`` is a set of recipient addresses answered HARD_BOUNCE (code ``smtp_550``), for tests.
     """
 
     name = "memory"
@@ -57,8 +57,15 @@ class MemorySender(SenderBase):
         """Record every message and call ``on_result`` once per message, in order."""
         for message in messages:
             if message.rcpt_to.lower() in self.bounce:
-                on_result(SendResult(message.key, False, 550, "RCPT TO: 550 no such user (memory)", True))
+                on_result(
+                    SendResult(
+                        message.key, SendStatus.HARD_BOUNCE, "RCPT TO: 550 no such user (memory)", "smtp_550"
+                    )
+                )
                 continue
             with _LOCK:
                 self.outbox.append(message)
-            on_result(SendResult(message.key, True, 250))
+            on_result(SendResult(message.key, SendStatus.SENT))
+
+
+_: type[Sender] = MemorySender  # mypy checks that the class satisfies the Sender protocol
