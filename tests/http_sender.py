@@ -40,7 +40,7 @@ class HttpApiSender(PolicySender[httpx.AsyncClient]):
         return cls(os.environ["RETAIN_HTTP_API_URL"], os.environ["RETAIN_HTTP_API_TOKEN"], policy)
 
     @property
-    def target(self) -> str:
+    def target(self) -> str:  # named in pause messages
         return self.url
 
     async def open_connection(self) -> httpx.AsyncClient:  # one keep-alive connection per worker
@@ -60,7 +60,7 @@ class HttpApiSender(PolicySender[httpx.AsyncClient]):
         body = {"from": message.mail_from, "to": message.rcpt_to, "raw": raw}
         try:
             reply = await conn.post("/messages", json=body)
-        except NOT_SENT as exc:
+        except NOT_SENT as exc:  # ConnectError, ConnectTimeout, PoolTimeout, WriteError, WriteTimeout
             return SendResult(message.key, SendStatus.DEFERRED, f"request not sent ({type(exc).__name__})")
         except httpx.TransportError as exc:  # the request went out, the reply did not come back
             detail = f"no reply after the request was sent ({type(exc).__name__}); it may have been delivered"

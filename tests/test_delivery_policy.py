@@ -376,3 +376,17 @@ def test_every_bundled_sender_satisfies_the_protocol(tmp_path: Path) -> None:
     assert {cls.name for cls in bundled} == {"smtp", "outbox", "console", "memory", "http-api"}
     for spec in ("memory://", "console://", f"outbox://{tmp_path}", "smtp://127.0.0.1:1?tls=none"):
         assert isinstance(resolve_sender(spec, Settings()), Sender)
+
+
+def test_the_worked_example_in_docs_senders_md_is_this_sender() -> None:
+    import inspect
+    import re
+
+    from . import http_sender
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "senders.md").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(class HttpApiSender.*?)```", docs, re.S)
+    assert block is not None
+    source = inspect.getsource(http_sender).splitlines()
+    missing = [line for line in block.group(1).splitlines() if line.strip() and line not in source]
+    assert missing == []
