@@ -37,10 +37,8 @@ def _contexts(settings: Settings) -> tuple[CampaignRenderer, list[dict[str, Any]
     inputs = load_fixture(definition)
     contexts = []
     for i in range(N_CONTEXTS):
-        customer = replace(
-            inputs["customer"], id=1000 + i, first_name=f"Customer{i}", email=f"c{i}@example.com"
-        )
-        ctx = build_context(definition, settings, **dict(inputs, customer=customer), run_key="bench")
+        customer = replace(inputs.customer, id=1000 + i, first_name=f"Customer{i}", email=f"c{i}@example.com")
+        ctx = build_context(definition, settings, replace(inputs, customer=customer), run_key="bench")
         ctx["blocks"][1]["products"][0]["reason"] = f"Because you bought item {i}"
         contexts.append(ctx)
     return CampaignRenderer(definition, settings), contexts

@@ -155,11 +155,11 @@ def main() -> None:
 
         watch.watch("bench process (shop, model, enqueuer)", os.getpid())
         t = time.perf_counter()
+        from campaigns.runner import RunRequest
+
+        definition = find_campaign(Path(settings.templates_dir), "weekly-picks")
         summary = CeleryDispatcher(queue=queue, poll_seconds=0.5).send(
-            store,
-            celery_settings,
-            find_campaign(Path(settings.templates_dir), "weekly-picks"),
-            run_key="celery",
+            store, celery_settings, RunRequest(definition, run_key="celery")
         )
         celery_s = time.perf_counter() - t
         peaks = watch.stop()

@@ -278,7 +278,7 @@ def attribute_orders(
         seq.sort()
     out: dict[str, tuple[int, float]] = {}
     for _order_id, customer_id, ordered_at, total in orders:
-        seq = by_customer.get(customer_id)
+        seq = by_customer.get(customer_id) or []
         if not seq:
             continue
         i = bisect_right(seq, (ordered_at, "\uffff")) - 1

@@ -18,6 +18,7 @@ Secrets (``smtp_password``, ``secret_key``) are never shown by ``repr``.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -57,6 +58,7 @@ class Settings:
     smtp_password: str = field(default="", repr=False)
     dispatcher: str = "local"  # local | celery
     broker_url: str = "redis://127.0.0.1:6379/0"
+    celery_queue: str = "retain"  # the broker queue runs are enqueued on (`retain worker --queues`)
     send_concurrency: int = 64
     send_rate: float = 0.0  # messages per second, 0 = unlimited
     batch_size: int = 500
@@ -215,8 +217,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"setting 'shop_timezone': unknown timezone {s.shop_timezone!r}") from None
     if not 0.0 <= s.holdout_share < 1.0:
         raise ConfigError(f"setting 'holdout_share' must be in [0, 1), got {s.holdout_share}")
-    if s.dispatcher not in {"local", "celery"}:
-        raise ConfigError(f"setting 'dispatcher' must be 'local' or 'celery', got {s.dispatcher!r}")
+    if s.dispatcher not in {"local", "celery"} and not re.match(
+        r"^[A-Za-z_][\w.]*[.:][A-Za-z_]\w*$", s.dispatcher
+    ):
+        raise ConfigError(
+            f"setting 'dispatcher' must be 'local', 'celery' or a dotted path, got {s.dispatcher!r}"
+        )
     if s.quiet_hours:
         parts = s.quiet_hours.split("-")
         ok = len(parts) == 2 and all(p.strip().isdigit() and 0 <= int(p) <= 23 for p in parts)

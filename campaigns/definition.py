@@ -6,7 +6,7 @@ naming ``file:line`` and what to do::
 
     ---
     name: weekly-picks
-    kind: recommendation            # recommendation | promotion | post_purchase | winback
+    kind: recommendation            # a kind from campaigns/kinds (retain campaigns --kinds), or a dotted path
     subject: "{{ customer.first_name }}, new picks for you"
     preheader: "Chosen from what you bought"
     from: "Shop <hello@shop.example>"
@@ -16,25 +16,31 @@ naming ``file:line`` and what to do::
     ---
     <mjml> ... </mjml>
 
-``marketing`` defaults to True. A ``post_purchase`` campaign may say ``marketing: false`` when it is a
-transactional follow-up (feedback request): it is then exempt from the frequency cap, but the
+Beyond the common keys, each kind declares the keys it accepts (``promotion``, ``follow_up`` ...) and
+parses them through :class:`FrontMatter`; the parsed values are in ``definition.options``.
+
+``marketing`` defaults to True. A kind that declares itself ``transactional`` (post-purchase feedback
+requests) lets a campaign say ``marketing: false``: it is then exempt from the frequency cap, but the
 unsubscribe link and consent rules still apply (the runner decides; this module only records it).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from campaigns.errors import NotFoundError, TemplateError
 
-KINDS = ("recommendation", "promotion", "post_purchase", "winback")
+if TYPE_CHECKING:
+    from campaigns.kinds.base import CampaignKind
+
 BLOCK_NAMES = ("buy_again", "discover", "popular")
 TEMPLATE_SUFFIX = ".mjml"
 DEFAULT_MAX_LATENESS = timedelta(hours=6)
@@ -130,8 +136,8 @@ class CampaignDefinition:
     segment_rules: dict[str, Any] | None = None
     schedule: ScheduleSpec | None = None
     recommend: RecommendSpec = field(default_factory=RecommendSpec)
-    promotion: PromotionSpec | None = None
-    follow_up: FollowUpSpec | None = None
+    #: the kind's own front-matter keys, parsed by the kind's OptionSpecs (absent optional keys are missing)
+    options: Mapping[str, Any] = field(default_factory=dict)
     marketing: bool = True
     holdout: float | None = None
     #: the MJML/Jinja body (everything after the front matter) and the file line it starts on
@@ -139,6 +145,23 @@ class CampaignDefinition:
     body_line: int = 1
     #: front-matter line of each key, for messages that point at the definition
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def kind_plugin(self) -> CampaignKind:
+        """The kind object (campaigns.kinds registry) this campaign's ``kind`` names."""
+        from campaigns.kinds import resolve_kind
+
+        return resolve_kind(self.kind)
+
+    @property
+    def promotion(self) -> PromotionSpec | None:
+        value = self.options.get("promotion")
+        return value if isinstance(value, PromotionSpec) else None
+
+    @property
+    def follow_up(self) -> FollowUpSpec | None:
+        value = self.options.get("follow_up")
+        return value if isinstance(value, FollowUpSpec) else None
 
     @property
     def text_path(self) -> Path:
@@ -150,25 +173,30 @@ class CampaignDefinition:
         return self.path.with_suffix(".preview.json")
 
 
-_TOP_KEYS = {
-    "name",
-    "kind",
-    "subject",
-    "preheader",
-    "from",
-    "segment",
-    "schedule",
-    "recommend",
-    "promotion",
-    "follow_up",
-    "marketing",
-    "holdout",
-    "description",
-}
+#: keys every campaign may have; a kind adds its own (``CampaignKind.options``)
+COMMON_KEYS = frozenset(
+    {
+        "name",
+        "kind",
+        "subject",
+        "preheader",
+        "from",
+        "segment",
+        "schedule",
+        "recommend",
+        "marketing",
+        "holdout",
+        "description",
+    }
+)
 
 
-class _FrontMatter:
-    """Values and file line numbers of one parsed front matter."""
+class FrontMatter:
+    """Values and file line numbers of one parsed front matter, with the validators kinds use.
+
+    Every validator raises :class:`TemplateError` naming the file and the line of the key (or of the
+    sub-key) through :meth:`fail`.
+    """
 
     def __init__(self, path: Path, text: str, first_line: int) -> None:
         self.path = path
@@ -196,8 +224,23 @@ class _FrontMatter:
                 self.sub_lines[key] = {k.value: first_line + k.start_mark.line for k, _ in value_node.value}
 
     def fail(self, key: str, message: str, sub: str | None = None) -> TemplateError:
+        """The error to raise for ``key`` (or ``key.sub``), pointing at its line."""
         line = self.sub_lines.get(key, {}).get(sub or "", 0) or self.lines.get(key, self.first_line)
         return TemplateError(message, template=str(self.path), line=line)
+
+    def mapping(self, key: str, allowed: set[str]) -> dict[str, Any]:
+        """``key``'s value as a mapping whose keys are all in ``allowed``."""
+        return _mapping(self, key, allowed)
+
+    def number(self, key: str, sub: str, value: Any, *, integer: bool = False, low: float = 0) -> Any:
+        """``value`` (found at ``key.sub``) as a number (an int when ``integer``) of at least ``low``."""
+        return _number(self, key, sub, value, integer=integer, low=low)
+
+    def string_list(self, key: str, sub: str, value: Any) -> tuple[str, ...]:
+        return _string_list(self, key, sub, value)
+
+    def duration(self, key: str, sub: str, value: Any) -> timedelta:
+        return _duration(self, key, sub, value)
 
 
 def split_front_matter(path: Path, source: str) -> tuple[str, int, str, int]:
@@ -213,7 +256,7 @@ def split_front_matter(path: Path, source: str) -> tuple[str, int, str, int]:
     raise TemplateError("front matter is not closed with '---'", template=str(path), line=1)
 
 
-def _str(fm: _FrontMatter, key: str, *, required: bool = False, default: str | None = None) -> str | None:
+def _str(fm: FrontMatter, key: str, *, required: bool = False, default: str | None = None) -> str | None:
     value = fm.data.get(key, default)
     if value is None:
         if required:
@@ -224,7 +267,7 @@ def _str(fm: _FrontMatter, key: str, *, required: bool = False, default: str | N
     return value
 
 
-def _string_list(fm: _FrontMatter, key: str, sub: str, value: Any) -> tuple[str, ...]:
+def _string_list(fm: FrontMatter, key: str, sub: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -232,9 +275,7 @@ def _string_list(fm: _FrontMatter, key: str, sub: str, value: Any) -> tuple[str,
     return tuple(value)
 
 
-def _number(
-    fm: _FrontMatter, key: str, sub: str, value: Any, *, integer: bool = False, low: float = 0
-) -> Any:
+def _number(fm: FrontMatter, key: str, sub: str, value: Any, *, integer: bool = False, low: float = 0) -> Any:
     ok = isinstance(value, int) if integer else isinstance(value, int | float)
     if isinstance(value, bool) or not ok or value < low:
         kind = "an integer" if integer else "a number"
@@ -242,7 +283,7 @@ def _number(
     return value
 
 
-def _mapping(fm: _FrontMatter, key: str, allowed: set[str]) -> dict[str, Any]:
+def _mapping(fm: FrontMatter, key: str, allowed: set[str]) -> dict[str, Any]:
     value = fm.data.get(key)
     if not isinstance(value, dict):
         raise fm.fail(key, f"{key!r} must be a mapping, got {value!r}")
@@ -252,14 +293,14 @@ def _mapping(fm: _FrontMatter, key: str, allowed: set[str]) -> dict[str, Any]:
     return value
 
 
-def _duration(fm: _FrontMatter, key: str, sub: str, value: Any) -> timedelta:
+def _duration(fm: FrontMatter, key: str, sub: str, value: Any) -> timedelta:
     match = _DURATION_RE.match(str(value))
     if not match or int(match.group(1)) == 0:
         raise fm.fail(key, f"{key}.{sub} must be a duration like '30m', '6h', '1d', '2w', got {value!r}", sub)
     return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
 
 
-def _schedule(fm: _FrontMatter) -> ScheduleSpec | None:
+def _schedule(fm: FrontMatter) -> ScheduleSpec | None:
     raw = fm.data.get("schedule")
     if raw is None:
         return None
@@ -309,7 +350,7 @@ def _schedule(fm: _FrontMatter) -> ScheduleSpec | None:
     return ScheduleSpec(cron=cron, interval=interval, once=once, timezone=timezone, max_lateness=lateness)
 
 
-def _cron(fm: _FrontMatter, expr: str) -> str:
+def _cron(fm: FrontMatter, expr: str) -> str:
     from apscheduler.triggers.cron import CronTrigger
 
     parts = expr.split()
@@ -330,7 +371,7 @@ def _cron(fm: _FrontMatter, expr: str) -> str:
     return expr
 
 
-def _recommend(fm: _FrontMatter) -> RecommendSpec:
+def _recommend(fm: FrontMatter) -> RecommendSpec:
     if "recommend" not in fm.data:
         return RecommendSpec()
     raw = _mapping(
@@ -382,21 +423,16 @@ def _recommend(fm: _FrontMatter) -> RecommendSpec:
     return RecommendSpec(**out)
 
 
-def _promotion(fm: _FrontMatter, kind: str) -> PromotionSpec | None:
-    if "promotion" not in fm.data:
-        if kind == "promotion":
-            raise fm.fail(
-                "kind", "a promotion campaign needs a 'promotion:' mapping (code, discount, expires)"
-            )
-        return None
-    raw = _mapping(fm, "promotion", {"code", "discount", "expires", "category"})
+def parse_promotion(fm: FrontMatter, key: str = "promotion") -> PromotionSpec:
+    """A ``promotion:`` mapping (code, discount, optional expires and category): the offer kinds share."""
+    raw = _mapping(fm, key, {"code", "discount", "expires", "category"})
     for sub in ("code", "discount"):
         if (
             not isinstance(raw.get(sub), str | int)
             or isinstance(raw.get(sub), bool)
             or not str(raw.get(sub)).strip()
         ):
-            raise fm.fail("promotion", f"promotion.{sub} is required (a string)", sub)
+            raise fm.fail(key, f"{key}.{sub} is required (a string)", sub)
     expires = raw.get("expires")
     if isinstance(expires, str):
         try:
@@ -405,45 +441,76 @@ def _promotion(fm: _FrontMatter, kind: str) -> PromotionSpec | None:
             expires = False
     if expires is not None and not isinstance(expires, date):
         raise fm.fail(
-            "promotion",
-            f"promotion.expires must be a date (YYYY-MM-DD), got {raw.get('expires')!r}",
-            "expires",
+            key, f"{key}.expires must be a date (YYYY-MM-DD), got {raw.get('expires')!r}", "expires"
         )
     category = raw.get("category")
     if category is not None and not isinstance(category, str):
-        raise fm.fail("promotion", "promotion.category must be a string", "category")
+        raise fm.fail(key, f"{key}.category must be a string", "category")
     return PromotionSpec(
         code=str(raw["code"]), discount=str(raw["discount"]), expires=expires, category=category
     )
 
 
-def _follow_up(fm: _FrontMatter, kind: str) -> FollowUpSpec | None:
-    if "follow_up" not in fm.data:
-        return FollowUpSpec() if kind == "post_purchase" else None
-    if kind != "post_purchase":
-        raise fm.fail("follow_up", "'follow_up' only applies to kind: post_purchase")
-    raw = _mapping(fm, "follow_up", {"days_after_order", "window_days", "similar_count"})
+def parse_follow_up(fm: FrontMatter, key: str = "follow_up") -> FollowUpSpec:
+    """A ``follow_up:`` mapping: days_after_order (>= 0), window_days and similar_count (>= 1)."""
+    raw = _mapping(fm, key, {"days_after_order", "window_days", "similar_count"})
     out = {
-        k: _number(fm, "follow_up", k, v, integer=True, low=0 if k == "days_after_order" else 1)
+        k: _number(fm, key, k, v, integer=True, low=0 if k == "days_after_order" else 1)
         for k, v in raw.items()
     }
     return FollowUpSpec(**out)
 
 
+def _kind(fm: FrontMatter) -> CampaignKind:
+    from campaigns.kinds import kind_names, resolve_kind
+
+    spec = _str(fm, "kind", required=True)
+    assert spec is not None
+    try:
+        return resolve_kind(spec)
+    except NotFoundError as exc:
+        if "." in spec or ":" in spec:
+            raise fm.fail("kind", str(exc)) from None
+        raise fm.fail(
+            "kind", f"unknown kind {spec!r} (known: {', '.join(kind_names())}, or a dotted path)"
+        ) from None
+
+
+def _kind_options(fm: FrontMatter, kind: CampaignKind, kind_spec: str) -> dict[str, Any]:
+    """Check every key is common or the kind's own; parse the kind's options (defaults for absent ones)."""
+    for key in fm.data:
+        if key in COMMON_KEYS or key in kind.options:
+            continue
+        from campaigns.kinds import builtin_kinds
+
+        owners = sorted(k.name for k in builtin_kinds().values() if key in k.options)
+        if owners:
+            raise fm.fail(key, f"{key!r} only applies to kind: {' or '.join(owners)}")
+        known = sorted(COMMON_KEYS | set(kind.options))
+        raise fm.fail(key, f"unknown key {key!r} (known: {', '.join(known)})")
+    options: dict[str, Any] = {}
+    for key, spec in kind.options.items():
+        if key in fm.data:
+            options[key] = spec.parse(fm, key)
+        elif spec.required:
+            what = f" {spec.hint}" if spec.hint else ""
+            raise fm.fail("kind", f"a {kind_spec} campaign needs a '{key}:' mapping{what}")
+        elif spec.default is not None:
+            options[key] = spec.default()
+    return options
+
+
 def parse_campaign(path: Path, source: str) -> CampaignDefinition:
     """Parse a campaign from its source text (see :func:`load_campaign`)."""
     fm_text, fm_line, body, body_line = split_front_matter(path, source)
-    fm = _FrontMatter(path, fm_text, fm_line)
-    for key in fm.data:
-        if key not in _TOP_KEYS:
-            raise fm.fail(key, f"unknown key {key!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+    fm = FrontMatter(path, fm_text, fm_line)
     name = _str(fm, "name", default=path.name.removesuffix(TEMPLATE_SUFFIX))
     assert name is not None
     if not _NAME_RE.match(name):
         raise fm.fail("name", f"name {name!r} must be lower-case letters, digits and '-'")
-    kind = _str(fm, "kind", required=True)
-    if kind not in KINDS:
-        raise fm.fail("kind", f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    kind_spec = str(fm.data.get("kind") or "")
+    kind = _kind(fm)
+    options = _kind_options(fm, kind, kind_spec)
     segment = fm.data.get("segment")
     segment_name, segment_rules = None, None
     if isinstance(segment, dict):
@@ -453,16 +520,22 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
     marketing = fm.data.get("marketing", True)
     if not isinstance(marketing, bool):
         raise fm.fail("marketing", f"'marketing' must be true or false, got {marketing!r}")
-    if not marketing and kind != "post_purchase":
-        raise fm.fail("marketing", "only post_purchase follow-ups may be marked 'marketing: false'")
+    if not marketing and not kind.transactional:
+        from campaigns.kinds import builtin_kinds
+
+        allowed = sorted(k.name for k in builtin_kinds().values() if k.transactional)
+        raise fm.fail(
+            "marketing",
+            f"only transactional kinds ({', '.join(allowed)}) may be marked 'marketing: false'",
+        )
     holdout = fm.data.get("holdout")
     if holdout is not None and (
         isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0 <= holdout < 1
     ):
         raise fm.fail("holdout", f"'holdout' must be a share in [0, 1), got {holdout!r}")
     recommend = _recommend(fm)
-    promotion = _promotion(fm, kind)
-    if promotion and promotion.category and not recommend.only_categories:
+    promotion = options.get("promotion")
+    if isinstance(promotion, PromotionSpec) and promotion.category and not recommend.only_categories:
         # products personalised within the promoted category
         recommend = replace(recommend, only_categories=(promotion.category,))
     if not body.strip():
@@ -471,17 +544,16 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         )
     return CampaignDefinition(
         name=name,
-        kind=kind,
+        kind=kind_spec,
         path=path,
         subject=_str(fm, "subject", required=True) or "",
-        preheader=_str(fm, "preheader", default="") if fm.data.get("preheader") else "",
+        preheader=(_str(fm, "preheader", default="") or "") if fm.data.get("preheader") else "",
         from_=_str(fm, "from") or "",
         segment=segment_name,
         segment_rules=segment_rules,
         schedule=_schedule(fm),
         recommend=recommend,
-        promotion=promotion,
-        follow_up=_follow_up(fm, kind),
+        options=options,
         marketing=marketing,
         holdout=float(holdout) if holdout is not None else None,
         body=body,

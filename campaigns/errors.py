@@ -15,6 +15,7 @@ callers that only know Python's exceptions still catch it.
     ├── SenderError                        a sender failed to deliver (carries the SMTP code if any)
     │   └── SenderPausedError              too many consecutive failures: the run is paused
     ├── TokenError(ValueError)             a signed unsubscribe/feedback token is forged or expired
+    ├── RunBusyError                       another live process holds the run's lease
     └── SchedulerError                     the scheduler cannot start (e.g. another one holds the lock)
 """
 
@@ -100,6 +101,10 @@ class SenderPausedError(SenderError):
 
 class TokenError(RetainError, ValueError):
     """A signed token is forged, malformed, expired or for another purpose."""
+
+
+class RunBusyError(RetainError):
+    """Another live process holds this run's lease (wait for it, or use another run key)."""
 
 
 class SchedulerError(RetainError):

@@ -31,17 +31,15 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from campaigns.config import Settings
-from campaigns.definition import CampaignDefinition
 from campaigns.errors import ConfigError, SenderError
 from campaigns.render import RenderedEmail
 
 #: control characters removed from header values (tab becomes a space)
-_HEADER_DELETE = {c: None for c in [*range(0, 32), *range(127, 160), 0x2028, 0x2029]}
+_HEADER_DELETE: dict[int, str | None] = {c: None for c in [*range(0, 32), *range(127, 160), 0x2028, 0x2029]}
 _HEADER_DELETE[9] = " "
 _ATOM_SAFE_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*$")
 _PLAIN_RE = re.compile(r"^[\x21-\x7e]+( [\x21-\x7e]+)*$")
@@ -294,6 +292,34 @@ def message_id_for(campaign: str, run_key: str, to_email: str, domain: str) -> s
     return f"<{digest}@{clean_header_value(domain).strip() or 'retain.invalid'}>"
 
 
+def _list_unsubscribe(url: str, mailto: str | None) -> str:
+    """``<https one-click URL>`` and, when configured, ``<mailto:...?subject=unsubscribe>``."""
+    value = f"<{clean_header_value(url)}>"
+    if mailto:
+        mailto = clean_header_value(mailto)
+        if not mailto.startswith("mailto:"):
+            mailto = f"mailto:{mailto}?subject=unsubscribe"
+        value += f",\r\n <{mailto}>"
+    return value
+
+
+def _extra_headers(extra: dict[str, str]) -> list[str]:
+    """Reply-To / Cc / Sender as checked addresses, anything else as unstructured text; ConfigError for
+    a bad name or one that would replace a header Retain writes."""
+    out = []
+    for name, value in extra.items():
+        if not _HEADER_NAME_RE.match(name) or name.lower() in _RESERVED:
+            raise ConfigError(
+                f"extra header {name!r} is not a valid header name or would replace one Retain writes"
+            )
+        if name.lower() in ("reply-to", "cc", "sender"):
+            addr_name, addr = parseaddr(clean_header_value(value))
+            out.append(f"{name}: {format_address(addr_name, check_address(addr))}")
+        else:
+            out.append(f"{name}: {encode_unstructured(value, len(name) + 2)}")
+    return out
+
+
 def build_message(
     rendered: RenderedEmail,
     *,
@@ -318,12 +344,6 @@ def build_message(
     from_header, mail_from = _parse_from(from_)
     message_id = message_id_for(campaign, run_key, rcpt, message_id_domain)
     boundary = "=_" + message_id[1:17]
-    unsubscribe = f"<{clean_header_value(list_unsubscribe_url)}>"
-    if list_unsubscribe_mailto:
-        mailto = clean_header_value(list_unsubscribe_mailto)
-        if not mailto.startswith("mailto:"):
-            mailto = f"mailto:{mailto}?subject=unsubscribe"
-        unsubscribe += f",\r\n <{mailto}>"
     headers = [
         f"From: {from_header}",
         f"To: {format_address(to_name, rcpt)}",
@@ -331,21 +351,12 @@ def build_message(
         f"Date: {format_datetime(date or datetime.now(UTC))}",
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",
-        f"List-Unsubscribe: {unsubscribe}",
+        f"List-Unsubscribe: {_list_unsubscribe(list_unsubscribe_url, list_unsubscribe_mailto)}",
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         f"X-Retain-Campaign: {encode_unstructured(campaign, 19)}",
         f"X-Retain-Run: {encode_unstructured(run_key, 14)}",
+        *_extra_headers(extra_headers or {}),
     ]
-    for name, value in (extra_headers or {}).items():
-        if not _HEADER_NAME_RE.match(name) or name.lower() in _RESERVED:
-            raise ConfigError(
-                f"extra header {name!r} is not a valid header name or would replace one Retain writes"
-            )
-        if name.lower() in ("reply-to", "cc", "sender"):
-            addr_name, addr = parseaddr(clean_header_value(value))
-            headers.append(f"{name}: {format_address(addr_name, check_address(addr))}")
-        else:
-            headers.append(f"{name}: {encode_unstructured(value, len(name) + 2)}")
     headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
     text_cte, text_body = _encode_body(rendered.text)
     html_cte, html_body = _encode_body(rendered.html, prefer_base64=True)
@@ -379,41 +390,3 @@ def _dkim_sign(data: bytes, config: DkimConfig) -> bytes:
     except dkimpy.DKIMException as exc:
         raise ConfigError(f"DKIM signing failed (check dkim_* settings): {exc}") from None
     return signature + data
-
-
-def build_campaign_message(
-    definition: CampaignDefinition,
-    settings: Settings,
-    rendered: RenderedEmail,
-    context: dict[str, Any],
-    *,
-    to_email: str,
-    to_name: str | None,
-    run_key: str,
-    dkim: DkimConfig | None = None,
-    extra_headers: dict[str, str] | None = None,
-) -> OutgoingEmail:
-    """:func:`build_message` with the campaign's defaults filled in from settings and the context.
-
-    From is the campaign's ``from`` (else ``settings.from_address``); List-Unsubscribe uses the
-    context's signed ``unsubscribe_url`` and ``settings.unsubscribe_mailto``; Message-ID's domain is
-    the sender's; ``settings.reply_to`` becomes Reply-To.
-    """
-    from_ = definition.from_ or settings.from_address
-    _, mail_from = _parse_from(from_)
-    headers = dict(extra_headers or {})
-    if settings.reply_to and not any(k.lower() == "reply-to" for k in headers):
-        headers["Reply-To"] = settings.reply_to
-    return build_message(
-        rendered,
-        to_email=to_email,
-        to_name=to_name,
-        from_=from_,
-        list_unsubscribe_url=str(context["unsubscribe_url"]),
-        list_unsubscribe_mailto=settings.unsubscribe_mailto or None,
-        campaign=definition.name,
-        run_key=run_key,
-        message_id_domain=mail_from.rpartition("@")[2],
-        extra_headers=headers,
-        dkim=dkim,
-    )

@@ -1,21 +1,26 @@
 """The one pipeline: audience -> recommend -> render -> claim -> send -> record.
 
-``run_campaign`` takes a campaign definition to delivered messages for every eligible customer,
-exactly once per run key:
+:func:`run_campaign` takes a campaign to delivered messages for every eligible customer, exactly once per
+run key. It is what the local dispatcher runs; a Celery worker runs the same :class:`RunProcessor` on
+its batch. The steps, each a named method below:
 
-- the audience streams in batches (``settings.batch_size``); each batch is judged (consent,
-  suppression, frequency cap, quiet hours, address, holdout), recommended and rendered as a whole;
-- every customer gets one ledger row per run (sent, failed, skipped + reason, holdout, deferred);
-- rows are claimed by inserting them (unique per run and customer); a row to send is inserted per
-  send window directly as ``sending``, just before the sender sees it (a resumed ``claimed`` row is
-  moved there by an atomic conditional update), and each result is recorded as it arrives; a rerun
-  with the same key resumes and never sends a ``sent`` row again;
-- a row found ``sending`` on resume was in flight when a process died: **at most once** — it is
-  marked failed (``in_flight_at_crash``) and counted, never re-sent (docs/sending.md);
-- a template error stops the run before anything else is sent; a sender that keeps failing pauses
-  the run (resumable) instead of burning the list.
+1. **audience** (:func:`iter_audience`): the kind's own audience (post-purchase: due orders) or the
+   campaign's segment, streamed in batches of ``settings.batch_size``;
+2. **open rows** (:meth:`RunProcessor._open_rows`): a resumed run skips customers already final; a row
+   found ``sending`` was in flight when a process died: resolved **at most once** (failed,
+   ``in_flight_at_crash``), never re-sent (docs/sending.md);
+3. **judge** (:func:`campaigns.eligibility.judge_batch`): consent, suppression, frequency cap, quiet hours,
+   address, holdout;
+4. **build** (:class:`campaigns.factory.EmailFactory`): recommend -> context -> render -> wire message;
+5. **ledger rows** (:meth:`RunProcessor._ledger_rows`): one row per customer per run (skipped + reason,
+   holdout, deferred, or to send);
+6. **send** (:meth:`RunProcessor._send_fresh` / :meth:`RunProcessor._send_resumed`): a row to send is
+   claimed per send window directly as ``sending``, just before the sender sees it; each result is
+   recorded as it arrives (:meth:`RunProcessor._on_result`);
+7. **close** (:func:`close_run`): completed, deferred (quiet hours) or paused (temporary failures).
 
-Post-purchase campaigns iterate due orders instead of a segment: one follow-up per order per
+A template error stops the run before anything else is sent; a sender that keeps failing pauses the run
+(resumable) instead of burning the list. Post-purchase follow-ups carry their order: one per order per
 campaign, guaranteed by the ledger's unique (campaign, order) constraint.
 """
 
@@ -24,83 +29,63 @@ from __future__ import annotations
 import csv
 import functools
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from campaigns.clock import reference_now
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition
-from campaigns.eligibility import judge_batch
+from campaigns.eligibility import DEFERRED, ELIGIBLE, HOLDOUT, SKIPPED, Verdict, judge_batch
 from campaigns.errors import RenderError, SenderPausedError
-from campaigns.personalize import Member, Personalizer, Prepared, Skip
+from campaigns.factory import BuildOptions, EmailFactory, Prepared, Recommends, Skip
+from campaigns.kinds import AudienceRequest, Member
+from campaigns.leases import new_owner
 from campaigns.segments import iter_segment, load_segments, resolve_segment
 from campaigns.senders import resolve_sender
-from campaigns.senders.base import OutgoingMessage, SendResult, SendStatus
-from campaigns.store.ledger import DeliveryState
+from campaigns.senders.base import OutgoingMessage, Sender, SendResult, SendStatus
+from campaigns.status import CLOSED_RUN, OPEN_DELIVERY, DeliveryStatus, RunStatus
+from campaigns.store.ledger import DeliveryOutcome, DeliveryState, LedgerRow
+from campaigns.store.protocols import AudienceStore, PipelineStore
+from campaigns.summary import ALREADY_DONE, RunSummary, summarise_run
 
 log = logging.getLogger(__name__)
 
-#: final statuses whose address goes to the suppression list, with the suppression reason
-SUPPRESSING_STATUSES = {SendStatus.HARD_BOUNCE: "hard_bounce", SendStatus.COMPLAINT: "complaint"}
 HEARTBEAT_SECONDS = 20
 #: results are written in groups of at most this many, or this often: a crash can leave at most a
 #: group's worth of already-sent rows in ``sending`` (resolved at most once, see the module docstring)
 RESULT_FLUSH = 64
 RESULT_FLUSH_SECONDS = 0.05
+#: send outcomes that put the recipient's address on the suppression list, with the list's reason
+SUPPRESSING = {SendStatus.HARD_BOUNCE: "hard_bounce", SendStatus.COMPLAINT: "complaint"}
 
 Progress = Callable[[int], None]
+#: called between audience batches; raises to stop the run (it stays resumable under the same key)
+Checkpoint = Callable[[], None]
 
 
-@dataclass
-class RunSummary:
-    campaign: str
-    run_key: str
-    status: str  # completed | deferred | paused | failed | dry_run
-    dry_run: bool
-    sent: int = 0
-    would_send: int = 0
-    holdout: int = 0
-    failed: int = 0
-    deferred: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    failures: dict[str, int] = field(default_factory=dict)
-    in_flight_resolved: int = 0
-    retry_later: int = 0  # temporary failures left claimed for the next run of this key
-    audience: int = 0
-    seconds: float = 0.0
-    sender: str | None = None
-    report_path: str | None = None
-    reason: str | None = None
-    next_attempt_at: str | None = None
+@dataclass(frozen=True)
+class RunRequest:
+    """One run of one campaign, as any dispatcher receives it.
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "campaign": self.campaign,
-            "run_key": self.run_key,
-            "status": self.status,
-            "dry_run": self.dry_run,
-            "holdout": self.holdout,
-            "failed": self.failed,
-            "deferred": self.deferred,
-            "skipped": dict(sorted(self.skipped.items())),
-            "failures": dict(sorted(self.failures.items())),
-            "in_flight_resolved": self.in_flight_resolved,
-            "retry_later": self.retry_later,
-            "audience": self.audience,
-            "seconds": round(self.seconds, 2),
-        }
-        data["would_send" if self.dry_run else "sent"] = self.would_send if self.dry_run else self.sent
-        for key in ("sender", "report_path", "reason", "next_attempt_at"):
-            if getattr(self, key):
-                data[key] = getattr(self, key)
-        return data
+    ``zone`` restricts a recipient-local scheduled fire to the customers of that time zone;
+    ``checkpoint`` is called between batches (the scheduler's shutdown check).
+    """
+
+    definition: CampaignDefinition
+    run_key: str | None = None
+    now: datetime | None = None
+    sender: str | Sender | None = None
+    dry_run: bool = False
+    report_path: Path | None = None
+    scheduled_for: datetime | None = None
+    zone: str | None = None
+    segments_file: Path | None = None
+    progress: Progress | None = None
+    checkpoint: Checkpoint | None = None
 
 
 def default_run_key(now: datetime) -> str:
@@ -108,221 +93,244 @@ def default_run_key(now: datetime) -> str:
     return f"manual:{now:%Y-%m-%d}"
 
 
-def process_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
 # ---------------------------------------------------------------------------- audiences
 
 
 def iter_members(
-    store: Any,
+    store: AudienceStore,
     settings: Settings,
     definition: CampaignDefinition,
     *,
     now: datetime,
     segments_file: Path | None = None,
 ) -> Iterator[list[Member]]:
-    """The campaign's audience in batches: segment members, or due orders for post-purchase."""
-    batch_size = settings.batch_size
-    if definition.kind == "post_purchase":
-        yield from iter_due_orders(store, settings, definition, now=now)
+    """The campaign's audience in batches: the kind's own audience, or its segment's members."""
+    request = AudienceRequest(store, settings, definition, now, segments_file)
+    own = definition.kind_plugin.audience(request)
+    if own is not None:
+        yield from own
         return
     segments = load_segments(segments_file or Path(settings.segments_file))
     segment = resolve_segment(definition.segment_rules or definition.segment, segments)
-    for batch in iter_segment(store, segment, now=now, batch_size=batch_size):
+    for batch in iter_segment(store, segment, now=now, batch_size=settings.batch_size):
         yield [Member(c) for c in batch]
 
 
-def iter_due_orders(
-    store: Any, settings: Settings, definition: CampaignDefinition, *, now: datetime
+def iter_audience(
+    store: AudienceStore, settings: Settings, request: RunRequest, *, now: datetime
 ) -> Iterator[list[Member]]:
-    """Orders whose follow-up is due (``days_after_order`` ago, within ``window_days``) and not yet sent."""
-    spec = definition.follow_up
-    days, window = (spec.days_after_order, spec.window_days) if spec else (7, 3)
-    end = now - timedelta(days=days)
-    start = end - timedelta(days=window)
-    due = store.orders_between(start, end)
-    done = store.followed_up_orders(definition.name, [o for o, _, _ in due])
-    # newest order per customer: one follow-up per customer per run
-    latest: dict[int, int] = {}
-    for order_id, customer_id, _ in due:
-        if order_id not in done:
-            latest[customer_id] = order_id
-    items = sorted(latest.items())
-    for start_i in range(0, len(items), settings.batch_size):
-        part = items[start_i : start_i + settings.batch_size]
-        customers = store.customers_by_ids([c for c, _ in part])
-        orders = store.orders_by_ids([o for _, o in part])  # one query per chunk, not one per order
-        members = [Member(customers[c], orders[o]) for c, o in part if c in customers and o in orders]
-        yield members
+    """:func:`iter_members` restricted to ``request.zone``, with ``request.checkpoint`` between batches."""
+    from campaigns.scheduling.zones import effective_zone
+
+    shop_zone = settings.shop_timezone
+    batches = iter_members(store, settings, request.definition, now=now, segments_file=request.segments_file)
+    for batch in batches:
+        if request.checkpoint is not None:
+            request.checkpoint()
+        if request.zone is not None:
+            batch = [m for m in batch if effective_zone(m.customer.timezone, shop_zone) == request.zone]
+        if batch:
+            yield batch
 
 
 # ---------------------------------------------------------------------------- the run
 
 
 class RunProcessor:
-    """Processes audience batches for one run: judge, render, claim, send, record.
+    """Processes audience batches for one run: the steps of the module docstring, one method each.
 
     The ledger is the truth; this only counts and coordinates. The local dispatcher drives one
-    processor over the whole audience; a Celery worker builds one per task and calls
-    :meth:`process` on its batch (``Member`` lists), then the run is closed by :func:`close_run`.
+    processor over the whole audience; a Celery worker builds one per batch and calls :meth:`process`,
+    then the run is closed by :func:`close_run`.
     """
 
     def __init__(
         self,
-        store: Any,
+        store: PipelineStore,
         settings: Settings,
-        definition: CampaignDefinition,
-        personalizer: Personalizer,
+        factory: EmailFactory,
         *,
         run_id: int | None,
         owner: str,
         now: datetime,
-        sender: Any | None,
+        sender: Sender | None,
         report: Any | None,
         summary: RunSummary,
     ) -> None:
-        self.store, self.settings, self.definition = store, settings, definition
-        self.personalizer = personalizer
+        self.store, self.settings, self.factory = store, settings, factory
+        self.definition = factory.definition
         self.run_id, self.owner, self.now = run_id, owner, now
         self.sender, self.report, self.summary = sender, report, summary
-        self.holdout_share = definition.holdout if definition.holdout is not None else settings.holdout_share
+        share = self.definition.holdout
+        self.holdout_share = share if share is not None else settings.holdout_share
         self._last_beat = time.monotonic()
         self._last_flush = time.monotonic()
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[DeliveryOutcome] = []
         self._bounces: list[tuple[str, int, str, str]] = []
 
     def process(self, members: list[Member]) -> None:
+        """One audience batch, start to finish (rows recorded, messages handed to the sender)."""
         if not members:
             return
         self.summary.audience += len(members)
-        states: dict[int, DeliveryState] = (
-            self.store.delivery_states(self.run_id, [m.customer.id for m in members]) if self.run_id else {}
-        )
-        if not self.summary.dry_run:
-            in_flight = [s.id for s in states.values() if s.status == "sending"]
-            if in_flight:
-                self.summary.in_flight_resolved += self.store.resolve_in_flight(in_flight)
-        todo = [m for m in members if self._needs_work(states.get(m.customer.id))]
+        states = self._open_rows(members)
+        todo = [m for m in members if _needs_work(states.get(m.customer.id))]
         if not todo:
             return
-        verdicts = judge_batch(
+        verdicts = self._judge(todo)
+        by_id = {m.customer.id: m for m in todo}
+        eligible = [by_id[v.customer.id] for v in verdicts if v.status == ELIGIBLE]
+        outcome = {item.member.customer.id: item for item in self.factory.prepare(eligible)}
+        fresh, updates = self._ledger_rows(verdicts, by_id, outcome, states)
+        if self.summary.dry_run:
+            self._count_dry([row for row, _ in fresh] + updates)
+            return
+        self._record_and_send(fresh, updates, outcome)
+
+    # -- steps
+
+    def _open_rows(self, members: Sequence[Member]) -> dict[int, DeliveryState]:
+        """Existing ledger rows of these customers; rows left ``sending`` by a crash are resolved."""
+        if self.run_id is None:
+            return {}
+        states = self.store.delivery_states(self.run_id, [m.customer.id for m in members])
+        if not self.summary.dry_run:
+            in_flight = [s.id for s in states.values() if s.status == DeliveryStatus.SENDING]
+            if in_flight:
+                self.summary.in_flight_resolved += self.store.resolve_in_flight(in_flight)
+        return states
+
+    def _judge(self, members: Sequence[Member]) -> list[Verdict]:
+        return judge_batch(
             self.store,
             self.settings,
-            [m.customer for m in todo],
+            [m.customer for m in members],
             campaign=self.definition.name,
             now=self.now,
             holdout_share=self.holdout_share,
             marketing=self.definition.marketing,
         )
-        by_id = {m.customer.id: m for m in todo}
-        eligible = [by_id[v.customer.id] for v in verdicts if v.status == "eligible"]
-        prepared = self.personalizer.prepare(eligible, build_messages=not self.summary.dry_run)
-        outcome: dict[int, Prepared | Skip] = {p.member.customer.id: p for p in prepared}
 
-        new_rows: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+    def _ledger_rows(
+        self,
+        verdicts: Sequence[Verdict],
+        members: dict[int, Member],
+        outcome: dict[int, Prepared | Skip],
+        states: dict[int, DeliveryState],
+    ) -> tuple[list[tuple[LedgerRow, Prepared | Skip | None]], list[LedgerRow]]:
+        """One row per judged customer: new rows (with what was built for them) and updates of
+        existing rows (a resumed run's claimed or deferred rows, by delivery id)."""
+        fresh: list[tuple[LedgerRow, Prepared | Skip | None]] = []
+        updates: list[LedgerRow] = []
         for v in verdicts:
-            m = by_id[v.customer.id]
-            row: dict[str, Any] = {
-                "customer_id": v.customer.id,
-                "email": v.customer.email,
-                "order_id": m.order.id if m.order else None,
-                "is_marketing": self.definition.marketing,
-            }
-            if v.status == "eligible":
-                item = outcome[v.customer.id]
+            m = members[v.customer.id]
+            item = outcome.get(v.customer.id)
+            row = LedgerRow(
+                customer_id=v.customer.id,
+                status=_VERDICT_ROWS[v.status],
+                email=v.customer.email,
+                order_id=m.order.id if m.order else None,
+                is_marketing=self.definition.marketing,
+                reason=v.reason,
+            )
+            if v.status == ELIGIBLE:
                 if isinstance(item, Skip):
-                    row.update(status="skipped", reason=item.reason)
+                    row.status, row.reason = DeliveryStatus.SKIPPED, item.reason
                 else:
-                    row.update(status="claimed", subject=item.rendered.subject)
-            elif v.status == "deferred":
-                row.update(status="deferred", reason=v.reason or "quiet_hours", not_before=v.defer_until)
-            else:
-                row.update(status=v.status, reason=v.reason)
-            self._report(row, outcome.get(v.customer.id))
+                    assert item is not None
+                    row.status, row.subject = DeliveryStatus.CLAIMED, item.rendered.subject
+            elif v.status == DEFERRED:
+                row.reason, row.not_before = v.reason or "quiet_hours", v.defer_until
+            self._report(row, item)
             state = states.get(v.customer.id)
             if state is None:
-                new_rows.append(row)
+                fresh.append((row, item))
             else:
-                fields = {k: row[k] for k in ("status", "subject", "reason", "not_before") if k in row}
-                updates.append({"id": state.id, "customer_id": v.customer.id, **fields})
-        if self.summary.dry_run:
-            self._count_dry(new_rows + updates)
-            return
-        # rows to send are claimed later, per send window, directly as ``sending`` (see _send)
-        fresh = [(r, outcome[r["customer_id"]]) for r in new_rows if r["status"] == "claimed"]
-        self.store.record_deliveries(
-            self.run_id, self.definition.name, [r for r in new_rows if r["status"] != "claimed"]
-        )
-        self.store.update_claims(updates)
-        to_send: dict[int, Prepared] = {}
-        for upd in updates:
-            if upd["status"] == "claimed":
-                to_send[upd["id"]] = outcome[upd["customer_id"]]  # type: ignore[assignment]
-        self._send(to_send, fresh)  # type: ignore[arg-type]
+                row.id = state.id
+                updates.append(row)
+        return fresh, updates
 
-    @staticmethod
-    def _needs_work(state: DeliveryState | None) -> bool:
-        if state is None:
-            return True
-        return state.status in ("claimed", "deferred")
-
-    def _send(
-        self, to_send: dict[int, Prepared], fresh: Sequence[tuple[dict[str, Any], Prepared]] = ()
+    def _record_and_send(
+        self,
+        fresh: Sequence[tuple[LedgerRow, Prepared | Skip | None]],
+        updates: Sequence[LedgerRow],
+        outcome: dict[int, Prepared | Skip],
     ) -> None:
-        """Send ``to_send`` (existing ``claimed`` rows of a resumed run, by delivery id) and ``fresh``
-        (new ledger rows with the prepared message, not inserted yet), one send window at a time.
-
-        Existing rows are moved ``claimed -> sending`` by :meth:`begin_sending`; fresh rows are
-        claimed and moved to ``sending`` by one INSERT per window (status ``sending``): only the rows
-        that INSERT created are this process's to send. Either way a row is ``sending`` only from just
-        before its window is handed to the sender, so a crash leaves at most one window in flight.
-        """
-        if not to_send and not fresh:
+        """Write the rows that send nothing now; send the rest (fresh rows are claimed per window)."""
+        assert self.run_id is not None
+        final = [row for row, _ in fresh if row.status != DeliveryStatus.CLAIMED]
+        self.store.record_deliveries(self.run_id, self.definition.name, final)
+        self.store.update_claims(updates)
+        resumed: dict[int, Prepared] = {}
+        for row in updates:
+            item = outcome.get(row.customer_id)
+            if row.status == DeliveryStatus.CLAIMED and isinstance(item, Prepared) and row.id is not None:
+                resumed[row.id] = item
+        to_claim = [
+            (row, item)
+            for row, item in fresh
+            if row.status == DeliveryStatus.CLAIMED and isinstance(item, Prepared)
+        ]
+        if not resumed and not to_claim:
             return
         # last look at suppressions: an unsubscribe may have arrived since the batch was judged
-        emails = {p.member.customer.email for p in to_send.values() if p.member.customer.email}
-        emails.update(p.member.customer.email for _, p in fresh if p.member.customer.email)
-        suppressed = self.store.suppressed_emails(list(emails)) if emails else set()
-        window = max(self.settings.send_concurrency * 2, 64)
-        ids = list(to_send)
-        for start in range(0, len(ids), window):
-            self._send_window(self.store.begin_sending(ids[start : start + window]), to_send, suppressed)
-        assert self.sender is not None
-        sender_name = self.sender.name
-        for start in range(0, len(fresh), window):
-            rows: list[dict[str, Any]] = []
-            for row, p in fresh[start : start + window]:
-                if (p.member.customer.email or "").lower() in suppressed:
-                    rows.append(
-                        {**row, "status": "failed", "reason": "suppressed_before_send", "sender": sender_name}
-                    )
-                else:
-                    rows.append({**row, "status": "sending"})
-            got = self.store.record_deliveries(self.run_id, self.definition.name, rows)
-            owned: list[int] = []
-            for row, (_, p) in zip(rows, fresh[start : start + window], strict=True):
-                did = got.get(row["customer_id"])
-                if did is not None and row["status"] == "sending":
-                    to_send[did] = p
-                    owned.append(did)
-            self._send_window(owned, to_send, set())
+        emails = {p.member.customer.email for p in resumed.values()} | {
+            p.member.customer.email for _, p in to_claim
+        }
+        suppressed = self.store.suppressed_emails(emails) if emails else set()
+        self._send_resumed(resumed, suppressed)
+        self._send_fresh(to_claim, suppressed)
 
-    def _send_window(self, owned: list[int], to_send: dict[int, Prepared], suppressed: set[str]) -> None:
+    def _window(self) -> int:
+        return max(self.settings.send_concurrency * 2, 64)
+
+    def _send_resumed(self, resumed: dict[int, Prepared], suppressed: set[str]) -> None:
+        """Existing ``claimed`` rows of a resumed run: moved to ``sending`` window by window by an atomic
+        conditional update (only the rows this process moved are its to send)."""
+        ids = list(resumed)
+        window = self._window()
+        for start in range(0, len(ids), window):
+            owned = self.store.begin_sending(ids[start : start + window])
+            self._send_window(owned, resumed, suppressed)
+
+    def _send_fresh(self, to_claim: Sequence[tuple[LedgerRow, Prepared]], suppressed: set[str]) -> None:
+        """New rows: claimed and moved to ``sending`` by one INSERT per window (only the rows that INSERT
+        created are this process's to send), so a crash leaves at most one window in flight."""
+        assert self.sender is not None and self.run_id is not None
+        window = self._window()
+        for start in range(0, len(to_claim), window):
+            part = to_claim[start : start + window]
+            rows: list[LedgerRow] = []
+            for row, p in part:
+                if _address(p) in suppressed:
+                    row.status, row.reason = DeliveryStatus.FAILED, "suppressed_before_send"
+                else:
+                    row.status = DeliveryStatus.SENDING
+                row.sender = self.sender.name
+                rows.append(row)
+            got = self.store.record_deliveries(self.run_id, self.definition.name, rows)
+            mine: dict[int, Prepared] = {}
+            for row, p in part:
+                did = got.get(row.customer_id)
+                if did is not None and row.status == DeliveryStatus.SENDING:
+                    mine[did] = p
+            self._send_window(list(mine), mine, set())
+
+    def _send_window(self, owned: list[int], items: dict[int, Prepared], suppressed: set[str]) -> None:
         """Hand the ``sending`` rows ``owned`` by this process to the sender; results are recorded as
         they arrive. Suppressed addresses are failed instead (``suppressed_before_send``)."""
+        assert self.sender is not None
         messages: list[OutgoingMessage] = []
         for did in owned:
-            p = to_send[did]
-            email = p.email
-            assert email is not None
-            if (p.member.customer.email or "").lower() in suppressed:
+            p = items[did]
+            if _address(p) in suppressed:
                 self.store.record_result(
-                    did, ok=False, reason="suppressed_before_send", sender=self.sender.name
+                    DeliveryOutcome(did, DeliveryStatus.FAILED, "suppressed_before_send"),
+                    sender=self.sender.name,
                 )
                 continue
+            email = p.email
+            assert email is not None
             messages.append(
                 OutgoingMessage(str(did), email.mail_from, email.rcpt_to, email.data, email.message_id)
             )
@@ -330,7 +338,7 @@ class RunProcessor:
             return
         recorded: set[int] = set()
         try:
-            self.sender.send_batch(messages, functools.partial(self._on_result, to_send, recorded))
+            self.sender.send_batch(messages, functools.partial(self._on_result, items, recorded))
             self.flush_results()
         except SenderPausedError:
             self.flush_results()
@@ -338,33 +346,32 @@ class RunProcessor:
             log.warning("sender paused; %d claimed messages left for the resume", released)
             raise
 
-    def _on_result(self, to_send: dict[int, Prepared], recorded: set[int], res: SendResult) -> None:
+    def _on_result(self, items: dict[int, Prepared], recorded: set[int], res: SendResult) -> None:
         """Buffer one message's outcome; results are written in small groups (see ``RESULT_FLUSH``)."""
         did = int(res.key)
         recorded.add(did)
-        prepared = to_send[did]
-        retryable = not res.final
-        self._pending.append(
-            {
-                "id": did,
-                "ok": res.ok,
-                "message_id": prepared.email.message_id if res.ok and prepared.email else None,
-                "reason": None if res.ok else _failure_reason(res),
-                "attempts": res.attempts,
-                "retryable": retryable,
-            }
-        )
-        if retryable:
+        prepared = items[did]
+        if res.ok:
+            message_id = prepared.email.message_id if prepared.email else None
+            outcome = DeliveryOutcome(did, DeliveryStatus.SENT, message_id=message_id, attempts=res.attempts)
+        elif not res.final:
             self.summary.retry_later += 1
+            outcome = DeliveryOutcome(
+                did, DeliveryStatus.CLAIMED, _failure_reason(res), attempts=res.attempts
+            )
+        else:
+            outcome = DeliveryOutcome(did, DeliveryStatus.FAILED, _failure_reason(res), attempts=res.attempts)
+        self._pending.append(outcome)
         customer = prepared.member.customer
-        suppress_as = SUPPRESSING_STATUSES.get(res.status)
-        if suppress_as and customer.email:
-            self._bounces.append((customer.email, customer.id, suppress_as, res.detail[:500]))
+        why = SUPPRESSING.get(res.status)
+        if why is not None and customer.email:
+            self._bounces.append((customer.email, customer.id, why, res.detail[:500]))
         if len(self._pending) >= RESULT_FLUSH or time.monotonic() - self._last_flush > RESULT_FLUSH_SECONDS:
             self.flush_results()
 
     def flush_results(self) -> None:
-        """Write buffered outcomes (one transaction) and suppress hard-bounced addresses."""
+        """Write buffered outcomes (one transaction) and suppress hard-bounced or complaining addresses."""
+        assert self.sender is not None
         if self._pending:
             self.store.record_results(self._pending, sender=self.sender.name)
             self._pending = []
@@ -374,61 +381,100 @@ class RunProcessor:
             )
         self._bounces = []
         self._last_flush = time.monotonic()
-        self._beat()
+        self.heartbeat()
 
-    def _beat(self) -> None:
+    def heartbeat(self) -> None:
+        """Renew this process's lease on the run (a Celery worker renews its batch lease instead)."""
         if time.monotonic() - self._last_beat > HEARTBEAT_SECONDS and self.run_id is not None:
             self.store.heartbeat(self.run_id, self.owner)
             self._last_beat = time.monotonic()
 
-    def _count_dry(self, rows: Sequence[dict[str, Any]]) -> None:
+    # -- counting and reports
+
+    def _count_dry(self, rows: Sequence[LedgerRow]) -> None:
         s = self.summary
         for row in rows:
-            status = row["status"]
-            if status == "claimed":
+            if row.status == DeliveryStatus.CLAIMED:
                 s.would_send += 1
-            elif status == "holdout":
+            elif row.status == DeliveryStatus.HOLDOUT:
                 s.holdout += 1
-            elif status == "deferred":
-                s.deferred += 1
-                s.skipped[row.get("reason") or "quiet_hours"] = (
-                    s.skipped.get(row.get("reason") or "quiet_hours", 0) + 1
-                )
-            elif status == "skipped":
-                key = row.get("reason") or "skipped"
+            elif row.status in (DeliveryStatus.DEFERRED, DeliveryStatus.SKIPPED):
+                if row.status == DeliveryStatus.DEFERRED:
+                    s.deferred += 1
+                key = row.reason or ("quiet_hours" if row.status == DeliveryStatus.DEFERRED else "skipped")
                 s.skipped[key] = s.skipped.get(key, 0) + 1
 
-    def _report(self, row: dict[str, Any], item: Prepared | Skip | None) -> None:
+    def _report(self, row: LedgerRow, item: Prepared | Skip | None) -> None:
         if self.report is None:
             return
-        status = row["status"]
+        prepared = item if isinstance(item, Prepared) else None
         self.report.writerow(
             [
-                row["customer_id"],
-                row.get("email") or "",
-                "would_send" if status == "claimed" else status,
-                row.get("reason") or "",
-                item.rendered.subject if isinstance(item, Prepared) else "",
-                " | ".join(item.top_products) if isinstance(item, Prepared) else "",
+                row.customer_id,
+                row.email or "",
+                "would_send" if row.status == DeliveryStatus.CLAIMED else str(row.status),
+                row.reason or "",
+                prepared.rendered.subject if prepared else "",
+                " | ".join(prepared.top_products) if prepared else "",
             ]
         )
 
 
+#: the ledger row a verdict starts as (an eligible customer's row becomes claimed or skipped)
+_VERDICT_ROWS = {
+    ELIGIBLE: DeliveryStatus.CLAIMED,
+    HOLDOUT: DeliveryStatus.HOLDOUT,
+    SKIPPED: DeliveryStatus.SKIPPED,
+    DEFERRED: DeliveryStatus.DEFERRED,
+}
+
+
+def _needs_work(state: DeliveryState | None) -> bool:
+    return state is None or state.status in OPEN_DELIVERY
+
+
+def _address(p: Prepared) -> str:
+    return (p.member.customer.email or "").strip().lower()
+
+
 def _failure_reason(res: SendResult) -> str:
-    code = res.code or "error"
+    code = res.code or str(res.status)
     detail = " ".join((res.detail or "").split())[:120]
     return f"{code}: {detail}" if detail else code
 
 
+# ---------------------------------------------------------------------------- running one campaign
+
+
+@dataclass
+class _Run:
+    """The parts of one run of :func:`run_campaign` that must be released at the end."""
+
+    summary: RunSummary
+    owner: str
+    started: float
+    run_id: int | None = None
+    sender: Sender | None = None
+    own_sender: bool = False
+    report_file: IO[str] | None = None
+    writer: Any | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        if self.report_file is not None:
+            self.report_file.close()
+        if self.own_sender and self.sender is not None:
+            self.sender.close()
+
+
 def run_campaign(
-    store: Any,
+    store: PipelineStore,
     settings: Settings,
     definition: CampaignDefinition,
     *,
-    recommender: Any | None = None,
+    recommender: Recommends | None = None,
     run_key: str | None = None,
     now: datetime | None = None,
-    sender: Any | None = None,
+    sender: str | Sender | None = None,
     dry_run: bool = False,
     report_path: Path | None = None,
     scheduled_for: datetime | None = None,
@@ -436,127 +482,164 @@ def run_campaign(
     members: Iterator[list[Member]] | None = None,
     progress: Progress | None = None,
 ) -> RunSummary:
-    """Run (or resume) one campaign; see the module docstring. Returns the run's summary.
+    """Run (or resume) one campaign in this process; see the module docstring. Returns its summary.
 
     ``now`` defaults to the reference clock (settings.as_of). ``sender`` is a Sender or a DSN/alias
-    (default: settings.resolved_sender()). Raises RenderError (run marked failed), RunBusyError,
-    NotFoundError for an unknown segment; returns status "paused" when the sender gave up.
+    (default: settings.resolved_sender()). ``members`` replaces the campaign's audience. Raises
+    RenderError (run marked failed), RunBusyError, NotFoundError for an unknown segment; returns status
+    "paused" when the sender gave up.
     """
-    started = time.perf_counter()
-    now = now or reference_now(settings, store)
-    key = run_key or default_run_key(now)
-    summary = RunSummary(definition.name, key, "dry_run" if dry_run else "running", dry_run)
-    owner = process_owner()
-    run = None
-    if not dry_run:
-        run = store.start_run(definition.name, key, owner=owner, scheduled_for=scheduled_for)
-        if run.status in ("completed", "skipped"):
-            return _finish_summary(store, summary, run.id, run.status, started, already=True)
-    own_sender = sender is None or isinstance(sender, str)
-    the_sender = (
-        None
-        if dry_run
-        else (resolve_sender(sender or settings.resolved_sender(), settings) if own_sender else sender)
-    )
-    if the_sender is not None:
-        summary.sender = the_sender.name
-    report_file: IO[str] | None = None
-    writer = None
-    if report_path is not None:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_file = open(report_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
-        writer = csv.writer(report_file)
-        writer.writerow(["customer_id", "email", "status", "reason", "subject", "top_products"])
-        summary.report_path = str(report_path)
-    personalizer = Personalizer(store, settings, definition, recommender, run_key=key)
-    state = RunProcessor(
-        store, settings, definition, personalizer,
-        run_id=run.id if run else None, owner=owner, now=now, sender=the_sender, report=writer, summary=summary,
+    request = RunRequest(
+        definition, run_key=run_key, now=now, sender=sender, dry_run=dry_run, report_path=report_path,
+        scheduled_for=scheduled_for, segments_file=segments_file, progress=progress,
     )  # fmt: skip
+    return execute_run(store, settings, request, recommender=recommender, members=members)
+
+
+def execute_run(
+    store: PipelineStore,
+    settings: Settings,
+    request: RunRequest,
+    *,
+    recommender: Recommends | None = None,
+    members: Iterator[list[Member]] | None = None,
+) -> RunSummary:
+    """:func:`run_campaign` for a :class:`RunRequest` (what the local dispatcher calls)."""
+    definition = request.definition
+    now = request.now or reference_now(settings, store)
+    key = request.run_key or default_run_key(now)
+    status = RunStatus.DRY_RUN if request.dry_run else RunStatus.RUNNING
+    run = _Run(RunSummary(definition.name, key, status, request.dry_run), new_owner(), time.perf_counter())
+    if not request.dry_run:
+        record = store.start_run(definition.name, key, owner=run.owner, scheduled_for=request.scheduled_for)
+        run.run_id = record.id
+        if record.status in CLOSED_RUN:
+            return summarise_run(
+                store, run.summary, record.id, record.status, started=run.started, reason=ALREADY_DONE
+            )
     try:
-        batches = (
-            members
-            if members is not None
-            else iter_members(store, settings, definition, now=now, segments_file=segments_file)
-        )
+        _open_sender_and_report(run, settings, request)
+        factory = EmailFactory(
+            settings, definition, catalogue=store, recommender=recommender,
+            options=BuildOptions(run_key=key, messages=not request.dry_run),
+        )  # fmt: skip
+        processor = RunProcessor(
+            store, settings, factory, run_id=run.run_id, owner=run.owner, now=now,
+            sender=run.sender, report=run.writer, summary=run.summary,
+        )  # fmt: skip
+        return _drive(store, settings, request, run, processor, members, now)
+    finally:
+        run.close()
+
+
+def _open_sender_and_report(run: _Run, settings: Settings, request: RunRequest) -> None:
+    if not request.dry_run:
+        spec = request.sender
+        run.own_sender = spec is None or isinstance(spec, str)
+        run.sender = resolve_sender(spec or settings.resolved_sender(), settings) if run.own_sender else spec  # type: ignore[assignment]
+        assert run.sender is not None
+        run.summary.sender = run.sender.name
+    if request.report_path is not None:
+        request.report_path.parent.mkdir(parents=True, exist_ok=True)
+        run.report_file = open(request.report_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        run.writer = csv.writer(run.report_file)
+        run.writer.writerow(["customer_id", "email", "status", "reason", "subject", "top_products"])
+        run.summary.report_path = str(request.report_path)
+
+
+def _drive(
+    store: PipelineStore,
+    settings: Settings,
+    request: RunRequest,
+    run: _Run,
+    processor: RunProcessor,
+    members: Iterator[list[Member]] | None,
+    now: datetime,
+) -> RunSummary:
+    """Feed the audience through the processor; record how the run ended."""
+    batches = members if members is not None else iter_audience(store, settings, request, now=now)
+    try:
         for batch in batches:
-            state.process(batch)
-            if progress:
-                progress(len(batch))
-        if run is not None:
-            process_leftovers(store, state, run.id, now)
+            processor.process(batch)
+            if request.progress:
+                request.progress(len(batch))
+        if run.run_id is not None:
+            process_leftovers(store, processor, run.run_id, now)
     except RenderError as exc:
-        if run is not None:
-            store.finish_run(run.id, owner, "failed", str(exc))
+        if run.run_id is not None:
+            store.finish_run(run.run_id, run.owner, RunStatus.FAILED, str(exc))
         raise
     except SenderPausedError as exc:
-        assert run is not None
-        store.finish_run(run.id, owner, "paused", str(exc))
-        summary.reason = f"{exc} — rerun the same command to resume"
-        return _finish_summary(store, summary, run.id, "paused", started)
+        assert run.run_id is not None
+        store.finish_run(run.run_id, run.owner, RunStatus.PAUSED, str(exc))
+        reason = f"{exc} — rerun the same command to resume"
+        return summarise_run(
+            store, run.summary, run.run_id, RunStatus.PAUSED, started=run.started, reason=reason
+        )
     except BaseException:
-        if run is not None:
-            store.finish_run(run.id, owner, "failed", "interrupted; rerun to resume")
+        if run.run_id is not None:
+            store.finish_run(run.run_id, run.owner, RunStatus.FAILED, "interrupted; rerun to resume")
         raise
-    finally:
-        if report_file is not None:
-            report_file.close()
-        if own_sender and the_sender is not None:
-            the_sender.close()
-    if dry_run:
-        summary.seconds = time.perf_counter() - started
-        return summary
-    assert run is not None
-    return close_run(store, summary, run.id, owner, started)
+    if run.run_id is None:
+        run.summary.seconds = time.perf_counter() - run.started
+        return run.summary
+    return close_run(store, run.summary, run.run_id, run.owner, run.started)
 
 
-def close_run(store: Any, summary: RunSummary, run_id: int, owner: str | None, started: float) -> RunSummary:
+def close_run(
+    store: PipelineStore,
+    summary: RunSummary,
+    run_id: int,
+    owner: str | None,
+    started: float,
+    *,
+    counted_here: bool = True,
+) -> RunSummary:
     """Decide the run's status from its ledger (completed / deferred / paused), release it, summarise."""
-    pending, first = store.pending_deferred(run_id)
-    waiting = len(store.customers_in_state(run_id, ("claimed", "sending"), limit=1_000_000))
+    pending, _ = store.pending_deferred(run_id)
+    waiting = len(
+        store.customers_in_state(run_id, (DeliveryStatus.CLAIMED, DeliveryStatus.SENDING), limit=1_000_000)
+    )
+    reason = None
     if waiting:
         status, note = (
-            "paused",
+            RunStatus.PAUSED,
             f"{waiting} messages hit temporary failures; rerun the same command to retry them",
         )
-        summary.reason = note
+        reason = note
     elif pending:
-        status, note = "deferred", f"{pending} deferred by quiet hours"
+        status, note = RunStatus.DEFERRED, f"{pending} deferred by quiet hours"
     else:
-        status, note = "completed", None
+        status, note = RunStatus.COMPLETED, None
     store.finish_run(run_id, owner, status, note)
-    if first is not None:
-        summary.next_attempt_at = first.isoformat(sep=" ", timespec="minutes")
-    return _finish_summary(store, summary, run_id, status, started)
+    return summarise_run(
+        store, summary, run_id, status, started=started, reason=reason, counted_here=counted_here
+    )
 
 
-def process_leftovers(store: Any, state: RunProcessor, run_id: int, now: datetime) -> None:
+def process_leftovers(store: PipelineStore, processor: RunProcessor, run_id: int, now: datetime) -> None:
     """Rows of this run not reached through the audience (left the segment since): claimed or due deferred."""
     seen: set[int] = set()
     while True:
-        ids = [i for i in store.customers_in_state(run_id, ("claimed",)) if i not in seen]
+        ids = [i for i in store.customers_in_state(run_id, (DeliveryStatus.CLAIMED,)) if i not in seen]
         ids += [i for i in store.due_deferred_customers(run_id, now) if i not in seen]
         if not ids:
             return
         seen.update(ids)
         customers = store.customers_by_ids(ids)
-        state.process([Member(customers[i]) for i in ids if i in customers])
+        processor.process([Member(customers[i]) for i in ids if i in customers])
 
 
-def _finish_summary(
-    store: Any, summary: RunSummary, run_id: int, status: str, started: float, already: bool = False
-) -> RunSummary:
-    counts = store.run_counts(run_id)
-    summary.status = status
-    summary.sent = counts.get("sent")
-    summary.holdout = counts.get("holdout")
-    summary.failed = counts.get("failed")
-    summary.deferred = counts.get("deferred")
-    summary.skipped = {
-        k: v for k, v in counts.skipped.items() if k != "quiet_hours" or counts.get("deferred")
-    }
-    summary.failures = dict(counts.failed)
-    if already:
-        summary.reason = "this run key already completed; nothing was sent again"
-    summary.seconds = time.perf_counter() - started
-    return summary
+__all__ = [
+    "Checkpoint",
+    "RunProcessor",
+    "RunRequest",
+    "RunSummary",
+    "close_run",
+    "default_run_key",
+    "execute_run",
+    "iter_audience",
+    "iter_members",
+    "process_leftovers",
+    "run_campaign",
+]

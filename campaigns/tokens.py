@@ -80,16 +80,32 @@ def verify_token(
     return {k: v for k, v in body.items() if k not in _RESERVED}
 
 
-def unsubscribe_url(public_url: str, secret: bytes, *, customer_id: int, campaign: str) -> str:
+def unsubscribe_url(
+    public_url: str, secret: bytes, *, customer_id: int, campaign: str, issued_at: float | None = None
+) -> str:
     """The one-click unsubscribe link (also used in the List-Unsubscribe header)."""
-    return f"{public_url.rstrip('/')}/u/{sign_token(secret, UNSUBSCRIBE, customer=customer_id, campaign=campaign)}"
+    token = sign_token(secret, UNSUBSCRIBE, issued_at=issued_at, customer=customer_id, campaign=campaign)
+    return f"{public_url.rstrip('/')}/u/{token}"
 
 
 def feedback_url(
-    public_url: str, secret: bytes, *, order_id: int, customer_id: int, campaign: str, rating: int
+    public_url: str,
+    secret: bytes,
+    *,
+    order_id: int,
+    customer_id: int,
+    campaign: str,
+    rating: int,
+    issued_at: float | None = None,
 ) -> str:
     """One star of the feedback request: a signed link that records ``rating`` for ``order_id``."""
     token = sign_token(
-        secret, FEEDBACK, order=order_id, customer=customer_id, campaign=campaign, rating=rating
+        secret,
+        FEEDBACK,
+        issued_at=issued_at,
+        order=order_id,
+        customer=customer_id,
+        campaign=campaign,
+        rating=rating,
     )
     return f"{public_url.rstrip('/')}/f/{token}"

@@ -22,8 +22,10 @@ from campaigns.dispatch.batch import WorkerRuntime, holder_is_gone, process_iden
 from campaigns.dispatch.celery import CELERY_CONFIG, CeleryDispatcher
 from campaigns.dispatch.local import LocalDispatcher
 from campaigns.errors import ConfigError
-from campaigns.senders import SendResult, SendStatus, memory
+from campaigns.senders import memory
+from campaigns.status import DeliveryStatus, RunStatus
 from campaigns.store.base import utcnow
+from campaigns.store.ledger import LedgerRow
 from campaigns.training import train_model
 
 from .synthetic import AS_OF, make_shop, shop_settings
@@ -117,8 +119,8 @@ def test_a_dead_holders_batch_is_taken_over_and_its_in_flight_rows_resolved_once
     # the dead worker had claimed two customers and handed one to the sender
     c1, c2 = batch.members[0][0], batch.members[1][0]
     claimed = store.record_deliveries(run.id, CAMPAIGN, [
-        {"customer_id": c1, "status": "claimed", "email": "x@example.com"},
-        {"customer_id": c2, "status": "claimed", "email": "y@example.com"},
+        LedgerRow(c1, DeliveryStatus.CLAIMED, email="x@example.com"),
+        LedgerRow(c2, DeliveryStatus.CLAIMED, email="y@example.com"),
     ])  # fmt: skip
     store.begin_sending([claimed[c1]])
     outcome = _batch(shop, 0)
@@ -136,7 +138,7 @@ def test_stale_and_foreign_messages_are_ignored(shop: dict[str, Any]) -> None:
         shop["rt"], run_id=shop["run"].id + 1000, batch_no=0, campaign=CAMPAIGN, run_key="k", now=AS_OF
     )
     assert other.status == "missing"
-    shop["store"].finish_run(shop["run"].id, None, "paused", "test")
+    shop["store"].finish_run(shop["run"].id, None, RunStatus.PAUSED, "test")
     assert _batch(shop, 0).status == "stopped"
     assert memory.outbox() == []
 
@@ -164,7 +166,7 @@ class _DyingSender(memory.MemorySender):
                 raise _Crash
             self.left -= 1
             self.outbox.append(message)
-            on_result(SendResult(message.key, SendStatus.SENT))
+            on_result(memory.SendResult(message.key, memory.SendStatus.SENT, code="smtp_250"))
 
 
 def test_a_crash_leaves_at_most_one_window_in_flight_and_nothing_claimed(store: Any, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from campaigns.config import Settings, postgres_test_url
 from campaigns.definition import find_campaign
 from campaigns.dispatch.celery import CeleryDispatcher
 from campaigns.models import Delivery
+from campaigns.runner import RunRequest
 from campaigns.store import Store
 from campaigns.training import train_model
 
@@ -112,7 +113,7 @@ class Trial:
         options.setdefault("stall_seconds", 5.0)
         options.setdefault("timeout", 150.0)
         dispatcher = CeleryDispatcher(queue=self.queue, poll_seconds=0.5, **options)
-        return dispatcher.send(self.store, self.settings, self.definition, run_key=run_key)
+        return dispatcher.send(self.store, self.settings, RunRequest(self.definition, run_key=run_key))
 
     def sink_total(self) -> int:
         return sum(self.sink.counts().values())
@@ -224,6 +225,34 @@ def test_retain_worker_sends_a_run_that_retain_runs_shows(tmp_path: Path) -> Non
             "celery", "completed", summary.sent, 0,
         )  # fmt: skip
     finally:
+        trial.stop()
+
+
+@pytest.mark.redis
+def test_a_scheduled_fire_runs_on_the_celery_workers(tmp_path: Path) -> None:
+    """dispatcher = "celery" applies to schedules too: the fire is split and sent by a real worker."""
+    from datetime import UTC, datetime, timedelta
+
+    from campaigns.scheduling import jobs
+    from campaigns.scheduling.jobs import SchedulerContext, run_scheduled
+
+    need_server("Redis", 6379)
+    trial = Trial(tmp_path, f"sqlite:///{tmp_path / 'retain.db'}", REDIS, customers=120)
+    trial.settings = trial.settings.with_overrides(celery_queue=trial.queue)
+    fire = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
+    ctx = SchedulerContext(trial.settings, trial.store, clock=lambda: fire + timedelta(minutes=5))
+    jobs.bind(ctx)
+    try:
+        trial.start_worker("w1", [*RETAIN, "worker", "--pool", "solo", "--concurrency", "1"])
+        outcome = run_scheduled("quick-note", None, fire_times=[fire])
+        assert outcome.status == "sent" and outcome.summary is not None, outcome
+        run = trial.store.get_run(outcome.run_key, "quick-note")
+        assert run.dispatcher == "celery" and run.scheduled_for is not None
+        result = check_exactly_once(trial, outcome.summary)
+        assert result["sent"] == outcome.summary.sent > 0
+        assert "batch" in trial.logs()  # the worker, not this process, sent it
+    finally:
+        jobs.bind(None)
         trial.stop()
 
 

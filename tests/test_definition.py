@@ -25,7 +25,8 @@ def write(tmp_path: Path, front: str, body: str = BODY, name: str = "c.mjml") ->
 
 def test_starter_campaigns_load() -> None:
     campaigns = {d.name: d for d in load_campaigns(TEMPLATES)}
-    assert set(campaigns) == {"weekly-picks", "vip-early-access", "thank-you-follow-up", "we-miss-you"}
+    # a shop adds its own campaign files beside these: the starter set is a subset, not the whole
+    assert {"weekly-picks", "vip-early-access", "thank-you-follow-up", "we-miss-you"} <= set(campaigns)
     wp = campaigns["weekly-picks"]
     assert wp.kind == "recommendation"
     assert wp.recommend.blocks == ("buy_again", "discover") and wp.recommend.count == 4

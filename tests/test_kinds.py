@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from campaigns.config import Settings
 from campaigns.definition import find_campaign
-from campaigns.kinds import NoContent, build_context
+from campaigns.kinds import ContextInputs, NoContent, build_context
 from campaigns.kinds.fixture import load_fixture
 from campaigns.store.records import CustomerRecord, OrderLineRecord, OrderRecord, ProductRecord
 from campaigns.tokens import FEEDBACK, verify_token
@@ -57,6 +58,10 @@ def product(pid: int, category: str = "home", **kw: object) -> ProductRecord:
 PRODUCTS = {1: product(1), 2: product(2, "kitchen"), 3: product(3, in_stock=False), 4: product(4)}
 
 
+def context_of(d: Any, settings: Settings, *, is_preview: bool = False, **inputs: Any) -> dict[str, Any]:
+    return build_context(d, settings, ContextInputs(**inputs), is_preview=is_preview)
+
+
 def rec(**blocks: list[int]) -> Recommendation:
     return Recommendation(
         5, tuple(Block(n, tuple(RecommendedItem(p, 1.0, f"r{p}") for p in ids)) for n, ids in blocks.items())
@@ -65,7 +70,7 @@ def rec(**blocks: list[int]) -> Recommendation:
 
 def test_recommendation_context() -> None:
     d = find_campaign(TEMPLATES, "weekly-picks")
-    ctx = build_context(
+    ctx = context_of(
         d,
         SETTINGS,
         customer=customer(),
@@ -91,16 +96,16 @@ def test_recommendation_context() -> None:
 def test_recommendation_without_items_is_skipped() -> None:
     d = find_campaign(TEMPLATES, "weekly-picks")
     with pytest.raises(NoContent, match="no recommendations"):
-        build_context(d, SETTINGS, customer=customer(), recommendation=None, products=PRODUCTS, orders=[])
+        context_of(d, SETTINGS, customer=customer(), recommendation=None, products=PRODUCTS, orders=[])
     with pytest.raises(NoContent):
-        build_context(
+        context_of(
             d, SETTINGS, customer=customer(), recommendation=rec(discover=[3]), products=PRODUCTS, orders=[]
         )
 
 
 def test_promotion_keeps_the_promoted_category() -> None:
     d = find_campaign(TEMPLATES, "vip-early-access")
-    ctx = build_context(
+    ctx = context_of(
         d,
         SETTINGS,
         customer=customer(first_name=None),
@@ -111,7 +116,7 @@ def test_promotion_keeps_the_promoted_category() -> None:
     assert [p["id"] for p in ctx["blocks"][0]["products"]] == [4, 1]
     assert ctx["promotion"]["code"] == "VIPEARLY20" and ctx["promotion"]["expires"] == "27 November 2030"
     assert ctx["customer"]["greeting"] == "there"
-    empty = build_context(d, SETTINGS, customer=customer(), recommendation=None, products=PRODUCTS, orders=[])
+    empty = context_of(d, SETTINGS, customer=customer(), recommendation=None, products=PRODUCTS, orders=[])
     assert empty["blocks"] == []  # the offer alone is still an email
 
 
@@ -121,7 +126,7 @@ def test_post_purchase_feedback_and_similar() -> None:
         9, "O-9", 5, datetime(2024, 3, 2, 10), "GBP", 6.0, (OrderLineRecord(PRODUCTS[2], 2, 3.0),)
     )
     similar = Block("similar", (RecommendedItem(2, 1.0), RecommendedItem(4, 0.5), RecommendedItem(1, 0.4)))
-    ctx = build_context(
+    ctx = context_of(
         d,
         SETTINGS,
         customer=customer(),
@@ -150,15 +155,13 @@ def test_post_purchase_feedback_and_similar() -> None:
         ratings.append(fields["rating"])
     assert ratings == [1, 2, 3, 4, 5]
     with pytest.raises(NoContent, match="no order"):
-        build_context(d, SETTINGS, customer=customer(), recommendation=None, products=PRODUCTS, orders=[])
+        context_of(d, SETTINGS, customer=customer(), recommendation=None, products=PRODUCTS, orders=[])
 
 
 def test_winback_last_order_date() -> None:
     d = find_campaign(TEMPLATES, "we-miss-you")
     orders = [OrderRecord(i, f"O{i}", 5, datetime(2023, m, 1), "GBP", 1.0) for i, m in ((1, 4), (2, 9))]
-    ctx = build_context(
-        d, SETTINGS, customer=customer(), recommendation=None, products=PRODUCTS, orders=orders
-    )
+    ctx = context_of(d, SETTINGS, customer=customer(), recommendation=None, products=PRODUCTS, orders=orders)
     assert ctx["last_order_date"] == "1 September 2023" and ctx["promotion"]["discount"] == "15%"
     assert ctx["promotion"]["url"].endswith("utm_campaign=we-miss-you&utm_content=offer")
 
@@ -166,6 +169,6 @@ def test_winback_last_order_date() -> None:
 @pytest.mark.parametrize("name", ["weekly-picks", "vip-early-access", "thank-you-follow-up", "we-miss-you"])
 def test_preview_fixtures_build(name: str) -> None:
     d = find_campaign(TEMPLATES, name)
-    ctx = build_context(d, SETTINGS, **load_fixture(d), is_preview=True)
+    ctx = build_context(d, SETTINGS, load_fixture(d), is_preview=True)
     assert ctx["is_preview"] is True and ctx["campaign"]["name"] == name
     assert ctx["customer"]["email"].endswith("@example.com")

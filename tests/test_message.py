@@ -11,9 +11,10 @@ import pytest
 from campaigns.config import Settings
 from campaigns.definition import find_campaign
 from campaigns.errors import ConfigError, SenderError
+from campaigns.factory import BuildOptions, EmailFactory
 from campaigns.kinds import build_context
-from campaigns.kinds.fixture import load_fixture
-from campaigns.message import DkimConfig, build_campaign_message, build_message, clean_header_value
+from campaigns.kinds.fixture import fixture_member, load_fixture
+from campaigns.message import DkimConfig, build_message, clean_header_value
 from campaigns.render import CampaignRenderer, RenderedEmail
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,11 +140,13 @@ def test_campaign_message_from_rendered_fixture(tmp_path: Path) -> None:
         secret_key="m", reply_to="Help <help@shop.example>", unsubscribe_mailto="u@shop.example"
     )
     d = find_campaign(ROOT / "templates", "weekly-picks")
-    ctx = build_context(d, settings, **load_fixture(d))
-    rendered = CampaignRenderer(d, settings).render(ctx)
-    out = build_campaign_message(
-        d, settings, rendered, ctx, to_email="ada@example.com", to_name="Ada", run_key="k"
-    )
+    inputs = load_fixture(d)
+    factory = EmailFactory(settings, d, catalogue=None, recommender=None, options=BuildOptions(run_key="k"))
+    item = factory.prepare_inputs(fixture_member(inputs), inputs)
+    ctx = item.context
+    rendered = CampaignRenderer(d, settings).render(build_context(d, settings, inputs))
+    assert rendered == item.rendered  # the factory renders what the renderer alone renders
+    out = factory.message(inputs.customer, rendered, ctx, to_email="ada@example.com")
     msg = parse(out.data)
     assert msg["From"] == settings.from_address and msg["Reply-To"] == "Help <help@shop.example>"
     assert msg["List-Unsubscribe"].startswith(f"<{ctx['unsubscribe_url']}>")

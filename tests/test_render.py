@@ -29,8 +29,8 @@ def starter(name: str, **customer: object) -> tuple[CampaignRenderer, dict]:
     if customer:
         from dataclasses import replace
 
-        inputs["customer"] = replace(inputs["customer"], **customer)
-    return CampaignRenderer(d, SETTINGS), build_context(d, SETTINGS, **inputs)
+        inputs = replace(inputs, customer=replace(inputs.customer, **customer))
+    return CampaignRenderer(d, SETTINGS), build_context(d, SETTINGS, inputs)
 
 
 def custom(
@@ -89,7 +89,7 @@ def test_starter_renders_compiled_equal_to_full(name: str) -> None:
 
 def test_preheader_and_preview_banner() -> None:
     d = find_campaign(TEMPLATES, "weekly-picks")
-    ctx = build_context(d, SETTINGS, **load_fixture(d), is_preview=True)
+    ctx = build_context(d, SETTINGS, load_fixture(d), is_preview=True)
     email = CampaignRenderer(d, SETTINGS).render(ctx)
     assert email.preheader.startswith("Chosen from what you have bought")
     assert email.preheader in email.html and "Preview — not sent to" in email.html

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,9 +16,9 @@ from campaigns.cli.app import app, err, out, settings
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition, campaign_paths, find_campaign, load_campaign
 from campaigns.errors import NotFoundError, RetainError, TemplateError
-from campaigns.kinds import NoContent, build_context
-from campaigns.kinds.fixture import load_fixture
-from campaigns.message import DkimConfig, build_campaign_message
+from campaigns.factory import BuildOptions, EmailFactory, Prepared, campaign_recommender
+from campaigns.kinds import Member
+from campaigns.kinds.fixture import fixture_member, load_fixture
 from campaigns.render import CampaignRenderer
 
 
@@ -55,56 +56,26 @@ def list_campaigns(ctx: typer.Context) -> None:
         raise TemplateError(f"{bad} campaign template(s) have problems (see the table)")
 
 
-def _recommender_inputs(
-    definition: CampaignDefinition, s: Settings, store: Any, customer_id: int, orders: list[Any]
-) -> dict[str, Any]:
-    """Recommendation (and similar items for post-purchase) from the trained model, if there is one."""
-    try:
-        from campaigns.training import load_recommender  # issue #3
-    except ImportError:
-        err.print(
-            "[yellow]warning:[/yellow] the recommender is not available; rendering without recommendations"
-        )
-        return {"recommendation": None, "similar": None}
-    recommender = load_recommender(s, store)
-    spec = definition.recommend
-    rules = spec.rules()
-    if definition.kind == "post_purchase":
-        bought = [line.product.id for line in orders[0].lines] if orders else []
-        n = definition.follow_up.similar_count if definition.follow_up else spec.count
-        similar = recommender.similar_items(bought, n=n + len(bought), rules=rules) if bought else None
-        return {"recommendation": None, "similar": similar}
-    recs = recommender.recommend([customer_id], blocks=list(spec.blocks), n=spec.count, rules=rules)
-    return {"recommendation": recs[0] if recs else None, "similar": None}
-
-
-def _store_inputs(
-    ctx: typer.Context, definition: CampaignDefinition, s: Settings, ref: str
-) -> dict[str, Any]:
+def _customer_member(ctx: typer.Context, definition: CampaignDefinition, ref: str) -> tuple[Any, Member, Any]:
+    """(store, the customer as a member, the model) for ``render --customer``; the member carries their
+    newest order when the kind follows up an order."""
     from campaigns.cli.app import open_store
 
     store = open_store(ctx)
-    try:
-        customer = store.get_customer(ref)
-        if customer is None:
-            raise NotFoundError(
-                f"no customer {ref!r} (give a database id, the shop's customer id or an email)"
-            )
-        orders = store.orders_for_customers([customer.id])[customer.id]
-        inputs = _recommender_inputs(definition, s, store, customer.id, orders)
-        wanted: set[int] = set()
-        for block in (inputs["recommendation"].blocks if inputs["recommendation"] else ()) + (
-            (inputs["similar"],) if inputs["similar"] else ()
-        ):
-            wanted.update(item.product_id for item in block.items)
-        products = store.products_by_ids(wanted)
-        for order in orders:
-            products.update({line.product.id: line.product for line in order.lines})
-        return dict(
-            inputs, customer=customer, products=products, orders=orders, order=orders[0] if orders else None
-        )
-    finally:
+    customer = store.get_customer(ref)
+    if customer is None:
         store.close()
+        raise NotFoundError(f"no customer {ref!r} (give a database id, the shop's customer id or an email)")
+    order = None
+    if definition.kind_plugin.needs.similar_to_order:
+        orders = store.orders_for_customers([customer.id], limit_per_customer=1)[customer.id]
+        order = orders[0] if orders else None
+    try:
+        recommender = campaign_recommender(definition, settings(ctx), store)
+    except RetainError:
+        store.close()
+        raise
+    return store, Member(customer, order), recommender
 
 
 def _write(data: str | bytes, target: Path | None) -> None:
@@ -128,62 +99,80 @@ def render_command(
         bool, typer.Option("--fixture", help="Use the campaign's preview fixture instead of the database.")
     ] = False,
     fmt: Annotated[
-        OutputFormat, typer.Option("--format", help="html, text, or eml (the full wire message).")
+        OutputFormat,
+        typer.Option("--format", help="html, text, or eml (the full wire message, as a send builds it)."),
     ] = OutputFormat.html,
+    run_key: Annotated[
+        str,
+        typer.Option(
+            "--run-key", help="Render as this run would (its Message-ID and X-Retain-Run); default: preview."
+        ),
+    ] = "preview",
     out_file: Annotated[
         Path | None, typer.Option("--out", metavar="FILE", help="Write here instead of stdout.")
     ] = None,
 ) -> None:
-    """Render one customer's email with their real recommendations (or the preview fixture)."""
+    """Render one customer's email with their real recommendations (or the preview fixture).
+
+    html and text carry the preview banner; eml is the wire message exactly as a send of --run-key
+    builds it (only Date and the DKIM signature differ from one send to the next).
+    """
     if (customer is None) == (not fixture):
         raise RetainError("retain render: give exactly one of --customer ID or --fixture")
     s = settings(ctx)
     definition = find_campaign(_templates_dir(s), campaign)
-    inputs = (
-        load_fixture(definition, s.currency) if fixture else _store_inputs(ctx, definition, s, str(customer))
-    )
+    eml = fmt is OutputFormat.eml
+    options = BuildOptions(run_key=run_key, preview=not eml, messages=eml)
+    store = None
     try:
-        context = build_context(definition, s, **inputs, run_key="preview", is_preview=True)
-    except NoContent as skip:
+        if fixture:
+            inputs = load_fixture(definition, s.currency)
+            factory = EmailFactory(s, definition, catalogue=None, recommender=None, options=options)
+            item = factory.prepare_inputs(fixture_member(inputs), inputs)
+        else:
+            store, member, recommender = _customer_member(ctx, definition, str(customer))
+            factory = EmailFactory(s, definition, catalogue=store, recommender=recommender, options=options)
+            item = factory.prepare([member])[0]
+    finally:
+        if store is not None:
+            store.close()
+    if not isinstance(item, Prepared):
         raise RetainError(
-            f"customer {inputs['customer'].id} would be skipped by {definition.name}: {skip.reason}"
-        ) from None
-    rendered = CampaignRenderer(definition, s).render(context)
-    if fmt is OutputFormat.html:
-        _write(rendered.html, out_file)
-    elif fmt is OutputFormat.text:
-        _write(rendered.text, out_file)
-    else:
-        c = inputs["customer"]
-        name = " ".join(p for p in (c.first_name, c.last_name) if p) or None
-        message = build_campaign_message(
-            definition,
-            s,
-            rendered,
-            context,
-            to_email=c.email or "preview@example.invalid",
-            to_name=name,
-            run_key="preview",
-            dkim=DkimConfig.from_settings(s),
+            f"customer {item.member.customer.id} would be skipped by {definition.name}: {item.reason}"
         )
-        _write(message.data, out_file)
+    if fmt is OutputFormat.html:
+        _write(item.rendered.html, out_file)
+    elif fmt is OutputFormat.text:
+        _write(item.rendered.text, out_file)
+    else:
+        email = item.email
+        if email is None:  # pragma: no cover - messages=True for eml
+            raise RetainError("no message was built")
+        _write(email.data, out_file)
 
 
 def lint_campaign(definition_path: Path, s: Settings) -> list[str]:
-    """Problems with one campaign: definition, template compile, and a full render of its fixture."""
+    """Problems with one campaign: definition, template compile, and a full render of its fixture
+    through the email factory (context, compiled and full render, the wire message)."""
     try:
         definition = load_campaign(definition_path)
-        renderer = CampaignRenderer(definition, s)
         inputs = load_fixture(definition, s.currency)
-        context = build_context(definition, s, **inputs, run_key="lint", is_preview=True)
-        rendered = renderer.render(context)
-        full = renderer.render_full(context)
-        email = inputs["customer"].email or "lint@example.invalid"
-        build_campaign_message(definition, s, rendered, context, to_email=email, to_name=None, run_key="lint")
-    except NoContent as skip:
-        return [f"{definition_path}: the preview fixture renders nothing ({skip.reason})"]
+        if inputs.customer.email is None:
+            inputs = replace(inputs, customer=replace(inputs.customer, email="lint@example.invalid"))
+        factory = EmailFactory(
+            s,
+            definition,
+            catalogue=None,
+            recommender=None,
+            options=BuildOptions(run_key="lint", preview=True),
+        )
+        item = factory.prepare_inputs(fixture_member(inputs), inputs)
+        if not isinstance(item, Prepared):
+            return [f"{definition_path}: the preview fixture renders nothing ({item.reason})"]
+        full = factory.renderer.render_full(item.context)
     except RetainError as exc:
         return [str(exc)]
+    rendered, context = item.rendered, item.context
     problems = []
     try:
         from campaigns.segments import load_segments, resolve_segment

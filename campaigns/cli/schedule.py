@@ -33,14 +33,14 @@ def schedule_sync(
 
     Exits 1 when a template is invalid (the other campaigns are still synced).
     """
-    from campaigns.runner import process_owner
+    from campaigns.leases import new_owner
     from campaigns.scheduling.lock import SchedulerLock
     from campaigns.scheduling.service import open_scheduler
     from campaigns.scheduling.sync import sync_jobs
 
     s = settings(ctx)
     store = open_store(ctx)
-    lock = SchedulerLock(store, "sync:" + process_owner())
+    lock = SchedulerLock(store, "sync:" + new_owner())
     apply = not dry_run
     running = None
     try:

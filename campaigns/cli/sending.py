@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,22 +11,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from campaigns.cli.app import app, err, open_store, out, print_json, settings, show_progress
+from campaigns.status import DeliveryStatus, RunStatus
+from campaigns.summary import RunSummary
 
 run_app = typer.Typer(help="Inspect one run.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 
 
-def load_campaign_recommender(definition: Any, s: Any, store: Any) -> Any | None:
-    """The trained model when the campaign's kind uses recommendations (NotFoundError says: run `retain train`)."""
-    from campaigns.personalize import RECOMMENDING_KINDS
-    from campaigns.training import load_recommender
-
-    if definition.kind in RECOMMENDING_KINDS or definition.kind == "post_purchase":
-        return load_recommender(s, store)
-    return None
-
-
-def print_summary(summary: Any) -> None:
+def print_summary(summary: RunSummary) -> None:
     """Human summary of one run (also used by the demo)."""
     data = summary.to_json()
     verb = "would send" if summary.dry_run else "sent"
@@ -79,51 +72,42 @@ def send_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
-    """Send a campaign to its segment (exactly once per run key), or --dry-run it.
+    """Send a campaign to its audience (exactly once per run key), or --dry-run it.
 
-    With dispatcher = "celery" the run is split into batches for `retain worker` processes and this
-    command waits for them (dry runs and --out reports always run here).
+    The run goes through the configured dispatcher: with dispatcher = "celery" it is split into batches
+    for `retain worker` processes and this command waits for them (dry runs and --out reports always
+    run here).
     """
     from campaigns.definition import find_campaign
-    from campaigns.runner import run_campaign
+    from campaigns.dispatch import resolve_dispatcher
+    from campaigns.factory import campaign_recommender
+    from campaigns.runner import RunRequest
 
     s = settings(ctx)
     store = open_store(ctx)
     definition = find_campaign(Path(s.templates_dir), campaign)
-    if s.dispatcher == "celery" and not dry_run and out_path is None:
-        # workers load the model and send; this process splits, enqueues and supervises the run
-        from campaigns.dispatch import resolve_dispatcher
-
-        summary = resolve_dispatcher(s).send(store, s, definition, run_key=run_key, sender=sender)
-        if as_json:
-            print_json(summary.to_json())
-        else:
-            print_summary(summary)
-        if summary.status in ("paused", "failed"):
-            raise typer.Exit(3 if summary.status == "paused" else 1)
-        return
-    recommender = load_campaign_recommender(definition, s, store)
+    local = dry_run or out_path is not None
+    dispatcher = resolve_dispatcher("local" if local else s)
+    recommender = campaign_recommender(definition, s, store) if dispatcher.loads_model else None
+    request = RunRequest(definition, run_key=run_key, sender=sender, dry_run=dry_run, report_path=out_path)
     if show_progress(as_json):
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} customers"),
             TimeElapsedColumn(), console=err, transient=True,
         ) as bar:  # fmt: skip
             task = bar.add_task(f"{'dry run' if dry_run else 'sending'} {campaign}", total=None)
-            summary = run_campaign(
-                store, s, definition, recommender=recommender, run_key=run_key, sender=sender, dry_run=dry_run,
-                report_path=out_path, progress=lambda n: bar.advance(task, n),
-            )  # fmt: skip
+            request = replace(request, progress=lambda n: bar.advance(task, n))
+            summary = dispatcher.send(store, s, request, recommender=recommender)
     else:
-        summary = run_campaign(
-            store, s, definition, recommender=recommender, run_key=run_key, sender=sender, dry_run=dry_run,
-            report_path=out_path,
-        )  # fmt: skip
+        summary = dispatcher.send(store, s, request, recommender=recommender)
     if as_json:
         print_json(summary.to_json())
     else:
         print_summary(summary)
-    if summary.status == "paused":
+    if summary.status == RunStatus.PAUSED:
         raise typer.Exit(3)
+    if summary.status == RunStatus.FAILED:
+        raise typer.Exit(1)
 
 
 def _run_row(store: Any, run: Any) -> dict[str, Any]:
@@ -136,11 +120,11 @@ def _run_row(store: Any, run: Any) -> dict[str, Any]:
         "started_at": run.started_at.isoformat(sep=" ", timespec="seconds"),
         "finished_at": run.finished_at.isoformat(sep=" ", timespec="seconds") if run.finished_at else None,
         "total": counts.total,
-        "sent": counts.get("sent"),
-        "in_flight": counts.get("sending") + counts.get("claimed"),
-        "holdout": counts.get("holdout"),
-        "failed": counts.get("failed"),
-        "deferred": counts.get("deferred"),
+        "sent": counts.get(DeliveryStatus.SENT),
+        "in_flight": counts.get(DeliveryStatus.SENDING) + counts.get(DeliveryStatus.CLAIMED),
+        "holdout": counts.get(DeliveryStatus.HOLDOUT),
+        "failed": counts.get(DeliveryStatus.FAILED),
+        "deferred": counts.get(DeliveryStatus.DEFERRED),
         "skipped": counts.skipped,
         "failures": counts.failed,
         "reason": run.reason,

@@ -19,8 +19,11 @@ def worker_cmd(
         int, typer.Option("--concurrency", "-c", min=1, help="Worker processes (prefork pool).")
     ] = 2,
     queues: Annotated[
-        str, typer.Option("--queues", "-Q", help="Comma-separated broker queues to consume.")
-    ] = "retain",
+        str | None,
+        typer.Option(
+            "--queues", "-Q", help="Comma-separated broker queues to consume (default: celery_queue)."
+        ),
+    ] = None,
     pool: Annotated[
         str, typer.Option("--pool", help="prefork (one process per slot) or solo (this process only).")
     ] = "prefork",
@@ -35,6 +38,7 @@ def worker_cmd(
         # threads/gevent would run several batches in one process; the batch lease assumes one per process
         raise ConfigError(f"--pool must be one of {', '.join(POOLS)}, got {pool!r}")
     s = settings(ctx)
+    queues = queues or s.celery_queue
     from campaigns.dispatch.celery import app as celery_app
     from campaigns.dispatch.celery import configure_worker
 

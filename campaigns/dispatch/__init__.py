@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from campaigns.dispatch.base import DISPATCHERS, Dispatcher, resolve_dispatcher, summary_from_ledger
+from campaigns.dispatch.base import DISPATCHERS, Dispatcher, resolve_dispatcher
 
-__all__ = ["DISPATCHERS", "Dispatcher", "resolve_dispatcher", "summary_from_ledger"]
+__all__ = ["DISPATCHERS", "Dispatcher", "resolve_dispatcher"]

@@ -21,10 +21,7 @@ means "held by an earlier attempt of mine".
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,11 +30,17 @@ from typing import Any
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition, find_campaign
 from campaigns.errors import NotFoundError, RenderError, SenderPausedError
-from campaigns.personalize import RECOMMENDING_KINDS, Member, Personalizer
+from campaigns.factory import BuildOptions, EmailFactory, Recommends
+from campaigns.kinds import Member, ModelUse
+from campaigns.leases import holder_is_gone, process_identity
 from campaigns.render import CampaignRenderer
-from campaigns.runner import RunProcessor, RunSummary, close_run
-from campaigns.senders import resolve_sender
+from campaigns.runner import RunProcessor, close_run
+from campaigns.senders import Sender, resolve_sender
+from campaigns.status import RunStatus
 from campaigns.store.base import utcnow
+from campaigns.store.batches import BatchRecord
+from campaigns.store.protocols import DistributedStore
+from campaigns.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -46,49 +49,6 @@ log = logging.getLogger(__name__)
 BATCH_LEASE_SECONDS = 60
 #: how often a worker renews its batch lease while results come in
 BATCH_HEARTBEAT_SECONDS = 2.0
-
-_identity: tuple[int, str] | None = None
-
-
-def process_identity() -> str:
-    """``host:pid:nonce`` of this process (recomputed after a fork)."""
-    global _identity
-    pid = os.getpid()
-    if _identity is None or _identity[0] != pid:
-        _identity = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}")
-    return _identity[1]
-
-
-def holder_is_gone(owner: str, me: str | None = None) -> bool:
-    """True when the lease holder is this process (an earlier attempt) or a dead process on this host.
-
-    A holder on another host cannot be probed: its lease expires after BATCH_LEASE_SECONDS instead.
-    """
-    me = me or process_identity()
-    if owner == me:
-        return True
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True  # same process, older nonce: an attempt before a fork-less restart of this task
-    return not _pid_alive(pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped) is dead for our purpose
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 @dataclass
@@ -101,10 +61,10 @@ class WorkerRuntime:
     settings: Settings
     _store: Any = None
     _definitions: dict[str, tuple[float, CampaignDefinition, CampaignRenderer]] = field(default_factory=dict)
-    _model: tuple[float, Any] | None = None
-    _senders: dict[str, Any] = field(default_factory=dict)
+    _model: tuple[float, Recommends] | None = None
+    _senders: dict[str, Sender] = field(default_factory=dict)
 
-    def store(self) -> Any:
+    def store(self) -> DistributedStore:
         if self._store is None:
             from campaigns.store import Store
 
@@ -128,19 +88,26 @@ class WorkerRuntime:
         self._definitions[name] = (_mtime(definition.path), definition, renderer)
         return definition, renderer
 
-    def recommender(self, definition: CampaignDefinition) -> Any | None:
-        """The trained model when the campaign's kind uses one (reloaded when the model file changes)."""
-        if definition.kind not in RECOMMENDING_KINDS and definition.kind != "post_purchase":
+    def recommender(self, definition: CampaignDefinition) -> Recommends | None:
+        """The trained model when the campaign's kind uses one (reloaded when the model file changes);
+        None for a kind that can do without it when there is none."""
+        use = definition.kind_plugin.needs.model
+        if use is ModelUse.NONE:
             return None
         from campaigns.training import load_recommender
 
         path = self.settings.resolved_model_path()
         mtime = max((_mtime(p) for p in path.parent.glob(path.name + "*")), default=0.0)
         if self._model is None or self._model[0] != mtime:
-            self._model = (mtime, load_recommender(self.settings, self.store()))
+            try:
+                self._model = (mtime, load_recommender(self.settings, self.store()))
+            except NotFoundError:
+                if use is ModelUse.REQUIRED:
+                    raise
+                return None
         return self._model[1]
 
-    def sender(self, spec: str | None) -> Any:
+    def sender(self, spec: str | None) -> Sender:
         """One sender per DSN per process: SMTP connections are reused across batches."""
         dsn = spec or self.settings.resolved_sender()
         if dsn not in self._senders:
@@ -182,10 +149,11 @@ class _LeasedProcessor(RunProcessor):
     """RunProcessor whose heartbeat renews the batch lease (the run itself has no single owner)."""
 
     batch_id: int = 0
+    batches: DistributedStore | None = None
 
-    def _beat(self) -> None:
-        if time.monotonic() - self._last_beat > BATCH_HEARTBEAT_SECONDS:
-            self.store.batch_heartbeat(self.batch_id, self.owner)
+    def heartbeat(self) -> None:
+        if time.monotonic() - self._last_beat > BATCH_HEARTBEAT_SECONDS and self.batches is not None:
+            self.batches.batch_heartbeat(self.batch_id, self.owner)
             self._last_beat = time.monotonic()
 
 
@@ -205,54 +173,28 @@ def run_batch(
     retry takes it back) and anything unexpected (the batch is released first).
     """
     store = runtime.store()
-    try:
-        run = store.get_run(run_key, campaign)
-    except NotFoundError:
-        return BatchOutcome("missing")
-    if run.id != run_id:
-        return BatchOutcome("missing")
-    if run.status != "running":
-        return BatchOutcome("stopped")
-    batch = store.get_batch(run_id, batch_no)
-    if batch is None:
-        return BatchOutcome("missing")
-    if batch.status == "done":
-        return BatchOutcome("already_done", closed=close_if_last(store, run_id, campaign, run_key))
-    me = process_identity()
-    expected = batch.owner if batch.owner and holder_is_gone(batch.owner, me) else None
-    stale = utcnow() - timedelta(seconds=BATCH_LEASE_SECONDS)
-    if not store.take_batch(batch.id, me, expected_owner=expected, stale_before=stale):
-        return BatchOutcome("busy")
+    leased = _lease(store, run_id, batch_no, campaign, run_key)
+    if isinstance(leased, BatchOutcome):
+        return leased
+    batch, me = leased
     started = time.perf_counter()
-    summary = RunSummary(campaign, run_key, "running", False)
+    summary = RunSummary(campaign, run_key, RunStatus.RUNNING, False)
     try:
         definition, renderer = runtime.campaign(campaign)
         the_sender = runtime.sender(sender)
         summary.sender = the_sender.name
-        personalizer = Personalizer(
-            store,
-            runtime.settings,
-            definition,
-            runtime.recommender(definition),
-            run_key=run_key,
-            renderer=renderer,
-        )
+        factory = EmailFactory(
+            runtime.settings, definition, catalogue=store, recommender=runtime.recommender(definition),
+            options=BuildOptions(run_key=run_key), renderer=renderer,
+        )  # fmt: skip
         processor = _LeasedProcessor(
-            store, runtime.settings, definition, personalizer,
+            store, runtime.settings, factory,
             run_id=run_id, owner=me, now=now, sender=the_sender, report=None, summary=summary,
         )  # fmt: skip
-        processor.batch_id = batch.id
+        processor.batch_id, processor.batches = batch.id, store
         processor.process(load_members(store, batch.members))
-    except RenderError as exc:
-        store.release_batch(batch.id, me)
-        store.finish_run(run_id, None, "failed", str(exc))
-        log.error("run %s/%s failed on batch %d: %s", campaign, run_key, batch_no, exc)
-        return BatchOutcome("failed")
-    except SenderPausedError as exc:
-        store.release_batch(batch.id, me)
-        store.finish_run(run_id, None, "paused", f"{exc} — rerun the same `retain send` to resume")
-        log.warning("run %s/%s paused on batch %d: %s", campaign, run_key, batch_no, exc)
-        return BatchOutcome("paused")
+    except (RenderError, SenderPausedError) as exc:
+        return _stop_run(store, batch, me, exc, campaign, run_key)
     except BaseException:
         _release_quietly(store, batch.id, me)
         raise
@@ -269,14 +211,53 @@ def run_batch(
     )
 
 
-def _release_quietly(store: Any, batch_id: int, owner: str) -> None:
+def _lease(
+    store: DistributedStore, run_id: int, batch_no: int, campaign: str, run_key: str
+) -> tuple[BatchRecord, str] | BatchOutcome:
+    """Steps 1-2 of the protocol: the batch and this process's identity once leased, or why not."""
+    try:
+        run = store.get_run(run_key, campaign)
+    except NotFoundError:
+        return BatchOutcome("missing")
+    if run.id != run_id:
+        return BatchOutcome("missing")
+    if run.status != RunStatus.RUNNING:
+        return BatchOutcome("stopped")
+    batch = store.get_batch(run_id, batch_no)
+    if batch is None:
+        return BatchOutcome("missing")
+    if batch.status == "done":  # a batch's own status vocabulary: queued | running | done
+        return BatchOutcome("already_done", closed=close_if_last(store, run_id, campaign, run_key))
+    me = process_identity()
+    expected = batch.owner if batch.owner and holder_is_gone(batch.owner, me) else None
+    stale = utcnow() - timedelta(seconds=BATCH_LEASE_SECONDS)
+    if not store.take_batch(batch.id, me, expected_owner=expected, stale_before=stale):
+        return BatchOutcome("busy")
+    return batch, me
+
+
+def _stop_run(
+    store: DistributedStore, batch: BatchRecord, me: str, exc: Exception, campaign: str, run_key: str
+) -> BatchOutcome:
+    """A template error fails the whole run; a sender that gave up pauses it (every batch stops)."""
+    store.release_batch(batch.id, me)
+    if isinstance(exc, RenderError):
+        store.finish_run(batch.run_id, None, RunStatus.FAILED, str(exc))
+        log.error("run %s/%s failed on batch %d: %s", campaign, run_key, batch.batch_no, exc)
+        return BatchOutcome("failed")
+    store.finish_run(batch.run_id, None, RunStatus.PAUSED, f"{exc} — rerun the same `retain send` to resume")
+    log.warning("run %s/%s paused on batch %d: %s", campaign, run_key, batch.batch_no, exc)
+    return BatchOutcome("paused")
+
+
+def _release_quietly(store: DistributedStore, batch_id: int, owner: str) -> None:
     try:
         store.release_batch(batch_id, owner)
     except Exception:  # the database may be what failed; the lease is ours and the retry retakes it
         log.debug("could not release batch %d", batch_id, exc_info=True)
 
 
-def load_members(store: Any, refs: list[tuple[int, int | None]]) -> list[Member]:
+def load_members(store: DistributedStore, refs: list[tuple[int, int | None]]) -> list[Member]:
     """The batch's members as of now (a customer deleted since the split is left out)."""
     customers = store.customers_by_ids([c for c, _ in refs])
     order_ids = [o for _, o in refs if o is not None]
@@ -295,11 +276,11 @@ def load_members(store: Any, refs: list[tuple[int, int | None]]) -> list[Member]
     return members
 
 
-def close_if_last(store: Any, run_id: int, campaign: str, run_key: str) -> RunSummary | None:
+def close_if_last(store: DistributedStore, run_id: int, campaign: str, run_key: str) -> RunSummary | None:
     """The last-batch check: close the run when no batch is open; exactly one caller does it."""
     if store.batch_progress(run_id).open:
         return None
     if not store.claim_run_close(run_id):
         return None
-    summary = RunSummary(campaign, run_key, "running", False)
-    return close_run(store, summary, run_id, "closing", time.perf_counter())
+    summary = RunSummary(campaign, run_key, RunStatus.RUNNING, False)
+    return close_run(store, summary, run_id, "closing", time.perf_counter(), counted_here=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,19 +32,15 @@ from sqlalchemy.exc import DBAPIError
 
 from campaigns.clock import reference_now
 from campaigns.config import Settings, load_settings
-from campaigns.definition import CampaignDefinition
-from campaigns.dispatch.base import summary_from_ledger
-from campaigns.dispatch.batch import (
-    BATCH_LEASE_SECONDS,
-    WorkerRuntime,
-    close_if_last,
-    holder_is_gone,
-    process_identity,
-    run_batch,
-)
+from campaigns.dispatch.batch import BATCH_LEASE_SECONDS, WorkerRuntime, close_if_last, run_batch
 from campaigns.errors import DatabaseError
-from campaigns.runner import RunSummary, default_run_key, iter_members
+from campaigns.factory import Recommends
+from campaigns.leases import holder_is_gone, process_identity
+from campaigns.runner import RunRequest, default_run_key, iter_audience
+from campaigns.status import CLOSED_RUN, DeliveryStatus, RunStatus
 from campaigns.store.base import utcnow
+from campaigns.store.protocols import DistributedStore
+from campaigns.summary import ALREADY_DONE, RunSummary, summarise_run
 
 log = logging.getLogger(__name__)
 
@@ -139,18 +135,19 @@ def send_batch(
 class CeleryDispatcher:
     """Splits a run into batches, enqueues them, and (``wait=True``) supervises it to the end.
 
-    ``queue``: the broker queue (workers consume it with ``--queues``). ``stall_seconds``: no batch
+    ``queue``: the broker queue (workers consume it with ``--queues``; default: ``settings.celery_queue``). ``stall_seconds``: no batch
     finished or heartbeated for this long while some are open -> re-enqueue the open ones.
     ``timeout``: stop waiting after this many seconds (the run goes on; its summary says ``running``).
     ``requeue=False`` only waits (no re-enqueuing): recovery is then the broker's redelivery alone.
     """
 
     name = "celery"
+    loads_model = False
 
     def __init__(
         self,
         *,
-        queue: str = DEFAULT_QUEUE,
+        queue: str | None = None,
         wait: bool = True,
         stall_seconds: float = 30.0,
         poll_seconds: float = 1.0,
@@ -174,48 +171,55 @@ class CeleryDispatcher:
 
     def send(
         self,
-        store: Any,
+        store: DistributedStore,  # type: ignore[override]
         settings: Settings,
-        definition: CampaignDefinition,
+        request: RunRequest,
         *,
-        recommender: Any | None = None,
-        run_key: str | None = None,
-        now: datetime | None = None,
-        sender: str | None = None,
-        progress: Callable[[int], None] | None = None,
+        recommender: Recommends | None = None,
     ) -> RunSummary:
         """Start or resume the run on the workers; returns its summary (when ``wait``: the final one).
 
-        ``recommender`` is ignored (workers load the model). ``sender`` overrides the workers' sender
-        for this run: it travels in the broker messages, so give a DSN without a password.
+        ``recommender`` is ignored (workers load the model). ``request.sender`` overrides the workers'
+        sender for this run: it travels in the broker messages, so give a DSN without a password.
+        ``request.checkpoint`` is called while splitting and while waiting (a scheduler shutdown stops
+        waiting; the workers finish the run).
         """
         started = time.perf_counter()
-        now = now or reference_now(settings, store)
-        key = run_key or default_run_key(now)
-        run = store.start_run(definition.name, key, owner=None, dispatcher="celery")
-        if run.status in ("completed", "skipped"):
-            summary = summary_from_ledger(store, run, started=started)
-            summary.reason = "this run key already completed; nothing was sent again"
-            return summary
-        if run.status != "running":
+        definition = request.definition
+        now = request.now or reference_now(settings, store)
+        key = request.run_key or default_run_key(now)
+        run = store.start_run(
+            definition.name, key, owner=None, dispatcher="celery", scheduled_for=request.scheduled_for
+        )
+        summary = RunSummary(definition.name, key, run.status, False)
+        if run.status in CLOSED_RUN:
+            return summarise_run(
+                store, summary, run.id, run.status, started=started, reason=ALREADY_DONE, counted_here=False
+            )
+        if run.status != RunStatus.RUNNING:
             store.reopen_run(run.id)
-        message = {"run_id": run.id, "campaign": definition.name, "run_key": key, "now": now.isoformat()}
-        if sender:
-            message["sender"] = sender
-        planned = self._plan(store, settings, definition, run.id, now, message)
+        message: dict[str, Any] = {
+            "run_id": run.id, "campaign": definition.name, "run_key": key, "now": now.isoformat()
+        }  # fmt: skip
+        if isinstance(request.sender, str) and request.sender:
+            message["sender"] = request.sender
+        planned = self._plan(store, settings, request, run.id, now, message)
         self._enqueue_open(store, settings, run.id, message, everything=True, skip=planned)
         close_if_last(store, run.id, definition.name, key)  # an empty audience closes at once
         if self.wait:
-            self._supervise(store, settings, run.id, message, progress)
-        return summary_from_ledger(store, store.get_run(key, definition.name), started=started)
+            self._supervise(store, settings, run.id, message, request)
+        final = store.get_run(key, definition.name)
+        return summarise_run(
+            store, summary, final.id, final.status, started=started, reason=final.reason, counted_here=False
+        )
 
     # -- splitting
 
     def _plan(
         self,
-        store: Any,
+        store: DistributedStore,
         settings: Settings,
-        definition: CampaignDefinition,
+        request: RunRequest,
         run_id: int,
         now: datetime,
         message: dict[str, Any],
@@ -230,7 +234,7 @@ class CeleryDispatcher:
         if sentinel is None or sentinel.status != "done":
             store.add_batches(run_id, [(SENTINEL, [])])
             pending: list[tuple[int, list[tuple[int, int | None]]]] = []
-            for no, refs in enumerate(_member_refs(store, settings, definition, now)):
+            for no, refs in enumerate(_member_refs(store, settings, request, now)):
                 pending.append((no, refs))
                 if len(pending) >= 50:
                     enqueued.update(self._register(store, settings, run_id, pending, message))
@@ -240,7 +244,7 @@ class CeleryDispatcher:
             return enqueued
         if store.batch_progress(run_id).open:
             return enqueued
-        leftovers = store.customers_in_state(run_id, ("claimed",), limit=1_000_000)
+        leftovers = store.customers_in_state(run_id, (DeliveryStatus.CLAIMED,), limit=1_000_000)
         leftovers += [
             c for c in store.due_deferred_customers(run_id, now, limit=1_000_000) if c not in leftovers
         ]
@@ -257,7 +261,7 @@ class CeleryDispatcher:
 
     def _register(
         self,
-        store: Any,
+        store: DistributedStore,
         settings: Settings,
         run_id: int,
         batches: list[tuple[int, list[tuple[int, int | None]]]],
@@ -273,13 +277,15 @@ class CeleryDispatcher:
     def _enqueue(self, settings: Settings, message: dict[str, Any], batch_no: int) -> None:
         """One broker message for the batch, remembered for the requeue throttle."""
         self.producer(settings).send_task(
-            TASK_NAME, kwargs={**message, "batch_no": batch_no}, queue=self.queue
+            TASK_NAME, kwargs={**message, "batch_no": batch_no}, queue=self.queue or settings.celery_queue
         )
         self._requeued_at[batch_no] = time.monotonic()
 
     @staticmethod
-    def _finish_sentinel(store: Any, run_id: int) -> None:
+    def _finish_sentinel(store: DistributedStore, run_id: int) -> None:
         batch = store.get_batch(run_id, SENTINEL)
+        if batch is None:  # registered by _plan before this is called
+            return
         me = process_identity()
         stale = utcnow() - timedelta(seconds=BATCH_LEASE_SECONDS)
         if store.take_batch(batch.id, me, expected_owner=batch.owner, stale_before=stale):
@@ -289,7 +295,7 @@ class CeleryDispatcher:
 
     def _enqueue_open(
         self,
-        store: Any,
+        store: DistributedStore,
         settings: Settings,
         run_id: int,
         message: dict[str, Any],
@@ -309,7 +315,7 @@ class CeleryDispatcher:
             if b.batch_no == SENTINEL or (skip and b.batch_no in skip):
                 continue
             held = b.owner is not None
-            gone = held and (
+            gone = b.owner is not None and (
                 holder_is_gone(b.owner) or (b.heartbeat_at is not None and b.heartbeat_at < stale)
             )
             if not (gone or (everything and not held)):
@@ -323,20 +329,23 @@ class CeleryDispatcher:
 
     def _supervise(
         self,
-        store: Any,
+        store: DistributedStore,
         settings: Settings,
         run_id: int,
         message: dict[str, Any],
-        progress: Callable[[int], None] | None,
+        request: RunRequest,
     ) -> None:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         campaign, key = message["campaign"], message["run_key"]
         last_seen: tuple[int, datetime | None] | None = None
         last_change = time.monotonic()
         reported = 0
+        progress = request.progress
         while deadline is None or time.monotonic() < deadline:
+            if request.checkpoint is not None:
+                request.checkpoint()
             run = store.get_run(key, campaign)
-            if run.status != "running":
+            if run.status != RunStatus.RUNNING:
                 return
             prog = store.batch_progress(run_id)
             if prog.open == 0:
@@ -372,8 +381,8 @@ class CeleryDispatcher:
 
 
 def _member_refs(
-    store: Any, settings: Settings, definition: CampaignDefinition, now: datetime
+    store: DistributedStore, settings: Settings, request: RunRequest, now: datetime
 ) -> Iterator[list[tuple[int, int | None]]]:
-    for members in iter_members(store, settings, definition, now=now):
+    for members in iter_audience(store, settings, request, now=now):
         if members:
             yield [(m.customer.id, m.order.id if m.order else None) for m in members]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
@@ -21,14 +22,6 @@ BLOCK_TITLES = {
 }
 _SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$", "AUD": "A$", "CAD": "C$", "JPY": "¥", "CHF": "CHF "}
 _secret_cache: dict[tuple[str, str], bytes] = {}
-
-
-class NoContent(Exception):  # noqa: N818 - a skip signal, not an error
-    """This customer would get an empty email; ``reason`` says why (e.g. "no recommendations")."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 def secret_key(settings: Settings) -> bytes:
@@ -83,11 +76,12 @@ def base_context(
     *,
     run_key: str,
     is_preview: bool,
+    issued_at: float | None = None,
 ) -> dict[str, Any]:
     first = _clean(customer.first_name)
     last = _clean(customer.last_name)
     return {
-        "campaign": {"name": definition.name, "kind": definition.kind},
+        "campaign": {"name": definition.name, "kind": definition.kind_plugin.name},
         "customer": {
             "id": customer.id,
             "first_name": first,
@@ -102,7 +96,11 @@ def base_context(
             "address": _clean(settings.shop_address),
         },
         "unsubscribe_url": unsubscribe_url(
-            settings.public_url, secret_key(settings), customer_id=customer.id, campaign=definition.name
+            settings.public_url,
+            secret_key(settings),
+            customer_id=customer.id,
+            campaign=definition.name,
+            issued_at=issued_at,
         ),
         "run_key": run_key,
         "is_preview": is_preview,
@@ -135,7 +133,7 @@ def _card(product: ProductRecord, settings: Settings, campaign: str) -> dict[str
 def block_context(
     block: Block | None,
     name: str,
-    products: dict[int, ProductRecord],
+    products: Mapping[int, ProductRecord],
     settings: Settings,
     campaign: str,
     count: int,
@@ -160,7 +158,7 @@ def recommendation_blocks(
     definition: CampaignDefinition,
     settings: Settings,
     recommendation: Recommendation | None,
-    products: dict[int, ProductRecord],
+    products: Mapping[int, ProductRecord],
     *,
     category: str | None = None,
 ) -> list[dict[str, Any]]:

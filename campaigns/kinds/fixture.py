@@ -1,5 +1,6 @@
-"""Preview fixtures: ``<campaign>.preview.json`` beside each email, read into the records
-:func:`campaigns.kinds.build_context` takes, so a preview runs exactly the code a send runs.
+"""Preview fixtures: ``<campaign>.preview.json`` beside each email, read into the records the email
+factory builds from (:class:`~campaigns.kinds.ContextInputs`), so a preview runs exactly the code a
+send runs (:meth:`campaigns.factory.EmailFactory.prepare_inputs`).
 
 Shape (every key but ``customer`` optional)::
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from campaigns.definition import CampaignDefinition
 from campaigns.errors import NotFoundError, TemplateError
+from campaigns.kinds.base import ContextInputs, Member
 from campaigns.store.records import CustomerRecord, OrderLineRecord, OrderRecord, ProductRecord
 from recommender.blocks import SIMILAR, Block, Recommendation, RecommendedItem
 
@@ -37,8 +39,8 @@ def _items(raw: list[dict[str, Any]]) -> tuple[RecommendedItem, ...]:
     )
 
 
-def parse_fixture(data: dict[str, Any], currency: str = "GBP") -> dict[str, Any]:
-    """The keyword arguments of ``build_context`` (without definition/settings) from fixture data."""
+def parse_fixture(data: dict[str, Any], currency: str = "GBP") -> ContextInputs:
+    """The context inputs of the fixture's customer (its newest order is the member's order)."""
     c = data["customer"]
     customer = CustomerRecord(
         id=int(c.get("id", 1)),
@@ -89,17 +91,21 @@ def parse_fixture(data: dict[str, Any], currency: str = "GBP") -> dict[str, Any]
         )
     orders.sort(key=lambda o: o.ordered_at, reverse=True)
     similar = Block(SIMILAR, _items(data["similar"])) if "similar" in data else None
-    return {
-        "customer": customer,
-        "recommendation": recommendation,
-        "products": products,
-        "orders": orders,
-        "order": orders[0] if orders else None,
-        "similar": similar,
-    }
+    return ContextInputs(
+        customer=customer,
+        recommendation=recommendation,
+        products=products,
+        orders=tuple(orders),
+        order=orders[0] if orders else None,
+        similar=similar,
+    )
 
 
-def load_fixture(definition: CampaignDefinition, currency: str = "GBP") -> dict[str, Any]:
+def fixture_member(inputs: ContextInputs) -> Member:
+    return Member(inputs.customer, inputs.order)
+
+
+def load_fixture(definition: CampaignDefinition, currency: str = "GBP") -> ContextInputs:
     """Read ``<campaign>.preview.json``; NotFoundError when absent, TemplateError when malformed."""
     path: Path = definition.preview_path
     try:

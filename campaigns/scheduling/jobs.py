@@ -11,9 +11,10 @@ What one fire does (``run_scheduled``):
 1. reload the campaign from its template (an edited subject applies without a re-sync; a removed
    or broken campaign is logged with what to do, never raised into the scheduler);
 2. decide: send the latest fire within ``max_lateness``; record the others as skipped runs;
-3. run it through ``campaigns.runner.run_campaign`` with run key ``plan.run_key(fire, zone)``, the
-   audience restricted to the zone for recipient-local jobs; a shutdown request stops it between
-   batches (the run stays resumable: same key, ledger rows kept);
+3. run it through the configured dispatcher (``settings.dispatcher``: in this process, or on Celery
+   workers) with run key ``plan.run_key(fire, zone)``, the audience restricted to the zone for
+   recipient-local jobs; a shutdown request stops it between batches (the run stays resumable: same
+   key, ledger rows kept);
 4. a failure is logged with its reason and retried after ``RETRY_DELAYS`` (a one-off job in the
    job store, so a restart keeps it); past the last delay, or beyond the lateness, it is left for
    `retain send` / recorded as skipped.
@@ -21,9 +22,10 @@ What one fire does (``run_scheduled``):
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,11 +38,20 @@ from apscheduler.triggers.date import DateTrigger
 from campaigns.clock import reference_now
 from campaigns.config import Settings
 from campaigns.definition import DEFAULT_MAX_LATENESS, CampaignDefinition, find_campaign
-from campaigns.errors import ModelError, NotFoundError, RetainError, SchedulerError, TemplateError
-from campaigns.personalize import RECOMMENDING_KINDS, Member
+from campaigns.errors import (
+    ModelError,
+    NotFoundError,
+    RetainError,
+    RunBusyError,
+    SchedulerError,
+    TemplateError,
+)
+from campaigns.kinds import ModelUse
 from campaigns.scheduling.plan import FUNC_RUN, run_key
 from campaigns.scheduling.policy import decide_fires
-from campaigns.scheduling.zones import effective_zone
+from campaigns.status import CLOSED_RUN, RunStatus
+from campaigns.store.protocols import PipelineStore
+from campaigns.summary import RunSummary
 
 log = logging.getLogger("campaigns.scheduling")
 
@@ -64,7 +75,7 @@ class SchedulerContext:
     """What jobs need: the process's settings and store, an aware-UTC clock, and the scheduler."""
 
     settings: Settings
-    store: Any
+    store: PipelineStore
     clock: Clock = utc_now
     scheduler: Any | None = None  # a started APScheduler scheduler: retries are added to it
     owner: str = "scheduler"
@@ -96,7 +107,7 @@ class FireOutcome:
     run_key: str | None = None
     reason: str | None = None
     skipped: int = 0
-    summary: Any | None = None
+    summary: RunSummary | None = None
 
 
 # ------------------------------------------------------------------------------------------ campaign runs
@@ -148,31 +159,28 @@ def _execute(
     attempt: int,
     skipped: int,
 ) -> FireOutcome:
-    from campaigns.runner import run_campaign
-    from campaigns.store.ledger import RunBusyError
+    from campaigns.dispatch import resolve_dispatcher
+    from campaigns.factory import campaign_recommender
+    from campaigns.runner import RunRequest
 
     name, key = definition.name, run_key(fire, zone)
+    dispatcher = resolve_dispatcher(ctx.settings)
     recommender = None
-    if definition.kind in RECOMMENDING_KINDS or definition.kind == "post_purchase":
-        from campaigns.training import load_recommender
-
-        try:
-            recommender = load_recommender(ctx.settings, ctx.store)
-        except (NotFoundError, ModelError) as exc:
-            if definition.kind != "post_purchase":
-                reason = f"no usable recommender model: {exc}"
-                log.error("campaign %s (%s): %s", name, key, reason)
-                _record_skipped(ctx, name, key, fire, reason)
-                return FireOutcome(name, "skipped", key, reason, skipped + 1)
-            log.info("campaign %s: no model (%s); follow-ups go out without similar items", name, exc)
-    now = reference_now(ctx.settings, ctx.store)
-    members = _audience(ctx, definition, zone, now)
     try:
-        summary = run_campaign(
-            ctx.store, ctx.settings, definition,
-            recommender=recommender, run_key=key, now=now,
-            scheduled_for=_naive_utc(fire), members=members,
-        )  # fmt: skip
+        # a kind that requires the model is skipped without one; Celery workers load their own copy
+        if dispatcher.loads_model or definition.kind_plugin.needs.model is ModelUse.REQUIRED:
+            recommender = campaign_recommender(definition, ctx.settings, ctx.store)
+    except (NotFoundError, ModelError) as exc:
+        reason = f"no usable recommender model: {exc}"
+        log.error("campaign %s (%s): %s", name, key, reason)
+        _record_skipped(ctx, name, key, fire, reason)
+        return FireOutcome(name, "skipped", key, reason, skipped + 1)
+    request = RunRequest(
+        definition, run_key=key, now=reference_now(ctx.settings, ctx.store), scheduled_for=_naive_utc(fire),
+        zone=zone, checkpoint=functools.partial(_stop_if_shutting_down, ctx),
+    )  # fmt: skip
+    try:
+        summary = dispatcher.send(ctx.store, ctx.settings, request, recommender=recommender)
     except ShutdownRequested:
         log.warning("campaign %s (%s) stopped by shutdown; it resumes when the scheduler restarts", name, key)
         _schedule_retry(ctx, name, zone, fire, attempt, at=ctx.clock(), count_attempt=False)
@@ -187,43 +195,30 @@ def _execute(
         )
         _schedule_retry(ctx, name, zone, fire, attempt)
         return FireOutcome(name, "failed", key, reason, skipped)
-    log.info("campaign %s run %s: %s", name, key, summary.to_json())
-    if summary.status == "paused":
+    log.info("campaign %s run %s (%s): %s", name, key, dispatcher.name, summary.to_json())
+    if summary.status == RunStatus.PAUSED:
         _schedule_retry(ctx, name, zone, fire, attempt)
-    elif summary.status == "deferred" and summary.next_attempt_at:
+    elif summary.status == RunStatus.DEFERRED and summary.next_attempt_at:
         later = datetime.fromisoformat(summary.next_attempt_at).replace(tzinfo=UTC)
         _schedule_retry(ctx, name, zone, fire, attempt, at=max(later, ctx.clock() + timedelta(minutes=1)))
     return FireOutcome(name, "sent", key, summary.reason, skipped, summary)
 
 
-def _audience(
-    ctx: SchedulerContext, definition: CampaignDefinition, zone: str | None, now: datetime
-) -> Iterator[list[Member]]:
-    """The campaign's audience, restricted to ``zone``; stops between batches on shutdown."""
-    from campaigns.runner import iter_members
-
-    shop = ctx.settings.shop_timezone
-    for batch in iter_members(ctx.store, ctx.settings, definition, now=now):
-        if ctx.stopping.is_set():
-            raise ShutdownRequested("the scheduler is stopping")
-        if zone is not None:
-            batch = [m for m in batch if effective_zone(m.customer.timezone, shop) == zone]
-        if batch:
-            yield batch
+def _stop_if_shutting_down(ctx: SchedulerContext) -> None:
+    if ctx.stopping.is_set():
+        raise ShutdownRequested("the scheduler is stopping")
 
 
 def _record_skipped(ctx: SchedulerContext, campaign: str, key: str, fire: datetime, reason: str) -> None:
     """A run row with status ``skipped`` and the reason (left alone when it already completed)."""
-    from campaigns.store.ledger import RunBusyError
-
     try:
         run = ctx.store.start_run(campaign, key, owner=ctx.owner, scheduled_for=_naive_utc(fire))
     except RunBusyError as exc:
         log.info("campaign %s (%s): not marked skipped: %s", campaign, key, exc)
         return
-    if run.status in ("completed", "skipped"):
+    if run.status in CLOSED_RUN:
         return
-    ctx.store.finish_run(run.id, ctx.owner, "skipped", reason[:1000])
+    ctx.store.finish_run(run.id, ctx.owner, RunStatus.SKIPPED, reason[:1000])
     log.warning("campaign %s run %s skipped: %s", campaign, key, reason)
 
 

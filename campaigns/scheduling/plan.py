@@ -9,7 +9,7 @@ campaign name and zone), so the store survives restarts and code changes:
 | ``cron`` + an IANA zone | one, id ``campaign:NAME``, cron in that zone, everyone |
 | ``interval`` | one, id ``campaign:NAME``, anchored at 2000-01-01 00:00 so restarts keep the rhythm |
 | ``once`` | like cron, at ``ONCE_AT`` (09:00) local on that date |
-| post_purchase without a schedule | one hourly tick, id ``campaign:NAME`` |
+| a due-based kind (post_purchase ...) without a schedule | one hourly tick, id ``campaign:NAME`` |
 
 plus ``train``, the nightly retrain (``TRAIN_CRON`` in the shop's zone) whenever any campaign is
 scheduled. A job's ``fingerprint`` (function, args, trigger) tells ``sync`` whether it changed.
@@ -37,7 +37,7 @@ TRAIN_CRON = "0 3 * * *"
 TRAIN_JOB_ID = "train"
 #: the local time a ``once: DATE`` campaign is sent at
 ONCE_AT = time(9, 0)
-#: post_purchase campaigns without a schedule look for due orders this often
+#: due-based kinds (post_purchase ...) without a schedule look for due recipients this often
 DEFAULT_TICK = timedelta(hours=1)
 INTERVAL_ANCHOR = datetime(2000, 1, 1)
 #: job ids that ``sync`` owns (retry jobs are left to run out)
@@ -100,7 +100,7 @@ def campaign_jobs(definition: CampaignDefinition, zones: Iterable[str], shop_zon
     spec = definition.schedule
     name = definition.name
     if spec is None:
-        if definition.kind != "post_purchase":
+        if not definition.kind_plugin.ticks_without_schedule:
             return []
         spec = ScheduleSpec(interval=DEFAULT_TICK, timezone=shop_zone)
     if spec.timezone == "recipient" and not spec.interval:

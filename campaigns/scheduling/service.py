@@ -150,13 +150,13 @@ def run_forever(
 
     Raises SchedulerError when another scheduler holds the lock, or when the lock is lost.
     """
-    from campaigns.runner import process_owner
+    from campaigns.leases import new_owner
     from campaigns.store import Store
 
     own_store = store is None
     store = store or Store.open(settings.resolved_database_url())
     stop = stop or threading.Event()
-    owner = process_owner()
+    owner = new_owner()
     lock = SchedulerLock(store, owner)
     previous: dict[int, Any] = {}
     try:

@@ -143,7 +143,7 @@ def sync_jobs(scheduler: Any, store: Any, settings: Settings, *, apply: bool = T
             why = "no campaign is scheduled any more"
         elif campaign not in by_name:
             why = f"campaign {campaign!r} was removed from {Path(settings.templates_dir) / 'emails'}"
-        elif by_name[campaign].schedule is None and by_name[campaign].kind != "post_purchase":
+        elif by_name[campaign].schedule is None and not by_name[campaign].kind_plugin.ticks_without_schedule:
             why = f"campaign {campaign!r} no longer has a schedule"
         else:
             why = "its schedule or timezone changed"

@@ -65,7 +65,7 @@ class MemorySender(SenderBase):
                 continue
             with _LOCK:
                 self.outbox.append(message)
-            on_result(SendResult(message.key, SendStatus.SENT))
+            on_result(SendResult(message.key, SendStatus.SENT, code="smtp_250"))  # as SMTP would
 
 
 _: type[Sender] = MemorySender  # mypy checks that the class satisfies the Sender protocol

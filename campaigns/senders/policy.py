@@ -9,6 +9,7 @@ model: the base owns the send loop, a provider fills in the transport)::
         async def attempt(self, conn, message) -> SendResult: ...        # required: one try, one result
         async def close_connection(self, conn, graceful) -> None: ...    # optional (default: nothing)
         def reusable(self, conn) -> bool: ...                            # optional (default: True)
+        def should_retry(self, result) -> bool: ...                      # optional (default: True)
 
 ``send_batch`` hands the batch to an asyncio loop in one background thread, where up to
 ``policy.concurrency`` workers each hold one connection (kept in an idle pool between batches) and take
@@ -18,7 +19,8 @@ the caller's thread. What the engine does with the status an ``attempt`` returns
 * SENT: reported; resets the consecutive-failure count.
 * DEFERRED (a temporary failure of this try: 4xx, connection lost *before* the payload was written): tried
   again on another turn after an exponential backoff with jitter, up to ``max_attempts``; then reported
-  DEFERRED (``"gave up after N attempt(s); last: ..."``) for a later run to retry.
+  DEFERRED (``"gave up after N attempt(s); last: ..."``) for a later run to retry. A transport's
+  ``should_retry`` may decline the retries (reported DEFERRED at once).
 * REJECTED, HARD_BOUNCE, COMPLAINT, UNKNOWN: reported at once, never retried (UNKNOWN means the payload
   may have arrived: retrying could deliver it twice).
 
@@ -253,6 +255,11 @@ class PolicySender(SenderBase, ABC, Generic[C]):
         """Whether ``conn`` may carry another message (checked after every attempt and at checkout)."""
         return True
 
+    def should_retry(self, result: SendResult) -> bool:
+        """Whether a DEFERRED ``result`` is worth another try in this call (the default: yes). False reports
+        it DEFERRED at once, for a later run (e.g. SMTP's 5xx to MAIL FROM: repeating it now cannot help)."""
+        return True
+
     async def close_connection(self, conn: C, graceful: bool) -> None:
         """Close ``conn``: ``graceful`` says goodbye to the server (e.g. SMTP QUIT) when it is still up."""
 
@@ -417,6 +424,9 @@ class PolicySender(SenderBase, ABC, Generic[C]):
 
     def _retry_or_fail(self, batch: _Batch, job: _Job, result: SendResult) -> None:
         job.last = result
+        if not self.should_retry(result):
+            self._fail(batch, job, result)
+            return
         if job.attempts >= self.policy.max_attempts or batch.paused:
             self._fail(batch, job, self._gave_up(job, "paused" if batch.paused else "gave up"))
             return

@@ -11,8 +11,9 @@ Reply codes onto statuses (``code`` is ``"smtp_<reply>"``):
 * 250 after DATA: SENT.
 * 5xx on RCPT meaning a bad address (an enhanced status code 5.1.x other than the sender's 5.1.7 / 5.1.8;
   without an enhanced code, 550 / 551 / 553): HARD_BOUNCE, and the runner suppresses the address.
-* any other 5xx on RCPT, MAIL FROM or DATA: REJECTED (final; a MAIL FROM refusal is the server refusing
-  *us*, and counts toward the pause like every final failure).
+* any other 5xx on RCPT or DATA: REJECTED (final).
+* 5xx on MAIL FROM: the server refuses *us*, not the recipient: DEFERRED without a retry in this call
+  (``should_retry``), so the message waits for a later pass of the run; it counts toward the pause.
 * 4xx anywhere, or a connection lost / timed out before the message payload was written: DEFERRED, which
   the policy retries (another connection, exponential backoff) before reporting it.
 * a connection lost or timed out *after* the payload was written, before the server's final reply:
@@ -128,6 +129,9 @@ class SmtpSender(PolicySender[SmtpConnection]):
     def reusable(self, conn: SmtpConnection) -> bool:
         return conn.client.is_connected and conn.sent < self.options.max_per_connection
 
+    def should_retry(self, result: SendResult) -> bool:
+        return not (result.code or "").startswith("smtp_5")  # a 5xx (to MAIL FROM) is not repeated now
+
     async def close_connection(self, conn: SmtpConnection, graceful: bool) -> None:
         client = conn.client
         if graceful and client.is_connected:
@@ -211,6 +215,8 @@ def smtp_status(stage: str, code: int, text: str = "", written: bool = False) ->
         return SendStatus.DEFERRED
     if code < 400:  # a reply no server should give here: after the payload, its fate is not known
         return SendStatus.UNKNOWN if written else SendStatus.DEFERRED
+    if stage == "MAIL FROM":  # the server refuses us, not the recipient: for a later pass of the run
+        return SendStatus.DEFERRED
     if stage == "RCPT TO":
         enhanced = _ENHANCED.match(text)
         if enhanced:

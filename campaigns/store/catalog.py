@@ -451,3 +451,27 @@ class CatalogStore(StoreBase):
                 .order_by(O.c.ordered_at, O.c.id)
             )
             return [(int(a), int(b), c) for a, b, c in conn.execute(q)]
+
+    def first_orders_between(self, start: datetime, end: datetime) -> list[tuple[int, int, datetime, int]]:
+        """(order id, customer id, ordered_at, the customer's order count) of every customer whose FIRST
+        order falls in start <= ordered_at < end (a welcome or first-purchase follow-up's audience)."""
+        first = (
+            select(
+                O.c.customer_id.label("cid"),
+                func.min(O.c.ordered_at).label("first_at"),
+                func.count().label("n"),
+            )
+            .group_by(O.c.customer_id)
+            .having(and_(func.min(O.c.ordered_at) >= start, func.min(O.c.ordered_at) < end))
+            .subquery()
+        )
+        with self.engine.connect() as conn:
+            q = (
+                select(func.min(O.c.id), O.c.customer_id, first.c.first_at, first.c.n)
+                .select_from(
+                    O.join(first, and_(O.c.customer_id == first.c.cid, O.c.ordered_at == first.c.first_at))
+                )
+                .group_by(O.c.customer_id, first.c.first_at, first.c.n)
+                .order_by(first.c.first_at, O.c.customer_id)
+            )
+            return [(int(a), int(b), c, int(n)) for a, b, c, n in conn.execute(q)]

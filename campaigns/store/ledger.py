@@ -10,44 +10,26 @@ batch is processed again was in flight during a crash: Retain resolves it **at m
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, or_, select, text
+from sqlalchemy import Table, and_, bindparam, func, or_, select, text
 
-from campaigns.errors import NotFoundError, RetainError
+from campaigns.errors import NotFoundError, RunBusyError
+from campaigns.leases import owner_is_dead
 from campaigns.models import Delivery, Order, Run
+from campaigns.status import CLOSED_RUN, FINAL_DELIVERY, DeliveryStatus, RunStatus
 from campaigns.store.base import StoreBase, chunked, utcnow
 
-RUNS, DEL, ORD = Run.__table__, Delivery.__table__, Order.__table__
+RUNS, DEL, ORD = (cast(Table, m.__table__) for m in (Run, Delivery, Order))
 
 #: a run lease not renewed for this long is considered abandoned (the process died)
 LEASE_SECONDS = 120
 
-FINAL = ("sent", "failed", "skipped", "holdout")
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` ("host:pid:tag") names a process on this host that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-class RunBusyError(RetainError):
-    """Another live process holds this run's lease."""
+#: kept for callers of the old name
+FINAL = tuple(FINAL_DELIVERY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +37,7 @@ class RunRecord:
     id: int
     campaign: str
     key: str
-    status: str
+    status: RunStatus
     reason: str | None
     scheduled_for: datetime | None
     dispatcher: str
@@ -69,9 +51,40 @@ class RunRecord:
 class DeliveryState:
     id: int
     customer_id: int
-    status: str
+    status: DeliveryStatus
     not_before: datetime | None
     attempts: int
+
+
+@dataclass(slots=True)
+class LedgerRow:
+    """One customer's ledger row, to insert (``id`` None) or to update (a resumed run's existing row).
+
+    Status ``sending`` on insert claims the row and hands it to this caller's sender in one statement.
+    """
+
+    customer_id: int
+    status: DeliveryStatus
+    email: str | None = None
+    order_id: int | None = None
+    is_marketing: bool = True
+    reason: str | None = None
+    subject: str | None = None
+    not_before: datetime | None = None
+    sender: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What became of one message handed to a sender: ``sent``, ``failed``, or ``claimed`` again
+    (a temporary failure: the next pass of the run tries it again)."""
+
+    id: int
+    status: DeliveryStatus
+    reason: str | None = None
+    message_id: str | None = None
+    attempts: int = 1
 
 
 @dataclass(slots=True)
@@ -90,7 +103,7 @@ def _run_record(row: Any) -> RunRecord:
         id=row.id,
         campaign=row.campaign,
         key=row.key,
-        status=row.status,
+        status=RunStatus(row.status),
         reason=row.reason,
         scheduled_for=row.scheduled_for,
         dispatcher=row.dispatcher,
@@ -183,7 +196,7 @@ class LedgerStore(StoreBase):
                 {
                     "campaign": campaign,
                     "key": key,
-                    "status": "running",
+                    "status": RunStatus.RUNNING,
                     "scheduled_for": scheduled_for,
                     "dispatcher": dispatcher,
                     "is_test": is_test,
@@ -192,7 +205,7 @@ class LedgerStore(StoreBase):
                 },
             )
             row = conn.execute(select(RUNS).where(RUNS.c.campaign == campaign, RUNS.c.key == key)).one()
-            if owner is not None and row.status not in ("completed", "skipped"):
+            if owner is not None and row.status not in CLOSED_RUN:
                 stale = now - timedelta(seconds=LEASE_SECONDS)
                 if row.owner and owner_is_dead(row.owner):
                     stale = now + timedelta(seconds=1)  # its process is gone: take over at once
@@ -202,7 +215,7 @@ class LedgerStore(StoreBase):
                         RUNS.c.id == row.id,
                         or_(RUNS.c.owner.is_(None), RUNS.c.owner == owner, RUNS.c.heartbeat_at < stale),
                     )
-                    .values(owner=owner, heartbeat_at=now, status="running", updated_at=now)
+                    .values(owner=owner, heartbeat_at=now, status=RunStatus.RUNNING, updated_at=now)
                 ).rowcount
                 if not got:
                     raise RunBusyError(
@@ -220,11 +233,13 @@ class LedgerStore(StoreBase):
                 .values(heartbeat_at=utcnow(), updated_at=utcnow())
             )
 
-    def finish_run(self, run_id: int, owner: str | None, status: str, reason: str | None = None) -> None:
+    def finish_run(
+        self, run_id: int, owner: str | None, status: RunStatus, reason: str | None = None
+    ) -> None:
         """Set the final (or paused) status and release the lease."""
         now = utcnow()
         values: dict[str, Any] = {"status": status, "reason": reason, "owner": None, "updated_at": now}
-        if status in ("completed", "skipped", "failed"):
+        if status in (RunStatus.COMPLETED, RunStatus.SKIPPED, RunStatus.FAILED):
             values["finished_at"] = now
         with self.transaction() as conn:
             cond = RUNS.c.id == run_id
@@ -265,17 +280,16 @@ class LedgerStore(StoreBase):
                 )
                 for r in conn.execute(q):
                     out[r.customer_id] = DeliveryState(
-                        r.id, r.customer_id, r.status, r.not_before, r.attempts
+                        r.id, r.customer_id, DeliveryStatus(r.status), r.not_before, r.attempts
                     )
         return out
 
-    def record_deliveries(self, run_id: int, campaign: str, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
+    def record_deliveries(self, run_id: int, campaign: str, rows: Sequence[LedgerRow]) -> dict[int, int]:
         """Insert ledger rows (one per customer); rows whose (run, customer) exists are left alone.
 
-        Each row: customer_id, status, and optionally reason, email, subject, order_id, not_before,
-        is_marketing, sender. Returns {customer_id: delivery_id} for the rows THIS call inserted — the
-        claim. Status ``sending`` claims a row and hands it to this caller's sender in one statement
-        (attempts = 1): the runner does that per send window, right before sending (docs/sending.md).
+        Returns {customer_id: delivery_id} for the rows THIS call inserted — the claim. Status
+        ``sending`` claims a row and hands it to this caller's sender in one statement (attempts = 1):
+        the runner does that per send window, right before sending (docs/sending.md).
         """
         if not rows:
             return {}
@@ -284,16 +298,16 @@ class LedgerStore(StoreBase):
             {
                 "run_id": run_id,
                 "campaign": campaign,
-                "customer_id": r["customer_id"],
-                "order_id": r.get("order_id"),
-                "status": r["status"],
-                "reason": r.get("reason"),
-                "email": r.get("email"),
-                "subject": (r.get("subject") or "")[:1000] or None,
-                "not_before": r.get("not_before"),
-                "is_marketing": r.get("is_marketing", True),
-                "attempts": 1 if r["status"] == "sending" else 0,
-                "sender": r.get("sender"),
+                "customer_id": r.customer_id,
+                "order_id": r.order_id,
+                "status": str(r.status),
+                "reason": r.reason,
+                "email": r.email,
+                "subject": (r.subject or "")[:1000] or None,
+                "not_before": r.not_before,
+                "is_marketing": r.is_marketing,
+                "attempts": 1 if r.status == DeliveryStatus.SENDING else 0,
+                "sender": r.sender,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -327,18 +341,26 @@ class LedgerStore(StoreBase):
                     claimed[int(cid)] = int(did)
         return claimed
 
-    def update_claims(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Refresh subject/email/status of resumed rows (claimed or deferred) before sending them."""
+    def update_claims(self, rows: Sequence[LedgerRow]) -> None:
+        """Refresh status/subject/reason/not_before of resumed rows (claimed or deferred) by ``row.id``."""
         if not rows:
             return
         now = utcnow()
         with self.transaction() as conn:
             for r in rows:
-                values = {k: r[k] for k in ("status", "subject", "email", "reason", "not_before") if k in r}
+                assert r.id is not None, "update_claims takes existing rows"
                 conn.execute(
                     DEL.update()
-                    .where(DEL.c.id == r["id"], DEL.c.status.in_(("claimed", "deferred")))
-                    .values(updated_at=now, **values)
+                    .where(
+                        DEL.c.id == r.id, DEL.c.status.in_((DeliveryStatus.CLAIMED, DeliveryStatus.DEFERRED))
+                    )
+                    .values(
+                        updated_at=now,
+                        status=str(r.status),
+                        subject=(r.subject or "")[:1000] or None,
+                        reason=r.reason,
+                        not_before=r.not_before,
+                    )
                 )
 
     def begin_sending(self, delivery_ids: Sequence[int]) -> list[int]:
@@ -349,64 +371,38 @@ class LedgerStore(StoreBase):
             for part in chunked(list(delivery_ids), 500):
                 stmt = (
                     DEL.update()
-                    .where(DEL.c.id.in_(part), DEL.c.status == "claimed")
-                    .values(status="sending", updated_at=now, attempts=DEL.c.attempts + 1)
+                    .where(DEL.c.id.in_(part), DEL.c.status == DeliveryStatus.CLAIMED)
+                    .values(status=DeliveryStatus.SENDING, updated_at=now, attempts=DEL.c.attempts + 1)
                     .returning(DEL.c.id)
                 )
                 owned.extend(int(x) for x in conn.execute(stmt).scalars())
         return owned
 
-    def record_result(
-        self,
-        delivery_id: int,
-        *,
-        ok: bool,
-        message_id: str | None = None,
-        reason: str | None = None,
-        sender: str | None = None,
-        attempts: int | None = None,
-        retryable: bool = False,
-    ) -> None:
-        """Record one message's outcome (its own short transaction: sends are recorded per message).
+    def record_result(self, outcome: DeliveryOutcome, *, sender: str | None = None) -> None:
+        """Record one message's outcome (its own short transaction: sends are recorded per message)."""
+        self.record_results([outcome], sender=sender)
 
-        ``retryable`` failures (temporary SMTP errors after the sender's own retries) go back to
-        ``claimed`` with their reason, so the next pass or resume tries them again.
-        """
-        now = utcnow()
-        status = "sent" if ok else ("claimed" if retryable else "failed")
-        values: dict[str, Any] = {"status": status, "updated_at": now, "sender": sender}
-        if ok:
-            values.update(sent_at=now, message_id=message_id)
-        else:
-            values["reason"] = (reason or "failed")[:200]
-        if attempts is not None:
-            values["attempts"] = attempts
-        with self.transaction() as conn:
-            conn.execute(
-                DEL.update().where(DEL.c.id == delivery_id, DEL.c.status == "sending").values(**values)
-            )
-
-    def record_results(self, results: Sequence[dict[str, Any]], *, sender: str | None = None) -> None:
+    def record_results(self, outcomes: Sequence[DeliveryOutcome], *, sender: str | None = None) -> None:
         """Record several outcomes in one short transaction: each message's row gets its own outcome
         (one ``UPDATE ... FROM unnest`` for the group on PostgreSQL, one UPDATE per message elsewhere).
 
-        Each item: ``id``, ``ok``, and optionally ``message_id``, ``reason``, ``attempts``, ``retryable``
-        (see :meth:`record_result`). Only rows still ``sending`` change.
+        Only rows still ``sending`` change. A ``claimed`` outcome (a temporary failure after the sender's
+        own retries) goes back to ``claimed`` with its reason, so the next pass or resume tries it again.
         """
-        if not results:
+        if not outcomes:
             return
         now = utcnow()
         rows = []
-        for r in results:
-            ok = bool(r["ok"])
+        for o in outcomes:
+            sent = o.status == DeliveryStatus.SENT
             rows.append(
                 {
-                    "b_id": r["id"],
-                    "b_status": "sent" if ok else ("claimed" if r.get("retryable") else "failed"),
-                    "b_reason": None if ok else (r.get("reason") or "failed")[:200],
-                    "b_message_id": r.get("message_id") if ok else None,
-                    "b_sent_at": now if ok else None,
-                    "b_attempts": r.get("attempts") or 1,
+                    "b_id": o.id,
+                    "b_status": str(o.status),
+                    "b_reason": None if sent else (o.reason or "failed")[:200],
+                    "b_message_id": o.message_id if sent else None,
+                    "b_sent_at": now if sent else None,
+                    "b_attempts": o.attempts or 1,
                 }
             )
         with self.transaction() as conn:
@@ -415,7 +411,7 @@ class LedgerStore(StoreBase):
                 return
             stmt = (
                 DEL.update()
-                .where(DEL.c.id == bindparam("b_id"), DEL.c.status == "sending")
+                .where(DEL.c.id == bindparam("b_id"), DEL.c.status == DeliveryStatus.SENDING)
                 .values(
                     status=bindparam("b_status"),
                     reason=bindparam("b_reason"),
@@ -435,7 +431,9 @@ class LedgerStore(StoreBase):
         with self.transaction() as conn:
             for part in chunked(ids, 500):
                 n += conn.execute(
-                    DEL.update().where(DEL.c.id.in_(part), DEL.c.status == "sending").values(status="claimed")
+                    DEL.update()
+                    .where(DEL.c.id.in_(part), DEL.c.status == DeliveryStatus.SENDING)
+                    .values(status=DeliveryStatus.CLAIMED)
                 ).rowcount
         return n
 
@@ -446,8 +444,8 @@ class LedgerStore(StoreBase):
             for part in chunked(list(delivery_ids), 500):
                 n += conn.execute(
                     DEL.update()
-                    .where(DEL.c.id.in_(part), DEL.c.status == "sending")
-                    .values(status="failed", reason="in_flight_at_crash", updated_at=utcnow())
+                    .where(DEL.c.id.in_(part), DEL.c.status == DeliveryStatus.SENDING)
+                    .values(status=DeliveryStatus.FAILED, reason="in_flight_at_crash", updated_at=utcnow())
                 ).rowcount
         return n
 
@@ -462,10 +460,10 @@ class LedgerStore(StoreBase):
             for status, reason, n in conn.execute(q):
                 counts.total += n
                 counts.by_status[status] = counts.by_status.get(status, 0) + n
-                if status in ("skipped", "deferred"):
+                if status in (DeliveryStatus.SKIPPED, DeliveryStatus.DEFERRED):
                     key = reason or status
                     counts.skipped[key] = counts.skipped.get(key, 0) + n
-                if status == "failed":
+                if status == DeliveryStatus.FAILED:
                     key = reason or "failed"
                     counts.failed[key] = counts.failed.get(key, 0) + n
         return counts
@@ -475,7 +473,7 @@ class LedgerStore(StoreBase):
         with self.engine.connect() as conn:
             n, first = conn.execute(
                 select(func.count(), func.min(DEL.c.not_before)).where(
-                    DEL.c.run_id == run_id, DEL.c.status == "deferred"
+                    DEL.c.run_id == run_id, DEL.c.status == DeliveryStatus.DEFERRED
                 )
             ).one()
         return int(n), first
@@ -484,7 +482,9 @@ class LedgerStore(StoreBase):
         with self.engine.connect() as conn:
             q = (
                 select(DEL.c.customer_id)
-                .where(DEL.c.run_id == run_id, DEL.c.status == "deferred", DEL.c.not_before <= now)
+                .where(
+                    DEL.c.run_id == run_id, DEL.c.status == DeliveryStatus.DEFERRED, DEL.c.not_before <= now
+                )
                 .order_by(DEL.c.customer_id)
                 .limit(limit)
             )
@@ -512,7 +512,9 @@ class LedgerStore(StoreBase):
     def sent_deliveries(self, campaign: str | None = None) -> list[tuple[int, int, datetime]]:
         """(run id, customer id, sent_at) of every sent delivery (analytics)."""
         with self.engine.connect() as conn:
-            q = select(DEL.c.run_id, DEL.c.customer_id, DEL.c.sent_at).where(DEL.c.status == "sent")
+            q = select(DEL.c.run_id, DEL.c.customer_id, DEL.c.sent_at).where(
+                DEL.c.status == DeliveryStatus.SENT
+            )
             if campaign:
                 q = q.where(DEL.c.campaign == campaign)
             return [(int(a), int(b), c) for a, b, c in conn.execute(q)]

@@ -1,6 +1,6 @@
 """What the preview shows, without HTTP: campaign list, one rendered email, test sends.
 
-:class:`PreviewService` renders through the same :class:`~campaigns.personalize.Personalizer` the
+:class:`PreviewService` renders through the same :class:`~campaigns.factory.EmailFactory` the
 runner uses (real recommendations, real context, real MIME headers), with the templates run in
 Jinja's sandbox (:mod:`campaigns.web.sandbox`). It never writes a delivery: a test send is recorded
 as an event of kind ``test_send``.
@@ -12,8 +12,7 @@ import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,9 @@ from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition, campaign_paths, find_campaign, load_campaign
 from campaigns.eligibility import judge_batch
 from campaigns.errors import ConfigError, NotFoundError, RetainError, SenderError
-from campaigns.kinds import NoContent, build_context
-from campaigns.kinds.fixture import load_fixture
-from campaigns.personalize import RECOMMENDING_KINDS, Member, Personalizer, Prepared
+from campaigns.factory import BuildOptions, EmailFactory, Prepared, Recommends
+from campaigns.kinds import AudienceRequest, ContextInputs, Member, ModelUse
+from campaigns.kinds.fixture import fixture_member, load_fixture
 from campaigns.render import RenderedEmail
 from campaigns.segments import (
     count_segment,
@@ -50,6 +49,7 @@ class CampaignSummary:
     marketing: bool
     problems: list[str]
     file: str
+    due_based: bool = False  # the kind's audience is what is due (orders), not a segment
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class PreviewResult:
     kind: str
     source_label: str  # "preview fixture" or "customer 42 (shop id 17850)"
     customer_id: int | None
+    uses_model: bool = False  # the kind asks the recommender (a missing model changes the email)
     rendered: RenderedEmail | None = None
     from_: str = ""
     headers: str = ""
@@ -95,7 +96,7 @@ class PreviewService:
         settings: Settings,
         *,
         segments_file: Path | None = None,
-        recommender: Any | None = None,
+        recommender: Recommends | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -110,7 +111,7 @@ class PreviewService:
 
     # ------------------------------------------------------------------ recommender
 
-    def recommender(self) -> Any | None:
+    def recommender(self) -> Recommends | None:
         """The trained model, loaded once; None (with :attr:`recommender_error`) when there is none."""
         with self._lock:
             if not self._recommender_tried:
@@ -141,10 +142,13 @@ class PreviewService:
                 out.append(CampaignSummary(path.stem, "?", "", None, "", True, problems, path.name))
                 continue
             segment = d.segment or ("inline rules" if d.segment_rules else "all-buyers")
-            size = None if d.kind == "post_purchase" else self._segment_size(d)
+            size = None if d.kind_plugin.ticks_without_schedule else self._segment_size(d)
             schedule = d.schedule.describe() if d.schedule else "manual"
+            due = d.kind_plugin.ticks_without_schedule
             out.append(
-                CampaignSummary(d.name, d.kind, segment, size, schedule, d.marketing, problems, path.name)
+                CampaignSummary(
+                    d.name, d.kind, segment, size, schedule, d.marketing, problems, path.name, due
+                )
             )
         return out
 
@@ -193,17 +197,16 @@ class PreviewService:
         return found
 
     def random_customer(self, name: str) -> CustomerRecord:
-        """A random member of the campaign's segment (among its first 500), or a recent buyer for follow-ups."""
+        """A random recipient: the kind's own candidates (recent buyers for follow-ups), or a member of
+        the campaign's segment (among its first 500)."""
         d = self.definition(name)
         now = reference_now(self.settings, self.store)
-        if d.kind == "post_purchase":
-            spec = d.follow_up
-            days = spec.days_after_order + spec.window_days if spec else 10
-            orders = self.store.orders_between(now - timedelta(days=max(days, 30)), now)
-            if not orders:
-                raise NotFoundError("no orders in the last 30 days to follow up")
-            customer = self.store.customers_by_ids([random.choice(orders)[1]])
-            return next(iter(customer.values()))
+        request = AudienceRequest(self.store, self.settings, d, now, self.segments_file)
+        own = d.kind_plugin.preview_members(request, 50)
+        if own is not None:
+            if not own:
+                raise NotFoundError(f"{d.name}: nobody is due for this kind of campaign right now")
+            return random.choice(own).customer
         segment = resolve_segment(d.segment_rules or d.segment, load_segments(self.segments_file))
         members = sample_segment(self.store, segment, now=now, limit=500)
         if not members:
@@ -212,14 +215,13 @@ class PreviewService:
 
     # ------------------------------------------------------------------ rendering
 
-    def _personalizer(self, d: CampaignDefinition) -> Personalizer:
-        return Personalizer(
-            self.store,
+    def _factory(self, d: CampaignDefinition, **options: Any) -> EmailFactory:
+        return EmailFactory(
             self.settings,
             d,
-            self.recommender(),
-            run_key="preview",
-            is_preview=True,
+            catalogue=self.store,
+            recommender=self.recommender() if d.kind_plugin.needs.model is not ModelUse.NONE else None,
+            options=BuildOptions(run_key="preview", preview=True, messages=False, **options),
             renderer=SandboxedRenderer(d, self.settings),
         )
 
@@ -229,12 +231,12 @@ class PreviewService:
             d = self.definition(name)
         except RetainError as exc:
             return PreviewResult(name, "?", "", customer_id, error=str(exc))
-        result = PreviewResult(d.name, d.kind, "preview fixture", customer_id, sources=_sources(d))
+        uses_model = d.kind_plugin.needs.model is ModelUse.REQUIRED
+        result = PreviewResult(
+            d.name, d.kind, "preview fixture", customer_id, uses_model, sources=_sources(d)
+        )
         try:
-            if customer_id is None:
-                self._render_fixture(d, result)
-            else:
-                self._render_customer(d, customer_id, result)
+            self._render(d, customer_id, result)
         except RetainError as exc:
             result.error = str(exc)
         if result.rendered is not None:
@@ -242,41 +244,43 @@ class PreviewService:
             result.html_bytes = len(result.rendered.html.encode("utf-8"))
         return result
 
-    def _render_fixture(self, d: CampaignDefinition, result: PreviewResult) -> None:
-        inputs = load_fixture(d, self.settings.currency)
-        personalizer = self._personalizer(d)
-        try:
-            context = build_context(d, self.settings, **inputs, run_key="preview", is_preview=True)
-        except NoContent as skip:
-            result.skip_reason = skip.reason
-            return
-        result.rendered = personalizer.renderer.render(context)
-        self._headers(personalizer, inputs["customer"], result)
-        rec = inputs.get("recommendation")
-        if rec is not None:
-            result.recommendations = self._lines(rec.blocks, inputs["products"])
-
-    def _render_customer(self, d: CampaignDefinition, customer_id: int, result: PreviewResult) -> None:
+    def _member(self, d: CampaignDefinition, customer_id: int | None) -> tuple[Member, ContextInputs | None]:
+        """The previewed recipient: the fixture's (with its inputs) or a real customer (inputs from the store)."""
+        if customer_id is None:
+            inputs = load_fixture(d, self.settings.currency)
+            return fixture_member(inputs), inputs
         customer = self.store.customers_by_ids([customer_id]).get(customer_id)
         if customer is None:
             raise NotFoundError(f"no customer with id {customer_id}")
-        result.source_label = f"customer {customer.id} (shop id {customer.external_id})"
         order = None
-        if d.kind == "post_purchase":
+        if d.kind_plugin.needs.similar_to_order:
             orders = self.store.orders_for_customers([customer.id], limit_per_customer=1)[customer.id]
-            if not orders:
-                result.skip_reason = "no_orders"
-                return
-            order = orders[0]
-        personalizer = self._personalizer(d)
-        result.eligibility = self._eligibility(d, customer)
-        [item] = personalizer.prepare([Member(customer, order)], build_messages=False)
+            order = orders[0] if orders else None
+        return Member(customer, order), None
+
+    def _render(self, d: CampaignDefinition, customer_id: int | None, result: PreviewResult) -> None:
+        member, inputs = self._member(d, customer_id)
+        customer = member.customer
+        if customer_id is not None:
+            result.source_label = f"customer {customer.id} (shop id {customer.external_id})"
+            result.eligibility = self._eligibility(d, customer)
+        factory = self._factory(d)
+        item = factory.prepare_inputs(member, inputs) if inputs is not None else factory.prepare([member])[0]
         if not isinstance(item, Prepared):
             result.skip_reason = item.reason
             return
         result.rendered = item.rendered
-        self._headers(personalizer, customer, result)
-        result.recommendations = self._customer_recommendations(d, customer.id)
+        result.from_ = factory.from_
+        to = customer.email or "preview@example.invalid"
+        try:
+            email = factory.message(customer, item.rendered, item.context, to_email=to)
+        except SenderError as exc:
+            result.headers = f"(no message could be built: {exc})"
+        else:
+            head = email.data.split(b"\r\n\r\n", 1)[0]
+            result.headers = head.decode("ascii", "replace").replace("\r\n", "\n")
+        if item.inputs.recommendation is not None:
+            result.recommendations = self._lines(item.inputs.recommendation.blocks, item.inputs.products)
 
     def _eligibility(self, d: CampaignDefinition, customer: CustomerRecord) -> str | None:
         share = d.holdout if d.holdout is not None else self.settings.holdout_share
@@ -295,31 +299,8 @@ class PreviewService:
             return "in the holdout group: a real send records them but mails nothing"
         return f"a real send would mark them {verdict.status}: {verdict.reason or verdict.status}"
 
-    def _headers(self, personalizer: Personalizer, customer: CustomerRecord, result: PreviewResult) -> None:
-        assert result.rendered is not None
-        result.from_ = personalizer.from_
-        to = customer if customer.email else replace(customer, email="preview@example.invalid")
-        try:
-            email = personalizer.build_email(to, result.rendered)
-        except SenderError as exc:
-            result.headers = f"(no message could be built: {exc})"
-            return
-        head = email.data.split(b"\r\n\r\n", 1)[0]
-        result.headers = head.decode("ascii", "replace").replace("\r\n", "\n")
-
-    def _customer_recommendations(self, d: CampaignDefinition, customer_id: int) -> list[RecommendationLine]:
-        recommender = self.recommender()
-        if recommender is None or d.kind not in RECOMMENDING_KINDS:
-            return []
-        spec = d.recommend
-        recs = recommender.recommend([customer_id], blocks=spec.blocks, n=spec.count, rules=spec.rules())
-        if not recs:
-            return []
-        ids = {i.product_id for b in recs[0].blocks for i in b.items}
-        return self._lines(recs[0].blocks, self.store.products_by_ids(ids))
-
     @staticmethod
-    def _lines(blocks: Any, products: dict[int, Any]) -> list[RecommendationLine]:
+    def _lines(blocks: Any, products: Any) -> list[RecommendationLine]:
         out = []
         for block in blocks:
             for item in block.items:
@@ -332,27 +313,26 @@ class PreviewService:
     # ------------------------------------------------------------------ test sends
 
     def send_test(self, name: str, to: str, customer_id: int | None = None) -> TestSendResult:
-        """Render as :meth:`render` does and send it to ``to`` with "[TEST] " before the subject.
+        """Build the email as :meth:`render` does, with "[TEST] " before the subject, and send it to ``to``.
 
         Goes through the configured sender; recorded as a ``test_send`` event, never as a delivery.
         """
         from campaigns.senders import OutgoingMessage, resolve_sender
 
         to = to.strip()
-        result = self.render(name, customer_id)
-        if result.rendered is None:
-            return TestSendResult(False, result.error or f"nothing to send ({result.skip_reason})")
-        d = self.definition(name)
-        personalizer = self._personalizer(d)
-        if customer_id is None:
-            customer = load_fixture(d, self.settings.currency)["customer"]
-        else:
-            customer = self.store.customers_by_ids([customer_id])[customer_id]
         try:
-            email = personalizer.build_email(
-                replace(customer, email=to), result.rendered, subject_prefix="[TEST] "
+            d = self.definition(name)
+            member, inputs = self._member(d, customer_id)
+            factory = self._factory(d, subject_prefix="[TEST] ")
+            item = (
+                factory.prepare_inputs(member, inputs) if inputs is not None else factory.prepare([member])[0]
             )
+            if not isinstance(item, Prepared):
+                return TestSendResult(False, f"nothing to send ({item.reason})")
+            email = factory.message(member.customer, item.rendered, item.context, to_email=to)
         except (SenderError, ConfigError) as exc:
+            return TestSendResult(False, str(exc))
+        except RetainError as exc:
             return TestSendResult(False, str(exc))
         outcomes: list[Any] = []
         try:
