@@ -117,15 +117,7 @@ def _smtp_sender(dsn: SenderDSN, settings: Settings) -> Sender:
 
     _check_options(dsn, (*_SMTP_OPTIONS, *POLICY_OPTIONS))
     policy = DeliveryPolicy.from_dsn(dsn, settings)
-    values: dict[str, Any] = {}
-    for name, cast in _SMTP_OPTIONS.items():
-        if name in dsn.options and name != "verify":
-            try:
-                values[name] = cast(dsn.options[name])
-            except ValueError:
-                raise ConfigError(
-                    f"sender DSN {str(dsn)!r}: option {name}={dsn.options[name]!r} must be {cast.__name__}"
-                ) from None
+    values = dsn.typed_options({k: v for k, v in _SMTP_OPTIONS.items() if k != "verify"})
     tls = values.pop("tls", "implicit" if dsn.scheme == "smtps" else "auto").lower()
     if dsn.scheme == "smtps" and tls != "implicit":
         raise ConfigError(

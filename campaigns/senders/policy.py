@@ -45,7 +45,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from campaigns.errors import ConfigError, SenderPausedError
 from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult, SendStatus
@@ -120,15 +120,7 @@ class DeliveryPolicy:
 
         Raises ConfigError naming the (masked) DSN for a value of the wrong type or out of range.
         """
-        values: dict[str, Any] = {}
-        for name, cast in POLICY_OPTIONS.items():
-            if name in dsn.options:
-                try:
-                    values[name] = cast(dsn.options[name])
-                except ValueError:
-                    raise ConfigError(
-                        f"sender DSN {str(dsn)!r}: option {name}={dsn.options[name]!r} must be {cast.__name__}"
-                    ) from None
+        values = dsn.typed_options(POLICY_OPTIONS)
         try:
             return dataclasses.replace(cls.from_settings(settings), **values)
         except ConfigError as exc:
