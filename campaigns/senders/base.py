@@ -43,22 +43,22 @@ class OutgoingMessage:
 
 
 class SendStatus(StrEnum):
-    """What happened to one message, in words every transport can map onto."""
+    """What became of one message, in any transport's words."""
 
     SENT = "sent"  # accepted by the transport
-    DEFERRED = "deferred"  # temporary failure after the policy's retries: retry in a later run
-    REJECTED = "rejected"  # final failure, the address may be fine (e.g. 5xx on DATA, refused sender)
-    HARD_BOUNCE = "hard_bounce"  # final: the address is bad -> the runner suppresses it
-    COMPLAINT = "complaint"  # final: the recipient complained -> suppressed
-    UNKNOWN = "unknown"  # the message may or may not have been delivered (e.g. DATA sent, no final reply)
+    DEFERRED = "deferred"  # temporary failure after the sender's retries: retry in a later pass
+    REJECTED = "rejected"  # final failure; the address may be fine (5xx on DATA, refused sender)
+    HARD_BOUNCE = "hard_bounce"  # final: the address is bad (the runner suppresses it)
+    COMPLAINT = "complaint"  # final: the recipient complained (suppressed)
+    UNKNOWN = "unknown"  # may or may not have been delivered (e.g. DATA sent, no final reply)
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """The outcome of one message.
+    """The outcome of one message: a transport-neutral ``status`` plus the transport's own detail.
 
-    ``code`` is the transport's own short code (``"smtp_550"``, ``"smtp_451"``, ``"http_422"``) when it
-    gave one; ``detail`` is human text, never secrets; ``attempts`` counts the tries in this call.
+    ``code`` is the transport's short code (``smtp_550``, ``http_422``) when there was one; ``detail`` is
+    human text without secrets.
     """
 
     key: str
@@ -74,7 +74,7 @@ class SendResult:
 
     @property
     def final(self) -> bool:
-        """Nothing is left to try: everything but DEFERRED (which a later run may retry)."""
+        """False for a temporary failure the next pass of the run may retry."""
         return self.status is not SendStatus.DEFERRED
 
 

@@ -37,7 +37,7 @@ from campaigns.senders.policy import DeliveryPolicy, PauseSending, PolicySender,
 
 TLS_MODES = ("auto", "none", "starttls", "implicit")
 #: basic reply codes on RCPT that mean the mailbox is bad, when the server gives no enhanced status code
-HARD_BOUNCE_REPLIES = frozenset({550, 551, 553})
+HARD_BOUNCE_CODES = frozenset({550, 551, 553})
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
 
 
@@ -225,7 +225,7 @@ def smtp_status(stage: str, code: int, text: str = "", written: bool = False) ->
             if subject == "1" and detail not in ("7", "8"):
                 return SendStatus.HARD_BOUNCE
             return SendStatus.REJECTED
-        if code in HARD_BOUNCE_REPLIES:
+        if code in HARD_BOUNCE_CODES:
             return SendStatus.HARD_BOUNCE
     return SendStatus.REJECTED
 
