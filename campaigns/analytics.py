@@ -2,7 +2,11 @@
 
 - **customers**: customers with at least one purchase (returns do not count).
 - **repeat purchase rate**: share of those customers with two or more orders.
-- **average order value**: purchase revenue / number of orders (returns not subtracted).
+- **average order value**: purchase revenue / number of priced orders (returns not subtracted).
+- **currency**: the shop's currency is the one most of its orders are in. Revenue and AOV are given in that
+  currency only; a store whose orders use several currencies also gets one line per currency
+  (``currencies``), never a sum across them. Orders imported without prices (a basket file) count as
+  orders and customers but add no revenue (``orders_without_prices``).
 - **retention rate** for period t: of the customers who ordered in period t-1, the share who
   ordered again in period t. Periods are calendar months (or quarters). The *latest complete*
   period is the last one that ends before the newest order in the store, so a partly loaded
@@ -48,6 +52,15 @@ class MonthlyPoint:
 
 
 @dataclass(frozen=True)
+class CurrencyKpi:
+    currency: str
+    orders: int
+    revenue: float
+    average_order_value: float | None
+    orders_without_prices: int = 0
+
+
+@dataclass(frozen=True)
 class KpiReport:
     customers: int
     customers_total: int
@@ -66,6 +79,10 @@ class KpiReport:
     retention: list[RetentionPoint] = field(default_factory=list)
     cohorts: list[Cohort] = field(default_factory=list)
     monthly: list[MonthlyPoint] = field(default_factory=list)
+    #: the currency of ``revenue``/``average_order_value``/``monthly`` (None: no orders yet)
+    currency: str | None = None
+    currencies: list[CurrencyKpi] = field(default_factory=list)  # one per currency, most orders first
+    orders_without_prices: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -171,10 +188,24 @@ def kpi_report(store: Any, *, period: str = "month", cohort_months: int = 12) ->
     if counts.last_order_at is not None:
         complete = [p for p in series if _period_end(p.period, period) <= counts.last_order_at]
         latest = complete[-1] if complete else None
-    monthly = [
-        MonthlyPoint(m, n, c, round(rev, 2), round(rev / n, 2) if n else None)
-        for m, n, rev, c in store.monthly_orders()
+    per_currency = [
+        CurrencyKpi(
+            t.currency,
+            t.orders,
+            round(t.revenue, 2),
+            round(t.revenue / t.priced_orders, 2) if t.priced_orders else None,
+            t.orders - t.priced_orders,
+        )
+        for t in store.currency_totals()
     ]
+    main = per_currency[0] if per_currency else None
+    in_main = (
+        {m: (rev, priced) for m, _, rev, _, priced in store.monthly_orders(main.currency)} if main else {}
+    )
+    monthly = []
+    for m, n, _, c, _ in store.monthly_orders():
+        rev, priced = in_main.get(m, (0.0, 0))
+        monthly.append(MonthlyPoint(m, n, c, round(rev, 2), round(rev / priced, 2) if priced else None))
     return KpiReport(
         customers=counts.customers_with_orders,
         customers_total=counts.customers_total,
@@ -182,9 +213,9 @@ def kpi_report(store: Any, *, period: str = "month", cohort_months: int = 12) ->
         orders=counts.orders,
         order_lines=counts.order_lines,
         returns=counts.returns,
-        revenue=round(counts.revenue, 2),
+        revenue=main.revenue if main else 0.0,
         repeat_purchase_rate=round(repeaters / buyers, 4) if buyers else None,
-        average_order_value=round(counts.revenue / counts.orders, 2) if counts.orders else None,
+        average_order_value=main.average_order_value if main else None,
         retention_rate=round(latest.rate, 4) if latest and latest.rate is not None else None,
         retention_period=latest.period if latest else None,
         period=period,
@@ -193,6 +224,9 @@ def kpi_report(store: Any, *, period: str = "month", cohort_months: int = 12) ->
         retention=series,
         cohorts=cohort_table(customer_months, cohort_months),
         monthly=monthly,
+        currency=main.currency if main else None,
+        currencies=per_currency,
+        orders_without_prices=counts.orders - counts.priced_orders,
     )
 
 
@@ -310,14 +344,20 @@ def _conversions(
     return out
 
 
-def campaign_impact(store: Any, *, days: int = 7) -> list[CampaignImpact]:
-    """Per campaign with deliveries: sent, skipped by reason, last-touch attribution and holdout uplift."""
+def campaign_impact(store: Any, *, days: int = 7, currency: str | None = None) -> list[CampaignImpact]:
+    """Per campaign with deliveries: sent, skipped by reason, last-touch attribution and holdout uplift.
+
+    Every order counts as a conversion; attributed orders and revenue count only orders in ``currency``
+    (the shop's, see :func:`kpi_report`) when given, so revenue is never summed across currencies.
+    """
     if days < 1:
         raise ValueError("the attribution window must be at least one day")
     counts = store.delivery_counts_by_campaign()
     touches = store.campaign_touches(("sent", "holdout"))
-    orders = store.orders_since(min(t.at for t in touches)) if touches else []
-    attributed = attribute_orders(touches, orders, days=days)
+    since = min(t.at for t in touches) if touches else None
+    orders = store.orders_since(since) if since else []
+    in_currency = store.orders_since(since, currency=currency) if since and currency else orders
+    attributed = attribute_orders(touches, in_currency, days=days)
     conversions = _conversions(touches, orders, days)
     impacts: list[CampaignImpact] = []
     for campaign in sorted(counts):

@@ -49,6 +49,12 @@ class Settings:
     shop_url: str = "https://shop.example.com"
     shop_timezone: str = "Europe/London"
     currency: str = "GBP"
+    #: the largest email HTML Retain sends (KB): Gmail clips HTML above ~102 KB, hiding the footer; a bigger
+    #: email is skipped ("email too large"), and `retain lint` fails a campaign whose largest context exceeds it
+    max_email_kb: int = 100
+    #: catalogue imports: the product page's URL; placeholders {shop_url}, {handle}, {sku}, {id}
+    #: ("" = the format's default: Shopify {shop_url}/products/{handle}, WooCommerce {shop_url}/?p={id})
+    product_url_template: str = ""
     from_address: str = "Retain Demo Shop <hello@shop.example.com>"
     reply_to: str = ""
     public_url: str = "http://127.0.0.1:8026"  # base of unsubscribe/feedback links
@@ -230,7 +236,7 @@ def _validate(s: Settings) -> None:
             raise ConfigError(
                 f"setting 'quiet_hours' must look like '21-8' (local hours), got {s.quiet_hours!r}"
             )
-    for name in ("batch_size", "send_concurrency"):
+    for name in ("batch_size", "send_concurrency", "max_email_kb"):
         if getattr(s, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
 

@@ -3,7 +3,8 @@
 :func:`judge_batch` gives one :class:`Verdict` per customer, checking in this order (the first
 failing check is the reason)::
 
-    invalid_address  no address, or not a routable address
+    no_email         the customer has no address at all (e.g. a basket file without emails)
+    invalid_address  not a routable address
     suppressed       on the suppression list (unsubscribed, hard bounce, complaint, manual) - always,
                      for transactional mail too
     no_consent       marketing mail without consent (or the soft opt-in rule, when enabled)
@@ -30,7 +31,15 @@ from campaigns.errors import ConfigError
 from campaigns.store.records import CustomerRecord
 
 ELIGIBLE, HOLDOUT, SKIPPED, DEFERRED = "eligible", "holdout", "skipped", "deferred"
-REASONS = ("invalid_address", "suppressed", "no_consent", "frequency_cap", "holdout", "quiet_hours")
+REASONS = (
+    "no_email",
+    "invalid_address",
+    "suppressed",
+    "no_consent",
+    "frequency_cap",
+    "holdout",
+    "quiet_hours",
+)
 
 #: top-level domains that can never receive mail (RFC 2606 / RFC 6761 / mDNS)
 UNROUTABLE_TLDS = frozenset({"invalid", "localhost", "local"})
@@ -50,10 +59,17 @@ class Verdict:
 
 
 def is_valid_address(email: str | None) -> bool:
-    """A syntactically valid, routable ``local@domain.tld`` (ASCII; no IP literals, no quoted parts)."""
+    """A syntactically valid, routable ``local@domain.tld`` (ASCII local part; no IP literals, no quoted
+    parts). An internationalized domain (``bücher.example``) is checked in its IDNA form, the form it is
+    sent in."""
     if not email or len(email) > 254 or email != email.strip():
         return False
     local, at, domain = email.rpartition("@")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return False
     if not at or not local or len(local) > 64 or not _LOCAL_PART.match(local):
         return False
     labels = domain.rstrip(".").split(".") if not domain.endswith("..") else [""]
@@ -144,7 +160,9 @@ def judge_batch(
     zones: dict[str | None, ZoneInfo] = {}
     verdicts = []
     for c in customers:
-        if not is_valid_address(c.email):
+        if not (c.email or "").strip():
+            verdicts.append(Verdict(c, SKIPPED, "no_email"))
+        elif not is_valid_address(c.email):
             verdicts.append(Verdict(c, SKIPPED, "invalid_address"))
         elif c.email is not None and c.email.strip().lower() in suppressed:
             verdicts.append(Verdict(c, SKIPPED, "suppressed"))

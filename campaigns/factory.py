@@ -14,7 +14,13 @@ option              used by
 ``messages``        False for dry runs and HTML-only previews: no wire bytes are built
 ``issued_at``       the Date header and the issue time of the signed links (None: the real clock,
                     read once per batch, so an email's links and its Date agree); pinned in tests
+``refuse_oversized``  False for ``lint``, which measures the email instead (see below)
 ==================  =========================================================================
+
+An email whose HTML is above the ``max_email_kb`` setting (Gmail clips at ~102 KB and hides what
+follows, the unsubscribe footer included) is not built for sending: it becomes a :class:`Skip` with
+reason ``email too large (HTML over 100 KB)``. Previews, ``render`` and ``lint`` still render it, and
+``lint`` reports it.
 
 For a batch of members the factory fetches exactly what the campaign's kind declares it needs
 (:class:`campaigns.kinds.DataNeeds`) with a handful of batched store calls and one batched
@@ -36,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from typing import Any, Protocol
 
@@ -47,7 +53,13 @@ from campaigns.kinds import ContextInputs, Member, ModelUse, NoContent, build_co
 from campaigns.message import DkimConfig, OutgoingEmail, build_message
 from campaigns.render import CampaignRenderer, RenderedEmail
 from campaigns.store.protocols import Catalogue
-from campaigns.store.records import CustomerRecord, OrderRecord, ProductRecord
+from campaigns.store.records import (
+    CustomerRecord,
+    OrderRecord,
+    ProductEventRecord,
+    ProductRecord,
+    PurchaseHistory,
+)
 from recommender.blocks import Block, Recommendation
 from recommender.rules import Rules
 
@@ -71,6 +83,7 @@ class BuildOptions:
     subject_prefix: str = ""
     messages: bool = True
     issued_at: datetime | None = None
+    refuse_oversized: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +138,16 @@ def campaign_recommender(
         return None
 
 
+def html_kb(rendered: RenderedEmail) -> float:
+    """The email's HTML size in KB (1,024 bytes of UTF-8), as a mail client measures it."""
+    return len(rendered.html.encode()) / 1024
+
+
+def too_large(rendered: RenderedEmail, settings: Settings) -> bool:
+    """Above the ``max_email_kb`` setting (Gmail clips HTML above ~102 KB)."""
+    return html_kb(rendered) > settings.max_email_kb
+
+
 def display_name(customer: CustomerRecord) -> str | None:
     name = " ".join(p for p in (customer.first_name, customer.last_name) if p)
     return name or None
@@ -169,7 +192,14 @@ class EmailFactory:
             orders = self.catalogue.orders_for_customers(
                 [m.customer.id for m in members], limit_per_customer=needs.orders
             )
-        wanted: set[int] = set()
+        events: list[ProductEventRecord] = []
+        bought: dict[int, PurchaseHistory] = {}
+        if needs.catalogue_events_days and self.catalogue is not None:
+            # events are stamped with the real time of the catalogue import that found them
+            now = (self.options.issued_at or wall_clock()).astimezone(UTC).replace(tzinfo=None)
+            events = self.catalogue.product_events(since=now - timedelta(days=needs.catalogue_events_days))
+            bought = self.catalogue.purchase_history([m.customer.id for m in members])
+        wanted: set[int] = {e.product_id for e in events}
         for rec in recs.values():
             for block in rec.blocks:
                 wanted.update(item.product_id for item in block.items)
@@ -186,6 +216,8 @@ class EmailFactory:
                 orders=orders.get(m.customer.id, ()),
                 order=m.order,
                 similar=similar.get(m.order.id) if m.order is not None else None,
+                events=events,
+                bought=bought.get(m.customer.id) if needs.catalogue_events_days else None,
             )
             for m in members
         ]
@@ -241,6 +273,9 @@ class EmailFactory:
             raise RenderError(
                 f"{exc} (while rendering for customer {customer.id} / {customer.external_id})", template=None
             ) from exc
+        if self.options.refuse_oversized and not self.options.preview and too_large(rendered, self.settings):
+            # a clipped email hides the footer with the unsubscribe link: refuse it, never send it clipped
+            return Skip(member, f"email too large (HTML over {self.settings.max_email_kb} KB)")
         if self.options.subject_prefix:
             rendered = replace(rendered, subject=self.options.subject_prefix + rendered.subject)
         issued = datetime.fromtimestamp(inputs.issued_at, UTC) if inputs.issued_at is not None else None
@@ -305,4 +340,6 @@ __all__ = [
     "Skip",
     "campaign_recommender",
     "display_name",
+    "html_kb",
+    "too_large",
 ]

@@ -4,6 +4,9 @@ Only :mod:`campaigns.store` and the Alembic migrations use these classes; no ORM
 the store. Times are stored as naive UTC datetimes. Money is a double (the shop's currency,
 ``currency`` column); analytics round at the edge.
 
+Prices may be unknown (a basket file without prices): ``order_lines.unit_price`` and ``orders.total`` are
+then NULL, never a made-up number; analytics count revenue over priced orders only.
+
 Purchases and returns are kept apart: ``orders``/``order_lines`` hold purchases only, and
 ``returns`` holds cancelled or returned lines, so no purchase query can mix them in by accident.
 """
@@ -23,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -46,6 +50,16 @@ class Customer(Base):
     consent_at: Mapped[datetime | None] = mapped_column(DateTime)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    region: Mapped[str | None] = mapped_column(String(100))  # province/state code, for the timezone
+
+
+class CustomerTag(Base):
+    """A shop's tag on a customer (Shopify customers export ``Tags``); segments select on them."""
+
+    __tablename__ = "customer_tags"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class Product(Base):
@@ -60,6 +74,31 @@ class Product(Base):
     image_url: Mapped[str | None] = mapped_column(String(1000))
     category: Mapped[str | None] = mapped_column(String(200), index=True)
     in_stock: Mapped[bool] = mapped_column(Boolean, default=True)
+    # the catalogue (products exports); NULL/defaults for products only seen in orders
+    handle: Mapped[str | None] = mapped_column(String(255))
+    image_alt: Mapped[str | None] = mapped_column(String(500))
+    compare_at_price: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    published: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    vendor: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[str | None] = mapped_column(Text)  # comma-separated, as the shop wrote them
+    inventory_qty: Mapped[int | None] = mapped_column(Integer)
+    catalog_source: Mapped[str | None] = mapped_column(String(32))  # shopify | woocommerce | generic
+    catalog_updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ProductEvent(Base):
+    """A change a catalogue re-import found: back in stock, out of stock, price drop (append-only)."""
+
+    __tablename__ = "product_events"
+    __table_args__ = (Index("ix_product_events_kind_at", "kind", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # back_in_stock | out_of_stock | price_drop
+    old_value: Mapped[float | None] = mapped_column(Float)  # price_drop: the old and new price
+    new_value: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Order(Base):
@@ -72,8 +111,12 @@ class Order(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     ordered_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     currency: Mapped[str] = mapped_column(String(3))
-    total: Mapped[float] = mapped_column(Float)
+    total: Mapped[float | None] = mapped_column(Float)  # NULL: the file had no prices
     source: Mapped[str] = mapped_column(String(32))  # online-retail | shopify | generic
+    financial_status: Mapped[str | None] = mapped_column(String(32))  # Shopify's, as exported
+    discount_codes: Mapped[str | None] = mapped_column(String(500))  # comma-separated
+    discount_amount: Mapped[float | None] = mapped_column(Float)
+    refunded_amount: Mapped[float | None] = mapped_column(Float)
 
 
 class OrderLine(Base):
@@ -85,7 +128,8 @@ class OrderLine(Base):
     line_no: Mapped[int] = mapped_column(Integer)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
-    unit_price: Mapped[float] = mapped_column(Float)
+    unit_price: Mapped[float | None] = mapped_column(Float)  # NULL: the file had no prices
+    discount: Mapped[float | None] = mapped_column(Float)  # the line's discount (whole line)
 
 
 class Return(Base):

@@ -48,7 +48,8 @@ def catalog_from_products(products: Sequence[ProductRecord]) -> Catalog:
         [p.id for p in products],
         price=[p.price for p in products],
         category=[p.category for p in products],
-        in_stock=[p.in_stock for p in products],
+        # drafts, archived or unpublished products are never recommended, like out-of-stock ones
+        in_stock=[p.available for p in products],
         # reasons ("Because you bought ...") read like the product cards: Title Case for ALL-CAPS names
         name=[display_name(p.name) or p.sku for p in products],
     )

@@ -62,6 +62,19 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path: Path) -> None:
         (("--db", "postgresql+psycopg://postgres@127.0.0.1:1/none", "stats"), "cannot connect"),
         (("stats", "--period", "fortnight"), "--period must be one of"),
         (("import", "orders", "x.csv", "--format", "generic"), "--format generic needs --map"),
+        (
+            ("import", "orders", "x.csv", "--format", "shopify", "--basket-by", "customer,date"),
+            "only for --format generic",
+        ),
+        (
+            ("import", "orders", "x.csv", "--format", "generic", "--map", "customer=a,sku=b,date=c"),
+            "--basket-by customer,date",
+        ),
+        (
+            ("import", "catalog", "x.csv", "--format", "shopify", "--url-template", "{shop_url}/{x}"),
+            "unknown placeholder",
+        ),
+        (("import", "catalog", "x.csv", "--format", "generic"), "--format generic needs --map"),
     ],
 )
 def test_usage_problems_are_clear(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
@@ -83,3 +96,23 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("import", "stats", "db"):
         assert command in result.stdout
+
+
+GROCERIES = Path("/work/shared/data/groceries/groceries.csv.gz")
+
+
+@pytest.mark.skipif(not GROCERIES.exists(), reason=f"{GROCERIES} is not on this machine")
+def test_groceries_baskets_from_the_command_line(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'retain.db'}"
+    imported = retain(
+        "--db", db, "import", "orders", str(GROCERIES), "--format", "generic", "--no-header",
+        "--map", "customer=1,date=2,product_name=3", "--date-format", "%d-%m-%Y",
+        "--basket-by", "customer,date", "--aggregate-duplicates", cwd=tmp_path,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    assert "duplicate_lines_added_up" in imported.stdout and "no prices" in imported.stdout
+    kpis = json.loads(retain("--db", db, "stats", "--json", cwd=tmp_path).stdout)
+    assert (kpis["customers"], kpis["orders"], kpis["products"]) == (3898, 14963, 167)
+    assert kpis["orders_without_prices"] == 14963 and kpis["average_order_value"] is None
+    human = retain("--db", db, "stats", cwd=tmp_path).stdout
+    assert "orders without prices" in human

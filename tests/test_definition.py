@@ -38,7 +38,7 @@ def test_starter_campaigns_load() -> None:
     vip = campaigns["vip-early-access"]
     assert vip.promotion is not None and vip.promotion.code == "VIPEARLY20"
     assert vip.promotion.expires == date(2030, 11, 27)
-    assert vip.recommend.only_categories == ("home",)  # the promoted category
+    assert vip.recommend.only_categories == ("home-decor",)  # the promoted category
     assert vip.schedule is not None and vip.schedule.once == date(2030, 11, 20)
     assert vip.schedule.max_lateness == timedelta(hours=12)
     ty = campaigns["thank-you-follow-up"]

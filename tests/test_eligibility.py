@@ -99,6 +99,9 @@ def record_sends(store: Store, customer_id: int, sent_ats: list[datetime], *, ma
         ("a@example.c", False),
         ("a@example..com", False),
         ("x" * 65 + "@example.com", False),
+        ("ivy@bücher.example", True),  # IDN domain: valid in its IDNA form
+        ("ivy@bücher..example", False),
+        ("ïvy@example.com", False),  # a non-ASCII local part needs SMTPUTF8, which the senders do not speak
     ],
 )
 def test_address_validity(email: str | None, ok: bool) -> None:
@@ -139,8 +142,8 @@ def test_quiet_hours_across_midnight_and_timezones() -> None:
 
 
 def test_each_reason_in_order(store: Store) -> None:
-    people = seeded(store, 6)
-    a, b, c, d, e, f = people
+    people = seeded(store, 7)
+    a, b, c, d, e, f, g = people
     store.suppress(b.email or "", "unsubscribed", customer_id=b.id)
     record_sends(store, d.id, [NOON - timedelta(days=1), NOON - timedelta(days=2)])
     batch = [
@@ -150,6 +153,7 @@ def test_each_reason_in_order(store: Store) -> None:
         d,
         e,
         replace(f, timezone="Asia/Tokyo"),  # 21:00 there
+        replace(g, email=None),  # a basket file's customer: nobody to write to
     ]
     settings = Settings(frequency_cap=2, frequency_window_days=7, quiet_hours="21-8")
     verdicts = judge_batch(store, settings, batch, campaign="promo", now=NOON, holdout_share=0.0)
@@ -160,6 +164,7 @@ def test_each_reason_in_order(store: Store) -> None:
         (d.id, "skipped", "frequency_cap"),
         (e.id, "eligible", None),
         (f.id, "deferred", "quiet_hours"),
+        (g.id, "skipped", "no_email"),
     ]
     assert verdicts[5].defer_until == datetime(2024, 3, 6, 23, 0)
     assert verdicts[4].defer_until is None

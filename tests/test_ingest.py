@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from campaigns.errors import ConfigError, ImportValidationError
-from campaigns.ingest import import_generic, import_online_retail, import_shopify, parse_mapping
+from campaigns.ingest import GenericOptions, import_generic, import_online_retail, parse_mapping
 from campaigns.ingest.online_retail import COLUMNS, demo_identity
 
 from .conftest import DATA_FILE
@@ -104,30 +104,6 @@ def test_demo_customers_have_consent_from_demo_import(sqlite_store: object, tmp_
     assert customer.country == "United Kingdom" and customer.timezone == "Europe/London"
 
 
-# -- shopify ------------------------------------------------------------------------------------
-
-
-def test_shopify_export(store: object) -> None:
-    summary = import_shopify(store, FIXTURES / "shopify_orders.csv", currency="EUR")
-    counts = store.catalog_counts()  # type: ignore[attr-defined]
-    assert (counts.orders, counts.order_lines, counts.returns, counts.products) == (4, 7, 1, 4)
-    assert summary.set_aside == {"order_voided": 1, "refunded_kept_as_return": 1}
-    ada = store.get_customer("ada@example.com")  # type: ignore[attr-defined]
-    assert ada.first_name == "Ada" and ada.last_name == "Lovelace" and ada.marketing_consent
-    grace = store.get_customer("grace.hopper@example.org")  # type: ignore[attr-defined]
-    assert not grace.marketing_consent
-    assert store.get_customer("alan@example.com") is None  # type: ignore[attr-defined]  # voided only
-    orders = store.orders_for_customers([ada.id])[ada.id]  # type: ignore[attr-defined]
-    assert [o.external_id for o in orders] == ["shopify:#1003", "shopify:#1001"]
-    assert orders[1].total == pytest.approx(42.0)
-    assert orders[1].currency == "EUR"
-    # +0100 offsets are stored as UTC
-    grace_orders = store.orders_for_customers([grace.id])[grace.id]  # type: ignore[attr-defined]
-    assert grace_orders[-1].ordered_at.hour == 17
-    again = import_shopify(store, FIXTURES / "shopify_orders.csv", currency="EUR")
-    assert again.orders_added == 0 and again.order_lines_added == 0
-
-
 # -- generic ------------------------------------------------------------------------------------
 
 
@@ -150,10 +126,12 @@ def test_generic_with_mapping_delimiter_and_date_format(store: object, tmp_path:
 
 
 def test_mapping_errors_are_clear() -> None:
-    with pytest.raises(ConfigError, match="must name a column for .*price"):
-        parse_mapping("customer=a,order=b,sku=c,date=d,qty=e")
+    with pytest.raises(ConfigError, match="must name the date column"):
+        GenericOptions(parse_mapping("customer=a,order=b,sku=c,qty=e")).check()
     with pytest.raises(ConfigError, match="unknown field 'colour'"):
         parse_mapping("colour=x")
+    with pytest.raises(ConfigError, match="mapped twice"):
+        parse_mapping("sku=a,sku=b")
 
 
 # -- hostile input: clear errors, nothing written -------------------------------------------------
@@ -168,7 +146,7 @@ HOSTILE = {
     "bad email": (GENERIC_HEADER + "c1,o1,S1,2024-01-02,1,2.5,not-an-email,Ann\n", r":2: Email: is not a valid email"),
     "CRLF in name": (GENERIC_HEADER + 'c1,o1,S1,2024-01-02,1,2.5,a@example.com,"Ann\r\nBcc: x@evil.test"\n', r"Name: contains control characters"),
     "control char in email": (GENERIC_HEADER + "c1,o1,S1,2024-01-02,1,2.5,a\x07@example.com,Ann\n", r"Email: contains control characters"),
-    "duplicate line": (GENERIC_HEADER + OK_ROW + OK_ROW, r":3: \(row\): duplicate of line 2"),
+    "duplicate line": (GENERIC_HEADER + OK_ROW + OK_ROW, r":3: \(row\): repeats line 2 .*--aggregate-duplicates"),
     "empty file": ("", r"the file is empty"),
     "header only": (GENERIC_HEADER, r"has a header but no rows"),
     "wrong delimiter": (GENERIC_HEADER.replace(",", ";") + OK_ROW.replace(",", ";"), r"looks ';'-delimited: pass --delimiter"),

@@ -39,7 +39,7 @@ def customer(**kw: object) -> CustomerRecord:
     return CustomerRecord(**base)  # type: ignore[arg-type]
 
 
-def product(pid: int, category: str = "home", **kw: object) -> ProductRecord:
+def product(pid: int, category: str = "home-decor", **kw: object) -> ProductRecord:
     base = dict(
         id=pid,
         sku=f"S{pid}",
@@ -172,3 +172,40 @@ def test_preview_fixtures_build(name: str) -> None:
     ctx = build_context(d, SETTINGS, load_fixture(d), is_preview=True)
     assert ctx["is_preview"] is True and ctx["campaign"]["name"] == name
     assert ctx["customer"]["email"].endswith("@example.com")
+
+
+def test_product_cards_show_catalogue_images_sales_and_only_available_products() -> None:
+    from campaigns.kinds.common import block_context, product_card
+
+    on_sale = product(
+        7, name="Beeswax Candle", price=9.0, compare_at_price=11.0, image_url="https://cdn.example/c.jpg",
+        image_alt="A lit candle", url="https://shop.example.com/products/beeswax-candle",
+    )  # fmt: skip
+    card = product_card(on_sale, SETTINGS, "weekly")
+    assert (card["price"], card["was_price"], card["on_sale"]) == ("£9.00", "£11.00", True)
+    assert card["image_alt"] == "A lit candle"
+    assert card["url"].startswith("https://shop.example.com/products/beeswax-candle?utm_source=")
+    plain = product_card(product(8, compare_at_price=1.0), SETTINGS, "weekly")  # "was" below the price
+    assert (plain["was_price"], plain["on_sale"], plain["image_alt"]) == ("", False, "Thing 8")
+    shown = {
+        1: product(1),
+        2: product(2, status="draft"),
+        3: product(3, published=False),
+        4: product(4, in_stock=False),
+        5: product(5, status="archived"),
+    }
+    block = Block("discover", tuple(RecommendedItem(pid, 1.0) for pid in shown))
+    assert [c["id"] for c in block_context(block, "discover", shown, SETTINGS, "weekly", 4)["products"]] == [
+        1
+    ]
+
+
+def test_a_name_tile_stands_in_for_a_missing_image() -> None:
+    from campaigns.render import CampaignRenderer
+
+    d = find_campaign(TEMPLATES, "weekly-picks")
+    ctx = context_of(
+        d, SETTINGS, customer=customer(), recommendation=rec(discover=[1]), products=PRODUCTS, orders=[]
+    )
+    html = CampaignRenderer(d, SETTINGS).render(ctx).html
+    assert "<img" not in html and ">Thing 1</span>" in html

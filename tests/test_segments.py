@@ -40,6 +40,7 @@ ORDERS = {  # customer -> [(days before now, sku, unit price)]
     "g": [(-1, "A", 10.0)],
 }
 COUNTRY = {"a": "United Kingdom", "b": "United Kingdom", "c": "Germany", "d": "France", "e": "United Kingdom"}
+TAGS = {"a": ["VIP", "newsletter"], "b": ["wholesale"], "c": ["vip"], "e": ["vip"]}
 
 
 def segment_batch() -> ImportBatch:
@@ -51,6 +52,7 @@ def segment_batch() -> ImportBatch:
             country=COUNTRY.get(key),
             marketing_consent=True,
             consent_source="test",
+            tags=TAGS.get(key),
         )
     batch.products["A"] = ProductIn("A", "Mug", 10.0, "GBP", category="Kitchen")
     batch.products["B"] = ProductIn("B", "Candle", 500.0, "GBP", category="Candles")
@@ -95,6 +97,10 @@ def members(store: Store, rules: dict[str, Any]) -> list[str]:
         ({"country": "france"}, "d"),
         ({"country": ["France", "Germany"]}, "cd"),
         ({"country": {"not_in": ["United Kingdom"]}}, "cdf"),
+        ({"tags": "vip"}, "ac"),  # e is tagged but has no order
+        ({"tags": ["wholesale", "newsletter"]}, "ab"),
+        ({"tags": {"none": ["VIP"]}}, "bdf"),
+        ({"tags": {"any": ["vip"], "none": ["newsletter"]}}, "c"),
         ({"bought": {"sku": ["B"]}}, "b"),
         ({"bought": {"category": "candles"}}, "b"),
         ({"bought": {"sku": ["A", "C"], "within_days": 15}}, "ad"),

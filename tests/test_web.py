@@ -304,6 +304,23 @@ def test_dashboard_renders_every_chart(shop: Any) -> None:
     assert ">4<" in page  # customers KPI
 
 
+def test_dashboard_shows_amounts_in_their_currency(shop: Any) -> None:
+    store, settings = shop
+    with preview_client(store, settings) as client:
+        single = client.get("/dashboard").text
+    assert "£" in single and 'id="currencies"' not in single  # one currency: no per-currency table
+    batch = ImportBatch(source="generic")
+    batch.products["USD-1"] = ProductIn("USD-1", "Import", 7.0, "USD")
+    batch.orders["usd-1"] = OrderIn(
+        "usd-1", CUSTOMERS[0][0], AS_OF - timedelta(days=3), "USD", [("USD-1", 1, 7.0)]
+    )
+    batch.customers[CUSTOMERS[0][0]] = CustomerIn(CUSTOMERS[0][0])
+    store.write_import(batch)
+    with preview_client(store, settings) as client:
+        mixed = client.get("/dashboard").text
+    assert 'id="currencies"' in mixed and 'data-currency="USD"' in mixed and "$7.00" in mixed
+
+
 def test_bind_rules_for_the_preview() -> None:
     from campaigns.errors import ConfigError
     from campaigns.web.security import check_bind

@@ -16,8 +16,8 @@ from campaigns.cli.app import app, err, out, settings
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition, campaign_paths, find_campaign, load_campaign
 from campaigns.errors import NotFoundError, RetainError, TemplateError
-from campaigns.factory import BuildOptions, EmailFactory, Prepared, campaign_recommender
-from campaigns.kinds import Member
+from campaigns.factory import BuildOptions, EmailFactory, Prepared, campaign_recommender, html_kb
+from campaigns.kinds import ContextInputs, Member
 from campaigns.kinds.fixture import fixture_member, load_fixture
 from campaigns.render import CampaignRenderer
 
@@ -151,21 +151,26 @@ def render_command(
         _write(email.data, out_file)
 
 
-def lint_campaign(definition_path: Path, s: Settings) -> list[str]:
+def _addressed(inputs: ContextInputs) -> ContextInputs:
+    """Lint builds the whole message: a customer without an address gets a placeholder one."""
+    if inputs.customer.email is not None:
+        return inputs
+    return replace(inputs, customer=replace(inputs.customer, email="lint@example.invalid"))
+
+
+def _lint_factory(s: Settings, definition: CampaignDefinition, options: BuildOptions) -> EmailFactory:
+    return EmailFactory(s, definition, catalogue=None, recommender=None, options=options)
+
+
+def lint_campaign(definition_path: Path, s: Settings, store: Any = None) -> list[str]:
     """Problems with one campaign: definition, template compile, and a full render of its fixture
-    through the email factory (context, compiled and full render, the wire message)."""
+    through the email factory (context, compiled and full render, the wire message). With a ``store``
+    (a database with orders), also the largest real email and the catalogue names the campaign uses
+    (campaigns/largest.py)."""
     try:
         definition = load_campaign(definition_path)
-        inputs = load_fixture(definition, s.currency)
-        if inputs.customer.email is None:
-            inputs = replace(inputs, customer=replace(inputs.customer, email="lint@example.invalid"))
-        factory = EmailFactory(
-            s,
-            definition,
-            catalogue=None,
-            recommender=None,
-            options=BuildOptions(run_key="lint", preview=True),
-        )
+        inputs = _addressed(load_fixture(definition, s.currency))
+        factory = _lint_factory(s, definition, BuildOptions(run_key="lint", preview=True))
         item = factory.prepare_inputs(fixture_member(inputs), inputs)
         if not isinstance(item, Prepared):
             return [f"{definition_path}: the preview fixture renders nothing ({item.reason})"]
@@ -188,7 +193,61 @@ def lint_campaign(definition_path: Path, s: Settings) -> list[str]:
         )
     if context["unsubscribe_url"] not in rendered.html:
         problems.append(f"{definition_path}: the HTML has no unsubscribe link (extend layouts/base.mjml)")
+    if html_kb(rendered) > s.max_email_kb:
+        problems.append(
+            f"{definition_path}: the preview fixture renders {html_kb(rendered):.0f} KB of HTML, above "
+            f"max_email_kb ({s.max_email_kb} KB; Gmail clips longer emails)"
+        )
+    if store is not None:
+        problems += _lint_with_data(definition_path, definition, s, store)
     return problems
+
+
+def _lint_with_data(path: Path, definition: CampaignDefinition, s: Settings, store: Any) -> list[str]:
+    """The largest real email and the catalogue names (campaigns/largest.py)."""
+    from campaigns.largest import catalogue_problems, largest_inputs
+
+    problems = catalogue_problems(definition, store, str(path))
+    largest = largest_inputs(definition, store)
+    if largest is None:
+        return problems
+    member, inputs, what = largest
+    factory = _lint_factory(
+        s, definition, BuildOptions(run_key="lint", messages=False, refuse_oversized=False)
+    )
+    try:
+        item = factory.prepare_inputs(member, _addressed(inputs))
+    except RetainError as exc:
+        return [*problems, f"{path}: rendering {what}: {exc}"]
+    if isinstance(item, Prepared) and html_kb(item.rendered) > s.max_email_kb:
+        problems.append(
+            f"{path}: {html_kb(item.rendered):.0f} KB of HTML for {what}: above max_email_kb "
+            f"({s.max_email_kb} KB). Gmail clips such an email (hiding its footer and unsubscribe link), so "
+            "`retain send` refuses it: show fewer products or order lines"
+        )
+    return problems
+
+
+def lint_store(s: Settings) -> Any:
+    """The database for lint's data checks, when there is one with orders (None otherwise: a missing
+    SQLite file is not created, an unreachable or outdated database is skipped)."""
+    from sqlalchemy.engine import make_url
+
+    from campaigns.errors import DatabaseError
+    from campaigns.store import Store
+
+    url = s.resolved_database_url()
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
+            return None
+        store = Store.open(url)
+        if store.catalog_counts().orders == 0:
+            store.close()
+            return None
+        return store
+    except (DatabaseError, ValueError):
+        return None
 
 
 @app.command("lint")
@@ -196,16 +255,21 @@ def lint_command(
     ctx: typer.Context,
     campaign: Annotated[str | None, typer.Argument(help="Only this campaign (default: all).")] = None,
 ) -> None:
-    """Validate every template and render every preview fixture; exit 1 on any problem."""
+    """Validate every template and render every preview fixture; with a database, render each campaign's
+    largest real email (longest order, every block full: fails above max_email_kb) and check the
+    categories it names against the catalogue. Exit 1 on any problem."""
     s = settings(ctx)
     if campaign:
         direct = _templates_dir(s) / "emails" / f"{campaign}.mjml"
         paths = [direct] if direct.exists() else [find_campaign(_templates_dir(s), campaign).path]
     else:
         paths = campaign_paths(_templates_dir(s))
+    store = lint_store(s)
+    if store is None:
+        out.print("[dim]no orders in the database: the largest-email and catalogue checks are skipped[/dim]")
     failed = 0
     for path in paths:
-        problems = lint_campaign(path, s)
+        problems = lint_campaign(path, s, store)
         if problems:
             failed += 1
             for problem in problems:

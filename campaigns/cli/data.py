@@ -50,7 +50,7 @@ def _progress(enabled: bool, label: str, total: int | None) -> Iterator[Callable
         yield lambda n: bar.advance(task, n)
 
 
-def _print_summary(summary: ImportSummary, as_json: bool) -> None:
+def _print_summary(summary: ImportSummary, as_json: bool, *, catalog: bool = False) -> None:
     if as_json:
         print_json(asdict(summary))
         return
@@ -58,19 +58,28 @@ def _print_summary(summary: ImportSummary, as_json: bool) -> None:
         f"Imported {summary.path} ({summary.source}) in {summary.seconds:.1f} s: {summary.rows_read:,} rows read"
     )
     table = Table(show_header=False, box=None, pad_edge=False)
-    for label, value in (
-        ("customers added", summary.customers_added),
-        ("products added", summary.products_added),
-        ("orders added", summary.orders_added),
-        ("order lines added", summary.order_lines_added),
-        ("returns added", summary.returns_added),
-    ):
+    rows = (
+        [("products added", summary.products_added), ("products updated", summary.products_updated)]
+        if catalog
+        else [
+            ("customers added", summary.customers_added),
+            ("products added", summary.products_added),
+            ("orders added", summary.orders_added),
+            ("order lines added", summary.order_lines_added),
+            ("returns added", summary.returns_added),
+        ]
+    )
+    for label, value in rows:
         table.add_row(f"  {label}", f"{value:,}")
     out.print(table)
     if summary.set_aside:
         out.print("  set aside by the cleaning rules (the data's known shape, not errors):")
         for rule, n in sorted(summary.set_aside.items(), key=lambda kv: -kv[1]):
             out.print(f"    {rule:<32} {n:,}")
+    for kind, n in sorted(summary.events.items()):
+        out.print(f"  {kind.replace('_', ' ')}: {n:,} (recorded as a product event)")
+    for note in summary.notes:
+        out.print(f"  note: {note}")
     if summary.rejected:
         out.print(f"  [yellow]{summary.rejected:,} invalid rows skipped[/yellow]; see {summary.rejects_path}")
 
@@ -84,6 +93,13 @@ Rejects = Annotated[
     typer.Option("--rejects", help="Where --skip-invalid writes rejected rows (default: PATH.rejects.csv)."),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")]
+Delimiter = Annotated[str, typer.Option("--delimiter", help="generic/woocommerce: field separator.")]
+Decimal = Annotated[
+    str | None, typer.Option("--decimal", help="generic: decimal separator . or , (default: detected).")
+]
+Currency = Annotated[
+    str | None, typer.Option("--currency", help="Currency of files that name none (default: settings).")
+]
 
 
 @import_app.command("online-retail")
@@ -113,7 +129,7 @@ class OrderFormat(StrEnum):
 @import_app.command("orders")
 def import_orders_cmd(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="The orders CSV (one row per line item).")],
+    path: Annotated[Path, typer.Argument(help="The orders CSV (one row per line item; .csv or .csv.gz).")],
     format: Annotated[
         OrderFormat, typer.Option("--format", help="shopify (orders export) or generic (needs --map).")
     ],
@@ -121,43 +137,172 @@ def import_orders_cmd(
         str | None,
         typer.Option(
             "--map",
-            help="generic: field=column pairs, e.g. customer=Cust,order=No,sku=Sku,date=Date,qty=Qty,price=Price",
+            help="generic: field=column pairs, e.g. customer=Cust,order=No,sku=Sku,date=Date,qty=Qty,price=Price "
+            "(fields: customer, email, order, sku, product_name, date, qty, price, currency, category, "
+            "first_name, last_name, name, country, region, consent; with --no-header: column numbers).",
         ),
     ] = None,
-    delimiter: Annotated[str, typer.Option("--delimiter", help="generic: field separator.")] = ",",
+    delimiter: Delimiter = ",",
     date_format: Annotated[
         str | None,
         typer.Option(
             "--date-format", help="generic: strptime format, e.g. %d/%m/%Y %H:%M (default ISO 8601)."
         ),
     ] = None,
-    currency: Annotated[
-        str | None, typer.Option("--currency", help="Currency when the file has none (default: settings).")
+    no_header: Annotated[
+        bool,
+        typer.Option("--no-header", help="generic: the file has no header line; --map takes column numbers."),
+    ] = False,
+    basket_by: Annotated[
+        str | None,
+        typer.Option(
+            "--basket-by",
+            help="generic, no order column: build orders as customer,date (one per customer per day) or "
+            "customer,datetime.",
+        ),
     ] = None,
+    aggregate_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--aggregate-duplicates",
+            help="generic: add identical lines (same order, product, price) into quantity.",
+        ),
+    ] = False,
+    price_is: Annotated[
+        str, typer.Option("--price-is", help="generic: the price column is the unit price or the line-total.")
+    ] = "unit",
+    decimal: Decimal = None,
+    categorise: Annotated[
+        str | None,
+        typer.Option(
+            "--categorise", help="keywords: give products without a category a demo keyword category."
+        ),
+    ] = None,
+    currency: Currency = None,
     skip_invalid: SkipInvalid = False,
     rejects: Rejects = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Import an orders export: Shopify's, or any CSV with a column mapping."""
-    from campaigns.ingest import import_generic, import_shopify, parse_mapping
+    """Import an orders export: Shopify's, or any CSV with a column mapping (baskets built when it has no order id)."""
+    from campaigns.ingest import GenericOptions, import_generic, import_shopify, parse_mapping
 
     cur = (currency or settings(ctx).currency).upper()
+    generic_only = {
+        "--no-header": no_header, "--basket-by": basket_by, "--aggregate-duplicates": aggregate_duplicates,
+        "--price-is": price_is != "unit", "--decimal": decimal, "--date-format": date_format,
+        "--delimiter": delimiter != ",",
+    }  # fmt: skip
     if format is OrderFormat.generic:
         if not map:
             raise ConfigError(
-                "--format generic needs --map customer=...,order=...,sku=...,date=...,qty=...,price=..."
+                "--format generic needs --map customer=...,order=...,sku=...,date=...,qty=...,price=... "
+                "(or --basket-by customer,date instead of order=)"
             )
-        mapping = parse_mapping(map)
-        store = open_store(ctx)
-        summary = import_generic(
-            store, path, mapping, delimiter=delimiter, date_format=date_format, currency=cur,
-            skip_invalid=skip_invalid, rejects_path=rejects,
+        opts = GenericOptions(
+            parse_mapping(map), delimiter=delimiter, date_format=date_format, currency=cur, header=not no_header,
+            basket_by=basket_by, aggregate_duplicates=aggregate_duplicates, price_is=price_is, decimal=decimal,
+            categorise=categorise,
         )  # fmt: skip
-    else:
-        if map:
-            raise ConfigError("--map is only for --format generic")
+        opts.check()
         store = open_store(ctx)
-        summary = import_shopify(store, path, currency=cur, skip_invalid=skip_invalid, rejects_path=rejects)
+        with _progress(show_progress(as_json), "importing", None) as progress:
+            summary = import_generic(
+                store, path, opts, skip_invalid=skip_invalid, rejects_path=rejects, progress=progress
+            )
+    else:
+        used = [name for name, value in generic_only.items() if value] + (["--map"] if map else [])
+        if used:
+            raise ConfigError(
+                f"{', '.join(used)}: only for --format generic (Shopify's export has a fixed shape)"
+            )
+        store = open_store(ctx)
+        summary = import_shopify(
+            store, path, currency=cur, skip_invalid=skip_invalid, rejects_path=rejects,
+            categorise=categorise == "keywords",
+        )  # fmt: skip
+    _print_summary(summary, as_json)
+
+
+class CatalogFormat(StrEnum):
+    shopify = "shopify"
+    woocommerce = "woocommerce"
+    generic = "generic"
+
+
+@import_app.command("catalog")
+def import_catalog_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The products CSV.")],
+    format: Annotated[
+        CatalogFormat,
+        typer.Option(
+            "--format", help="shopify (products export), woocommerce (product CSV) or generic (--map)."
+        ),
+    ],
+    map: Annotated[
+        str | None,
+        typer.Option(
+            "--map",
+            help="generic: field=column pairs, e.g. sku=Code,name=Title,price=Price,image_url=Picture "
+            "(fields: sku, name, price, compare_at_price, url, handle, id, image_url, image_alt, category, vendor, "
+            "tags, status, published, in_stock, inventory_qty, currency).",
+        ),
+    ] = None,
+    url_template: Annotated[
+        str | None,
+        typer.Option(
+            "--url-template",
+            help="Product page URL with {shop_url}, {handle}, {sku}, {id} (default: setting product_url_template, "
+            "else the format's).",
+        ),
+    ] = None,
+    delimiter: Delimiter = ",",
+    decimal: Decimal = None,
+    currency: Currency = None,
+    skip_invalid: SkipInvalid = False,
+    rejects: Rejects = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Import a product catalogue: images, links, categories, sale prices, status and stock.
+
+    Re-importing records back-in-stock and price-drop events."""
+    from campaigns.ingest.catalog import CatalogOptions, import_catalog, parse_catalog_mapping
+
+    s = settings(ctx)
+    opts = CatalogOptions(
+        shop_url=s.shop_url,
+        currency=(currency or s.currency).upper(),
+        url_template=url_template if url_template is not None else s.product_url_template,
+        delimiter=delimiter,
+        decimal=decimal,
+        mapping=parse_catalog_mapping(map) if map else None,
+    )
+    opts.check_template()
+    store = open_store(ctx)
+    summary = import_catalog(store, path, format.value, opts, skip_invalid=skip_invalid, rejects_path=rejects)
+    _print_summary(summary, as_json, catalog=True)
+
+
+class CustomerFormat(StrEnum):
+    shopify = "shopify"
+
+
+@import_app.command("customers")
+def import_customers_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The customers export CSV.")],
+    format: Annotated[
+        CustomerFormat, typer.Option("--format", help="shopify (Admin > Customers > Export).")
+    ] = CustomerFormat.shopify,
+    skip_invalid: SkipInvalid = False,
+    rejects: Rejects = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Import a customers export: names, email consent (dated), tags, timezone from the default address."""
+    from campaigns.ingest.shopify_customers import import_shopify_customers
+
+    store = open_store(ctx)
+    summary = import_shopify_customers(store, path, skip_invalid=skip_invalid, rejects_path=rejects)
     _print_summary(summary, as_json)
 
 
@@ -166,21 +311,40 @@ def _pct(x: float | None) -> str:
 
 
 def print_kpis(report: KpiReport, currency: str) -> None:
-    """The human KPI report (also used by the demo)."""
+    """The human KPI report (also used by the demo); ``currency`` is the fallback when there are no orders.
+
+    Amounts are in the shop's currency as the data says (the currency of most orders); a database whose
+    orders use several currencies also gets one line per currency.
+    """
+    from campaigns.money import format_money
+
+    shown = report.currency or currency
     head = Table(title="Retention KPIs", show_header=False, title_justify="left")
     head.add_row("customers (with ≥1 order)", f"{report.customers:,}")
     head.add_row("products (bought)", f"{report.products:,}")
     head.add_row("orders", f"{report.orders:,}")
     head.add_row("order lines", f"{report.order_lines:,}")
     head.add_row("returned lines (kept apart)", f"{report.returns:,}")
-    head.add_row("revenue", f"{report.revenue:,.2f} {currency}")
+    several = len(report.currencies) > 1
+    suffix = f" ({shown} orders)" if several else ""
+    head.add_row(f"revenue{suffix}", format_money(report.revenue, shown))
     head.add_row("repeat purchase rate", _pct(report.repeat_purchase_rate))
     aov = report.average_order_value
-    head.add_row("average order value", "—" if aov is None else f"{aov:,.2f} {currency}")
+    head.add_row(f"average order value{suffix}", format_money(aov, shown) or "—")
+    if report.orders_without_prices:
+        head.add_row("orders without prices (no revenue)", f"{report.orders_without_prices:,}")
     head.add_row(f"retention rate ({report.retention_period or 'n/a'})", _pct(report.retention_rate))
     if report.first_order_at:
         head.add_row("orders from", f"{report.first_order_at:%Y-%m-%d} to {report.last_order_at:%Y-%m-%d}")
     out.print(head)
+    if several:
+        t = Table(title="Per currency (never summed across currencies)", title_justify="left")
+        for col in ("currency", "orders", "revenue", "average order value"):
+            t.add_column(col, justify="right")
+        for kpi in report.currencies:
+            t.add_row(kpi.currency, f"{kpi.orders:,}", format_money(kpi.revenue, kpi.currency),
+                      format_money(kpi.average_order_value, kpi.currency) or "—")  # fmt: skip
+        out.print(t)
     if report.retention:
         t = Table(title=f"{report.period.capitalize()}ly retention", title_justify="left")
         for col in ("period", "active before", "ordered again", "rate"):

@@ -6,8 +6,8 @@ Each validates the whole file first and writes it in one transaction (all or not
 
 from __future__ import annotations
 
-from campaigns.ingest.generic import import_generic, parse_mapping
+from campaigns.ingest.generic import GenericOptions, import_generic, parse_mapping
 from campaigns.ingest.online_retail import import_online_retail
 from campaigns.ingest.shopify import import_shopify
 
-__all__ = ["import_generic", "import_online_retail", "import_shopify", "parse_mapping"]
+__all__ = ["GenericOptions", "import_generic", "import_online_retail", "import_shopify", "parse_mapping"]

@@ -28,10 +28,16 @@ from campaigns.store.records import ImportBatch, ImportSummary
 #: characters never allowed in names/emails: C0/C1 controls (CR, LF, NUL, ...), DEL, and
 #: unicode line/paragraph separators
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# a pragmatic address check: one @, no spaces/controls, a dotted domain; the real test is delivery
-_EMAIL = re.compile(
-    r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
-)
+# a pragmatic address check: one @, no spaces/controls, a dotted domain; the real test is delivery.
+# Domains may be internationalized (bücher.example): checked by their IDNA (punycode) form.
+_LOCAL = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+$")
+_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
+#: date formats tried only to suggest a --date-format when a date does not parse (day-first first)
+DATE_HINTS = (
+    "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%m/%d/%Y", "%m-%d-%Y", "%Y/%m/%d", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M",
+    "%d-%m-%Y %H:%M", "%d.%m.%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S", "%d/%m/%y", "%m/%d/%y",
+    "%Y%m%d", "%d %b %Y", "%b %d, %Y",
+)  # fmt: skip
 
 Progress = Callable[[int], None]
 
@@ -73,22 +79,38 @@ class Problems:
 
 @dataclass
 class CsvFile:
-    """An opened CSV: its header (BOM stripped) and an iterator of (line number, row)."""
+    """An opened CSV: its header (BOM stripped) and an iterator of (line number, row).
+
+    ``count`` is how many rows the iterator has handed out so far (blank lines are not rows).
+    """
 
     path: str
     header: list[str]
     rows: Iterator[tuple[int, list[str]]]
     handle: IO[str]
+    count: int = 0
 
     def close(self) -> None:
         self.handle.close()
 
+    def well_formed(self, problems: Problems) -> Iterator[tuple[int, list[str]]]:
+        """The rows with as many fields as the header; every other row becomes a problem."""
+        width = len(self.header)
+        for line, row in self.rows:
+            if len(row) != width:
+                problems.add(line, RowError("(row)", f"has {len(row)} fields, the header has {width}"), row)
+                continue
+            yield line, row
 
-def open_csv(path: str | Path, *, delimiter: str = ",", encoding: str = "utf-8") -> CsvFile:
+
+def open_csv(
+    path: str | Path, *, delimiter: str = ",", encoding: str = "utf-8", header: bool = True
+) -> CsvFile:
     """Open a (possibly gzipped) CSV. Raises ImportValidationError for a missing, empty or undecodable file.
 
     Line numbers are physical line numbers of the file (header = line 1), so quoted values with
-    embedded newlines still point at the right place.
+    embedded newlines still point at the right place (a row is named by the line it starts on). ``header=False`` (a file without a header line):
+    the columns are named "1", "2", ... and line 1 is data.
     """
     p = Path(path)
     name = str(path)
@@ -113,7 +135,7 @@ def open_csv(path: str | Path, *, delimiter: str = ",", encoding: str = "utf-8")
         raise ImportValidationError(name, [f"{name}: the file is empty (expected a header line)"])
     reader = csv.reader(text, delimiter=delimiter, strict=False)
     try:
-        header = next(reader)
+        top = next(reader)
     except StopIteration:
         text.close()
         raise ImportValidationError(name, [f"{name}: the file is empty (expected a header line)"]) from None
@@ -122,14 +144,25 @@ def open_csv(path: str | Path, *, delimiter: str = ",", encoding: str = "utf-8")
         raise ImportValidationError(
             name, [f"{name}:1: not valid {encoding} ({exc.reason}); re-export as UTF-8"]
         ) from None
-    header = [h.strip() for h in header]
+    except csv.Error as exc:
+        text.close()
+        raise ImportValidationError(name, [f"{name}:1: malformed CSV: {exc}"]) from None
+    first: list[str] | None = None if header else top
+    columns = [h.strip() for h in top] if header else [str(i) for i in range(1, len(top) + 1)]
 
     def rows() -> Iterator[tuple[int, list[str]]]:
+        if first is not None:
+            csv_file.count += 1
+            yield 1, first
         try:
+            end = reader.line_num
             for row in reader:
+                # a quoted value may span lines: a row is named by the line it starts on
+                start, end = end + 1, reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
-                yield reader.line_num, row
+                csv_file.count += 1
+                yield start, row
         except UnicodeDecodeError as exc:
             raise ImportValidationError(
                 name,
@@ -138,15 +171,29 @@ def open_csv(path: str | Path, *, delimiter: str = ",", encoding: str = "utf-8")
         except csv.Error as exc:
             raise ImportValidationError(name, [f"{name}:{reader.line_num}: malformed CSV: {exc}"]) from None
 
-    return CsvFile(name, header, rows(), text)
+    csv_file = CsvFile(name, columns, iter(()), text)
+    csv_file.rows = rows()
+    return csv_file
 
 
-def require_columns(csv_file: CsvFile, required: Sequence[str], *, delimiter: str = ",") -> dict[str, int]:
-    """Map column name -> index; raise naming every missing column (and hint at a wrong delimiter)."""
+def require_columns(
+    csv_file: CsvFile,
+    required: Sequence[str],
+    *,
+    delimiter: str = ",",
+    options: dict[str, str] | None = None,
+) -> dict[str, int]:
+    """Map column name -> index; raise naming every missing column (and hint at a wrong delimiter).
+
+    ``options`` (a generic import's field -> column mapping) makes the message name the ``--map`` entry.
+    """
     index = {name: i for i, name in enumerate(csv_file.header)}
     missing = [c for c in required if c not in index]
     if missing:
         hint = ""
+        if options:
+            named = [f"{f}={c}" for f, c in options.items() if c in missing]
+            hint = f" — named by --map {','.join(named)}: fix --map to use the file's column names"
         if len(csv_file.header) == 1:
             for d in (";", "\t", "|", ","):
                 if d != delimiter and d in csv_file.header[0]:
@@ -179,13 +226,25 @@ def clean_text(value: str, column: str, *, required: bool = False, max_len: int 
 
 
 def parse_email(value: str, column: str, *, required: bool = False) -> str | None:
+    """The address as written, its domain lower-cased; an internationalized domain is kept as written
+    (``ivy@bücher.example``; the sender encodes it as IDNA). RowError when it is not an address."""
     text = clean_text(value, column, required=required, max_len=320)
     if text is None:
         return None
-    if not _EMAIL.match(text):
+    local, at, domain = text.rpartition("@")
+    domain = domain.lower()
+    try:
+        ascii_domain = domain if domain.isascii() else domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_domain = ""
+    if not at or not _LOCAL.match(local) or not _DOMAIN.match(ascii_domain):
         raise RowError(column, f"is not a valid email address: {text[:60]!r}")
-    local, _, domain = text.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    return f"{local}@{domain}"
+
+
+def identity_key(email: str) -> str:
+    """The customer identity of an address: the whole address lower-cased (``BEN@x.com`` = ``ben@x.com``)."""
+    return email.lower()
 
 
 def parse_int(value: str, column: str) -> int:
@@ -211,16 +270,39 @@ def parse_float(value: str, column: str) -> float:
     return number
 
 
-def parse_datetime(value: str, column: str, fmt: str | None = None) -> datetime:
-    """ISO 8601 (default) or a strptime format; timezone-aware values are converted to naive UTC."""
+def date_format_hint(text: str) -> str:
+    """``"; pass --date-format '%d-%m-%Y'"`` for a value one of DATE_HINTS reads (both readings when a
+    day-first and a month-first format fit), else a general pointer to ``--date-format``."""
+    fits = []
+    for fmt in DATE_HINTS:
+        try:
+            datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        fits.append(fmt)
+        if len(fits) == 2:
+            break
+    if not fits:
+        return "; pass --date-format with its strptime format, e.g. --date-format '%d/%m/%Y %H:%M'"
+    if len(fits) == 2:
+        return f"; pass --date-format '{fits[0]}' (or '{fits[1]}' if the month comes first)"
+    return f"; pass --date-format '{fits[0]}'"
+
+
+def parse_datetime(value: str, column: str, fmt: str | None = None, *, hint: bool = False) -> datetime:
+    """ISO 8601 (default) or a strptime format; timezone-aware values are converted to naive UTC.
+
+    ``hint`` adds a suggested ``--date-format`` to the error (for importers that have the option).
+    """
     text = value.strip()
     if not text:
         raise RowError(column, "is empty")
     try:
         parsed = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
     except ValueError:
-        expected = fmt or "ISO 8601, e.g. 2011-12-09 12:50:00"
-        raise RowError(column, f"is not a date ({expected}): {text[:40]!r}") from None
+        expected = f"--date-format {fmt}" if fmt else "ISO 8601, e.g. 2011-12-09 12:50:00"
+        more = date_format_hint(text) if hint else ""
+        raise RowError(column, f"is not a date ({expected}): {text[:40]!r}{more}") from None
     if parsed.tzinfo is not None:
         from datetime import UTC
 
@@ -245,6 +327,20 @@ class ParseResult:
     set_aside: Counter[str]
     problems: Problems
     header: list[str]
+    notes: list[str] = field(default_factory=list)  # what the import decided that the user should know
+
+
+def parsed_file(
+    csv_file: CsvFile,
+    batch: ImportBatch,
+    problems: Problems,
+    set_aside: Counter[str] | None = None,
+    notes: list[str] | None = None,
+) -> ParseResult:
+    """What an importer read from ``csv_file``; a file with a header and no rows is a problem."""
+    if csv_file.count == 0:
+        problems.add_file_error("has a header but no rows")
+    return ParseResult(batch, csv_file.count, set_aside or Counter(), problems, csv_file.header, notes or [])
 
 
 def finish_import(
@@ -266,7 +362,7 @@ def finish_import(
         target = rejects_path or Path(str(path) + ".rejects.csv")
         write_rejects(target, parsed.header, problems.rejected_rows)
         rejects_written = str(target)
-    counts = store.write_import(parsed.batch, progress=progress)  # type: ignore[attr-defined]
+    counts = store.write_import(parsed.batch)  # type: ignore[attr-defined]
     return ImportSummary(
         path=str(path),
         source=parsed.batch.source,
@@ -280,4 +376,7 @@ def finish_import(
         rejected=problems.total,
         rejects_path=rejects_written,
         seconds=round(time.perf_counter() - started, 2),
+        products_updated=counts.products_updated,
+        events=dict(counts.events),
+        notes=tuple(parsed.notes),
     )

@@ -27,7 +27,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from campaigns.store.records import CustomerRecord, OrderRecord, ProductRecord
+from campaigns.store.records import (
+    CustomerRecord,
+    OrderRecord,
+    ProductEventRecord,
+    ProductRecord,
+    PurchaseHistory,
+)
 from recommender.blocks import Block, Recommendation
 
 if TYPE_CHECKING:
@@ -66,12 +72,15 @@ class DataNeeds:
 
     ``recommendations``: the customer's blocks named by the campaign's ``recommend`` (one batched call);
     ``similar_to_order``: items bought with the member's order; ``orders``: how many of the customer's
-    latest orders (newest first).
+    latest orders (newest first); ``catalogue_events_days``: the catalogue's product events (back in
+    stock, price drop ...) of the last that many days, with their products, and each customer's purchase
+    history (``bought``) to match them against (0: none).
     """
 
     recommendations: bool = False
     similar_to_order: bool = False
     orders: int = 0
+    catalogue_events_days: int = 0
 
     @property
     def model(self) -> ModelUse:
@@ -84,8 +93,10 @@ class DataNeeds:
 class ContextInputs:
     """Everything one recipient's context is built from (plain records).
 
-    ``products`` holds every product named by ``recommendation`` and ``similar`` (order lines carry
-    their own product records); ``orders`` are newest first; ``order`` is the member's order.
+    ``products`` holds every product named by ``recommendation``, ``similar`` and ``events`` (order lines
+    carry their own product records); ``orders`` are newest first; ``order`` is the member's order;
+    ``events`` the catalogue's recent product events, oldest first, and ``bought`` what the customer has
+    ever bought (both only for kinds whose ``needs.catalogue_events_days`` asks for them).
     ``issued_at`` (Unix seconds) is when the email's signed links are issued: the email factory sets it
     to its clock, so one email's links and its Date header agree (None: the moment of signing).
     """
@@ -97,6 +108,8 @@ class ContextInputs:
     order: OrderRecord | None = None
     similar: Block | None = None
     issued_at: float | None = None
+    events: Sequence[ProductEventRecord] = ()
+    bought: PurchaseHistory | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition
 from campaigns.links import add_utm
+from campaigns.money import format_money
 from campaigns.store.records import CustomerRecord, OrderRecord, ProductRecord
 from campaigns.tokens import unsubscribe_url
 from recommender.blocks import Block, Recommendation
@@ -20,7 +21,8 @@ BLOCK_TITLES = {
     "popular": "Popular right now",
     "similar": "Goes well with your order",
 }
-_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$", "AUD": "A$", "CAD": "C$", "JPY": "¥", "CHF": "CHF "}
+#: an order's lines shown in an email; the rest is "and N more" (a 528-line order would render 248 KB)
+ORDER_LINES_SHOWN = 10
 _secret_cache: dict[tuple[str, str], bytes] = {}
 
 
@@ -34,11 +36,8 @@ def secret_key(settings: Settings) -> bytes:
 
 
 def money(amount: float | None, currency: str) -> str:
-    """``£4.95``; an empty string when the price is unknown."""
-    if amount is None:
-        return ""
-    symbol = _SYMBOLS.get(currency.upper(), currency.upper() + " ")
-    return f"{symbol}{amount:,.2f}"
+    """``£4.95``; an empty string when the price is unknown (campaigns/money.py)."""
+    return format_money(amount, currency)
 
 
 def long_date(value: date | datetime | None) -> str:
@@ -110,7 +109,13 @@ def base_context(
 def product_card(
     product: ProductRecord, settings: Settings, campaign: str, reason: str | None = None
 ) -> dict[str, Any]:
-    """A product as a template sees it: display strings only; ``image_url`` None means no image."""
+    """A product as a template sees it: display strings only.
+
+    ``image_url`` None means no image (the card shows a tile with the name); ``image_alt`` is the
+    catalogue's alt text, else the name; ``was_price`` is the compare-at price when the product is on
+    sale (``on_sale``), shown struck through; ``url`` is the catalogue's page for it (built from its
+    handle at import), else ``shop_url/products/<SKU>``.
+    """
     return {**_card(product, settings, campaign), "reason": _clean(reason)}
 
 
@@ -119,14 +124,19 @@ def _card(product: ProductRecord, settings: Settings, campaign: str) -> dict[str
     # the same product card is shown to many recipients of a campaign; callers copy the dict
     url = product.url or f"{settings.shop_url.rstrip('/')}/products/{product.sku}"
     name = display_name(product.name) or product.sku
+    currency = product.currency or settings.currency
     return {
         "id": product.id,
         "name": name,
         "initial": name[:1].upper(),
-        "price": money(product.price, product.currency or settings.currency),
+        "price": money(product.price, currency),
+        "was_price": money(product.compare_at_price, currency) if product.on_sale else "",
+        "on_sale": product.on_sale,
         "url": add_utm(url, settings, campaign),
         "image_url": product.image_url or None,
+        "image_alt": _clean(product.image_alt) or name,
         "category": _clean(product.category),
+        "vendor": _clean(product.vendor),
     }
 
 
@@ -138,11 +148,12 @@ def block_context(
     campaign: str,
     count: int,
 ) -> dict[str, Any]:
-    """A titled list of at most ``count`` product cards (unknown or out-of-stock products dropped)."""
+    """A titled list of at most ``count`` product cards (unknown or unavailable products dropped:
+    out of stock, draft, archived or unpublished)."""
     cards = []
     for item in block.items if block else ():
         product = products.get(item.product_id)
-        if product is None or not product.in_stock:
+        if product is None or not product.available:
             continue
         cards.append(product_card(product, settings, campaign, item.reason))
         if len(cards) == count:
@@ -187,18 +198,31 @@ def recommendation_blocks(
     return blocks
 
 
-def order_context(order: OrderRecord, settings: Settings, campaign: str) -> dict[str, Any]:
+def order_context(
+    order: OrderRecord, settings: Settings, campaign: str, *, shown: int | None = None
+) -> dict[str, Any]:
+    """The order as a template sees it: its first ``shown`` lines (default ORDER_LINES_SHOWN), and how many
+    more there are.
+
+    ``lines`` (each a product card with ``quantity`` and ``line_total``), ``more_lines`` (lines not
+    shown; the template says "and N more"), ``line_count``, ``total`` ("" when the order was imported
+    without prices).
+    """
+    currency = order.currency or settings.currency
+    shown = ORDER_LINES_SHOWN if shown is None else shown
     return {
         "id": order.id,
         "number": _clean(order.external_id),
         "date": long_date(order.ordered_at),
-        "total": money(order.total, order.currency or settings.currency),
+        "total": money(order.total, currency),
         "lines": [
             dict(
                 product_card(line.product, settings, campaign),
                 quantity=line.quantity,
-                line_total=money(line.quantity * line.unit_price, order.currency or settings.currency),
+                line_total=money(line.line_total, currency),
             )
-            for line in order.lines
+            for line in order.lines[:shown]
         ],
+        "more_lines": max(len(order.lines) - shown, 0),
+        "line_count": len(order.lines),
     }

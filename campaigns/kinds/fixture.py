@@ -6,24 +6,36 @@ Shape (every key but ``customer`` optional)::
 
     {"customer": {"id": 1, "first_name": "Ada", "email": "ada@example.com", ...},
      "products": [{"id": 7, "sku": "85123A", "name": "...", "price": 2.55, "category": "home",
-                   "image_url": null, "url": null, "in_stock": true}],
+                   "image_url": null, "url": null, "in_stock": true,
+                   "image_alt": null, "compare_at_price": null, "status": "active", "vendor": null}],
      "recommendation": {"buy_again": [{"product_id": 7, "score": 0.9, "reason": "..."}], ...},
      "orders": [{"id": 10, "external_id": "536365", "ordered_at": "2011-11-20T10:00:00",
                  "lines": [{"product_id": 7, "quantity": 6, "unit_price": 2.55}]}],
-     "similar": [{"product_id": 8, "score": 0.4}]}
+     "similar": [{"product_id": 8, "score": 0.4}],
+     "events": [{"product_id": 7, "kind": "price_drop", "old_value": 2.95, "new_value": 2.55}]}
+
+``events`` (catalogue news: ``back_in_stock`` / ``price_drop``) are dated now unless they give
+``created_at``; what the customer ``bought`` is every product of the fixture's orders.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from campaigns.definition import CampaignDefinition
 from campaigns.errors import NotFoundError, TemplateError
 from campaigns.kinds.base import ContextInputs, Member
-from campaigns.store.records import CustomerRecord, OrderLineRecord, OrderRecord, ProductRecord
+from campaigns.store.records import (
+    CustomerRecord,
+    OrderLineRecord,
+    OrderRecord,
+    ProductEventRecord,
+    ProductRecord,
+    PurchaseHistory,
+)
 from recommender.blocks import SIMILAR, Block, Recommendation, RecommendedItem
 
 
@@ -65,6 +77,11 @@ def parse_fixture(data: dict[str, Any], currency: str = "GBP") -> ContextInputs:
             image_url=p.get("image_url"),
             category=p.get("category"),
             in_stock=bool(p.get("in_stock", True)),
+            image_alt=p.get("image_alt"),
+            compare_at_price=p.get("compare_at_price"),
+            status=str(p.get("status", "active")),
+            published=bool(p.get("published", True)),
+            vendor=p.get("vendor"),
         )
         for p in data.get("products", [])
     }
@@ -75,7 +92,11 @@ def parse_fixture(data: dict[str, Any], currency: str = "GBP") -> ContextInputs:
     orders = []
     for o in data.get("orders", []):
         lines = tuple(
-            OrderLineRecord(products[int(li["product_id"])], int(li["quantity"]), float(li["unit_price"]))
+            OrderLineRecord(
+                products[int(li["product_id"])],
+                int(li["quantity"]),
+                None if li.get("unit_price") is None else float(li["unit_price"]),
+            )
             for li in o.get("lines", [])
         )
         orders.append(
@@ -85,12 +106,31 @@ def parse_fixture(data: dict[str, Any], currency: str = "GBP") -> ContextInputs:
                 customer_id=customer.id,
                 ordered_at=datetime.fromisoformat(o["ordered_at"]),
                 currency=o.get("currency", currency),
-                total=round(sum(li.quantity * li.unit_price for li in lines), 2),
+                total=None
+                if any(li.line_total is None for li in lines)
+                else round(sum(li.line_total or 0.0 for li in lines), 2),
                 lines=lines,
             )
         )
     orders.sort(key=lambda o: o.ordered_at, reverse=True)
     similar = Block(SIMILAR, _items(data["similar"])) if "similar" in data else None
+    now = datetime.now(UTC).replace(tzinfo=None)
+    events = tuple(
+        ProductEventRecord(
+            id=n,
+            product_id=int(e["product_id"]),
+            sku=products[int(e["product_id"])].sku,
+            kind=str(e["kind"]),
+            old_value=e.get("old_value"),
+            new_value=e.get("new_value"),
+            created_at=datetime.fromisoformat(e["created_at"]) if e.get("created_at") else now,
+        )
+        for n, e in enumerate(data.get("events", []), start=1)
+    )
+    bought_lines = [line.product for o in orders for line in o.lines]
+    bought = PurchaseHistory(
+        frozenset(p.id for p in bought_lines), frozenset(p.category for p in bought_lines if p.category)
+    )
     return ContextInputs(
         customer=customer,
         recommendation=recommendation,
@@ -98,6 +138,8 @@ def parse_fixture(data: dict[str, Any], currency: str = "GBP") -> ContextInputs:
         orders=tuple(orders),
         order=orders[0] if orders else None,
         similar=similar,
+        events=events,
+        bought=bought,
     )
 
 

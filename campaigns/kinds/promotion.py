@@ -21,6 +21,8 @@ def promotion_context(spec: PromotionSpec, settings: Settings, campaign: str) ->
         "discount": spec.discount,
         "expires": long_date(spec.expires),
         "category": spec.category or "",
+        # for sentences: "20% off home decor" (the catalogue's "home-decor")
+        "category_label": (spec.category or "").replace("-", " ").replace("_", " "),
         "url": add_utm(url, settings, campaign, utm_content="offer"),
     }
 

@@ -37,9 +37,10 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from campaigns.models import Customer, Order, OrderLine, Product
+from campaigns.models import Customer, CustomerTag, Order, OrderLine, Product
 
 C, O, L, P = Customer.__table__, Order.__table__, OrderLine.__table__, Product.__table__  # noqa: E741
+T = CustomerTag.__table__
 
 #: consecutive orders closer than this are one shopping trip; their gap is not a "usual gap"
 MIN_GAP_DAYS = 1.0
@@ -263,6 +264,10 @@ def segment_query(
             )
     if "bought" in rules:
         conds.append(_bought(rules["bought"], now))
+    if "tags" in rules:
+        for key, tags in rules["tags"].items():
+            tagged = select(T.c.customer_id).where(func.lower(T.c.tag).in_([t.lower() for t in tags]))
+            conds.append(C.c.id.in_(tagged) if key == "any" else C.c.id.not_in(tagged))
     if "drifting" in rules:
         rule = rules["drifting"]
         usual: Any = usual_gaps(now, rule["gap"], lo, hi)

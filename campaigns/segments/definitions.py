@@ -13,6 +13,7 @@ Rule keys (see docs/segments.md for the exact definitions)::
     rfm: {r: ">=4", f: ">=3", m: "1-2"}          # quintile scores 1..5 (5 = best)
     bought: {sku: ["85123A"], category: ["candles"], within_days: 90}
     country: ["United Kingdom", "France"]        # or {in: [...], not_in: [...]}
+    tags: [vip]                                  # the shop's customer tags; or {any: [...], none: [...]}
     first_time_buyers: true                      # exactly one order
     top_spenders_pct: 10                         # the top 10% of customers by spend
     drifting: {factor: 1.5, gap: median}         # overdue against their own rhythm
@@ -39,7 +40,9 @@ DEFAULT_SEGMENTS_FILE = Path("segments.yaml")
 DEFAULT_SEGMENT = "all-buyers"
 
 RANGE_RULES = ("days_since_last_order", "days_since_first_order", "orders", "spend")
-RULE_KEYS = (*RANGE_RULES, "rfm", "bought", "country", "first_time_buyers", "top_spenders_pct", "drifting")
+RULE_KEYS = (
+    *RANGE_RULES, "rfm", "bought", "country", "tags", "first_time_buyers", "top_spenders_pct", "drifting",
+)  # fmt: skip
 RFM_LETTERS = ("r", "f", "m")
 GAP_KINDS = ("median", "mean")
 _SCORE = re.compile(r"^\s*(?:(>=|<=|>|<|=)?\s*([1-5])|([1-5])\s*-\s*([1-5]))\s*$")
@@ -147,6 +150,19 @@ def _country(value: Any) -> dict[str, list[str]]:
     return out
 
 
+def _tags(value: Any) -> dict[str, list[str]]:
+    if not isinstance(value, Mapping):
+        return {"any": _strings(("tags",), value)}
+    out: dict[str, list[str]] = {}
+    for key, raw in value.items():
+        if key not in ("any", "none"):
+            raise RuleError(("tags", str(key)), f"unknown key {key!r} (known: any, none)")
+        out[key] = _strings(("tags", key), raw)
+    if not out:
+        raise RuleError(("tags",), "needs 'any' and/or 'none'")
+    return out
+
+
 def _drifting(value: Any) -> dict[str, Any]:
     if value is True:
         value = {}
@@ -189,6 +205,8 @@ def validate_rules(rules: Any) -> dict[str, Any]:
             out[key] = _bought(value)
         elif key == "country":
             out[key] = _country(value)
+        elif key == "tags":
+            out[key] = _tags(value)
         elif key == "first_time_buyers":
             if not isinstance(value, bool):
                 raise RuleError(path, f"must be true or false, got {value!r}")

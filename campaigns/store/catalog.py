@@ -1,30 +1,31 @@
-"""Customers, products, orders: the import writer and the reads everything else builds on."""
+"""Customers, products, orders: the reads everything else builds on (the writer is store/importing.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Select, and_, case, distinct, func, or_, select
+from sqlalchemy import Connection, Select, Table, and_, case, distinct, func, or_, select
 
-from campaigns.models import Customer, Order, OrderLine, Product, Return
-from campaigns.store.base import CHUNK, StoreBase, chunked, utcnow
+from campaigns.models import Customer, CustomerTag, Order, OrderLine, Product, ProductEvent, Return
+from campaigns.store.base import chunked
+from campaigns.store.importing import ImportStore
 from campaigns.store.records import (
     CatalogCounts,
+    CurrencyTotals,
     CustomerRecord,
-    ImportBatch,
     OrderLineRecord,
     OrderRecord,
+    ProductEventRecord,
     ProductRecord,
     PurchaseColumns,
-    WriteCounts,
+    PurchaseHistory,
 )
 
-C, P, O, L, R = Customer.__table__, Product.__table__, Order.__table__, OrderLine.__table__, Return.__table__
-
-Progress = Callable[[int], None]
+C, P, O, L, R = (cast(Table, m.__table__) for m in (Customer, Product, Order, OrderLine, Return))
+T, E = (cast(Table, m.__table__) for m in (CustomerTag, ProductEvent))
 
 
 def customer_record(row: Any) -> CustomerRecord:
@@ -39,6 +40,7 @@ def customer_record(row: Any) -> CustomerRecord:
         marketing_consent=bool(row.marketing_consent),
         consent_source=row.consent_source,
         is_demo=bool(row.is_demo),
+        region=row.region,
     )
 
 
@@ -53,174 +55,18 @@ def product_record(row: Any) -> ProductRecord:
         image_url=row.image_url,
         category=row.category,
         in_stock=bool(row.in_stock),
+        handle=row.handle,
+        image_alt=row.image_alt,
+        compare_at_price=row.compare_at_price,
+        status=row.status,
+        published=bool(row.published),
+        vendor=row.vendor,
+        tags=row.tags,
+        inventory_qty=row.inventory_qty,
     )
 
 
-class CatalogStore(StoreBase):
-    # ------------------------------------------------------------------ writes
-
-    def write_import(self, batch: ImportBatch, progress: Progress | None = None) -> WriteCounts:
-        """Write a whole validated batch in one transaction (all or nothing).
-
-        Natural keys make a re-import change nothing: customers by ``external_id`` (details updated),
-        products by ``sku`` (name/price updated), orders by ``external_id`` (existing orders and their
-        lines are left alone), returns by ``(external_id, line_no)``.
-        """
-        now = utcnow()
-        with self.transaction() as conn:
-            before_c = conn.execute(select(func.count()).select_from(C)).scalar_one()
-            before_p = conn.execute(select(func.count()).select_from(P)).scalar_one()
-            self._upsert_customers(conn, batch, now)
-            self._upsert_products(conn, batch)
-            cust_ids = self._id_map(conn, C.c.id, C.c.external_id, list(batch.customers))
-            prod_ids = self._id_map(conn, P.c.id, P.c.sku, list(batch.products))
-            orders_added, lines_added = self._insert_orders(conn, batch, cust_ids, prod_ids, progress)
-            returns_added = self._insert_returns(conn, batch, cust_ids, prod_ids)
-            after_c = conn.execute(select(func.count()).select_from(C)).scalar_one()
-            after_p = conn.execute(select(func.count()).select_from(P)).scalar_one()
-        return WriteCounts(after_c - before_c, after_p - before_p, orders_added, lines_added, returns_added)
-
-    def _upsert_customers(self, conn: Connection, batch: ImportBatch, now: datetime) -> None:
-        rows = [
-            {
-                "external_id": c.external_id,
-                "email": c.email,
-                "first_name": c.first_name,
-                "last_name": c.last_name,
-                "country": c.country,
-                "timezone": c.timezone,
-                "marketing_consent": c.marketing_consent,
-                "consent_source": c.consent_source,
-                "consent_at": c.consent_at,
-                "is_demo": c.is_demo,
-                "created_at": now,
-            }
-            for c in batch.customers.values()
-        ]
-        for part in chunked(rows, CHUNK // 2):
-            stmt = self.insert(C)
-            ex = stmt.excluded
-            changed = C.c.marketing_consent != ex.marketing_consent
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[C.c.external_id],
-                set_={
-                    "email": func.coalesce(ex.email, C.c.email),
-                    "first_name": func.coalesce(ex.first_name, C.c.first_name),
-                    "last_name": func.coalesce(ex.last_name, C.c.last_name),
-                    "country": func.coalesce(ex.country, C.c.country),
-                    "timezone": func.coalesce(ex.timezone, C.c.timezone),
-                    # consent changes only when the file says something different
-                    "marketing_consent": ex.marketing_consent,
-                    "consent_source": case((changed, ex.consent_source), else_=C.c.consent_source),
-                    "consent_at": case((changed, ex.consent_at), else_=C.c.consent_at),
-                },
-            )
-            conn.execute(stmt, list(part))
-
-    def _upsert_products(self, conn: Connection, batch: ImportBatch) -> None:
-        rows = [
-            {
-                "sku": p.sku,
-                "name": p.name,
-                "price": p.price,
-                "currency": p.currency,
-                "url": p.url,
-                "image_url": p.image_url,
-                "category": p.category,
-                "in_stock": p.in_stock,
-            }
-            for p in batch.products.values()
-        ]
-        for part in chunked(rows, CHUNK // 2):
-            stmt = self.insert(P)
-            ex = stmt.excluded
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[P.c.sku],
-                set_={
-                    "name": ex.name,
-                    "price": func.coalesce(ex.price, P.c.price),
-                    "category": func.coalesce(ex.category, P.c.category),
-                    "url": func.coalesce(ex.url, P.c.url),
-                    "image_url": func.coalesce(ex.image_url, P.c.image_url),
-                },
-            )
-            conn.execute(stmt, list(part))
-
-    @staticmethod
-    def _id_map(conn: Connection, id_col: Any, key_col: Any, keys: Sequence[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for part in chunked(keys, 900):
-            for row in conn.execute(select(id_col, key_col).where(key_col.in_(part))):
-                out[row[1]] = row[0]
-        return out
-
-    def _insert_orders(
-        self,
-        conn: Connection,
-        batch: ImportBatch,
-        cust_ids: dict[str, int],
-        prod_ids: dict[str, int],
-        progress: Progress | None,
-    ) -> tuple[int, int]:
-        orders = list(batch.orders.values())
-        existing: set[str] = set()
-        for part in chunked([o.external_id for o in orders], 900):
-            existing.update(conn.execute(select(O.c.external_id).where(O.c.external_id.in_(part))).scalars())
-        new = [o for o in orders if o.external_id not in existing]
-        lines_added = 0
-        for part in chunked(new, CHUNK):
-            rows = [
-                {
-                    "external_id": o.external_id,
-                    "customer_id": cust_ids[o.customer_key],
-                    "ordered_at": o.ordered_at,
-                    "currency": o.currency,
-                    "total": round(sum(q * p for _, q, p in o.lines), 2),
-                    "source": batch.source,
-                }
-                for o in part
-            ]
-            conn.execute(O.insert(), rows)
-            ids = self._id_map(conn, O.c.id, O.c.external_id, [o.external_id for o in part])
-            line_rows = [
-                {
-                    "order_id": ids[o.external_id],
-                    "line_no": n,
-                    "product_id": prod_ids[sku],
-                    "quantity": qty,
-                    "unit_price": price,
-                }
-                for o in part
-                for n, (sku, qty, price) in enumerate(o.lines, start=1)
-            ]
-            for lpart in chunked(line_rows, 5_000):
-                conn.execute(L.insert(), list(lpart))
-            lines_added += len(line_rows)
-            if progress:
-                progress(sum(len(o.lines) for o in part))
-        return len(new), lines_added
-
-    def _insert_returns(
-        self, conn: Connection, batch: ImportBatch, cust_ids: dict[str, int], prod_ids: dict[str, int]
-    ) -> int:
-        rows = [
-            {
-                "external_id": r.external_id,
-                "line_no": r.line_no,
-                "customer_id": cust_ids[r.customer_key],
-                "product_id": prod_ids[r.sku],
-                "quantity": r.quantity,
-                "unit_price": r.unit_price,
-                "returned_at": r.returned_at,
-            }
-            for r in batch.returns
-        ]
-        added = 0
-        for part in chunked(rows, CHUNK):
-            stmt = self.insert(R).on_conflict_do_nothing(index_elements=[R.c.external_id, R.c.line_no])
-            added += conn.execute(stmt, list(part)).rowcount or 0
-        return max(added, 0)
-
+class CatalogStore(ImportStore):
     # ------------------------------------------------------------------ reads
 
     def catalog_counts(self) -> CatalogCounts:
@@ -232,6 +78,7 @@ class CatalogStore(StoreBase):
                     func.coalesce(func.sum(O.c.total), 0.0),
                     func.min(O.c.ordered_at),
                     func.max(O.c.ordered_at),
+                    func.count(O.c.total),
                 ).select_from(O)
             ).one()
             return CatalogCounts(
@@ -244,6 +91,7 @@ class CatalogStore(StoreBase):
                 revenue=float(one[2]),
                 first_order_at=one[3],
                 last_order_at=one[4],
+                priced_orders=one[5],
             )
 
     def products_bought_count(self) -> int:
@@ -270,16 +118,39 @@ class CatalogStore(StoreBase):
             rows = conn.execute(select(O.c.customer_id, month).group_by(O.c.customer_id, month))
             return [(int(c), str(m)) for c, m in rows]
 
-    def monthly_orders(self) -> list[tuple[str, int, float, int]]:
-        """Per month: ('YYYY-MM', orders, revenue, distinct customers)."""
+    def monthly_orders(self, currency: str | None = None) -> list[tuple[str, int, float, int, int]]:
+        """Per month: ('YYYY-MM', orders, revenue, distinct customers, priced orders).
+
+        ``currency`` keeps only that currency's orders (revenue is never summed across currencies).
+        """
         month = self._month(O.c.ordered_at).label("m")
+        q = select(
+            month,
+            func.count(),
+            func.sum(O.c.total),
+            func.count(distinct(O.c.customer_id)),
+            func.count(O.c.total),
+        )
+        if currency is not None:
+            q = q.where(O.c.currency == currency)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(month, func.count(), func.sum(O.c.total), func.count(distinct(O.c.customer_id)))
-                .group_by(month)
-                .order_by(month)
-            )
-            return [(str(m), int(n), float(s or 0.0), int(c)) for m, n, s, c in rows]
+            rows = conn.execute(q.group_by(month).order_by(month))
+            return [(str(m), int(n), float(s or 0.0), int(c), int(k)) for m, n, s, c, k in rows]
+
+    def currency_totals(self) -> list[CurrencyTotals]:
+        """Orders and revenue per currency, most orders first."""
+        q = (
+            select(O.c.currency, func.count(), func.count(O.c.total), func.coalesce(func.sum(O.c.total), 0.0))
+            .group_by(O.c.currency)
+            .order_by(func.count().desc(), O.c.currency)
+        )
+        with self.engine.connect() as conn:
+            return [CurrencyTotals(str(c), int(n), int(k), float(s)) for c, n, k, s in conn.execute(q)]
+
+    def shop_currency(self, fallback: str) -> str:
+        """The shop's currency as its data says: the currency of most orders (``fallback`` with none)."""
+        totals = self.currency_totals()
+        return totals[0].currency if totals else fallback
 
     def iter_purchase_columns(
         self, *, until: datetime | None = None, since: datetime | None = None, chunk: int = 250_000
@@ -326,7 +197,7 @@ class CatalogStore(StoreBase):
         if isinstance(ref, int) or str(ref).isdigit():
             conds.append(C.c.id == int(ref))
         with self.engine.connect() as conn:
-            rows = conn.execute(select(C).where(or_(*conds)).order_by(C.c.id)).all()
+            rows = list(conn.execute(select(C).where(or_(*conds)).order_by(C.c.id)))
         if not rows:
             return None
         # a numeric ref prefers the database id, then the shop's own id
@@ -419,14 +290,19 @@ class CatalogStore(StoreBase):
         lines: dict[int, list[OrderLineRecord]] = {}
         for part in chunked(list(order_ids), 900):
             q = (
-                select(L.c.order_id, L.c.quantity, L.c.unit_price, P)
+                select(L.c.order_id, L.c.quantity, L.c.unit_price, L.c.discount, P)
                 .select_from(L.join(P, P.c.id == L.c.product_id))
                 .where(L.c.order_id.in_(part))
                 .order_by(L.c.order_id, L.c.line_no)
             )
             for row in conn.execute(q):
                 lines.setdefault(row.order_id, []).append(
-                    OrderLineRecord(product_record(row), int(row.quantity), float(row.unit_price))
+                    OrderLineRecord(
+                        product_record(row),
+                        int(row.quantity),
+                        None if row.unit_price is None else float(row.unit_price),
+                        row.discount,
+                    )
                 )
         return lines
 
@@ -438,8 +314,12 @@ class CatalogStore(StoreBase):
             customer_id=row.customer_id,
             ordered_at=row.ordered_at,
             currency=row.currency,
-            total=float(row.total),
+            total=None if row.total is None else float(row.total),
             lines=tuple(lines),
+            financial_status=row.financial_status,
+            discount_codes=row.discount_codes,
+            discount_amount=row.discount_amount,
+            refunded_amount=row.refunded_amount,
         )
 
     def orders_between(self, start: datetime, end: datetime) -> list[tuple[int, int, datetime]]:
@@ -451,6 +331,100 @@ class CatalogStore(StoreBase):
                 .order_by(O.c.ordered_at, O.c.id)
             )
             return [(int(a), int(b), c) for a, b, c in conn.execute(q)]
+
+    def product_events(
+        self, *, since: datetime | None = None, kinds: Sequence[str] | None = None
+    ) -> list[ProductEventRecord]:
+        """Catalogue changes (back_in_stock, out_of_stock, price_drop) at or after ``since``, oldest first."""
+        q = (
+            select(E, P.c.sku)
+            .select_from(E.join(P, P.c.id == E.c.product_id))
+            .order_by(E.c.created_at, E.c.id)
+        )
+        if since is not None:
+            q = q.where(E.c.created_at >= since)
+        if kinds is not None:
+            q = q.where(E.c.kind.in_(list(kinds)))
+        with self.engine.connect() as conn:
+            return [
+                ProductEventRecord(r.id, r.product_id, r.sku, r.kind, r.old_value, r.new_value, r.created_at)
+                for r in conn.execute(q)
+            ]
+
+    def purchase_history(self, customer_ids: Iterable[int]) -> dict[int, PurchaseHistory]:
+        """Per customer: every product bought and the categories of those products (returns excluded)."""
+        found: dict[int, tuple[set[int], set[str]]] = {}
+        with self.engine.connect() as conn:
+            for part in chunked(list(customer_ids), 900):
+                q = (
+                    select(O.c.customer_id, L.c.product_id, P.c.category)
+                    .select_from(L.join(O, O.c.id == L.c.order_id).join(P, P.c.id == L.c.product_id))
+                    .where(O.c.customer_id.in_(part))
+                    .distinct()
+                )
+                for cid, pid, category in conn.execute(q):
+                    ids, cats = found.setdefault(int(cid), (set(), set()))
+                    ids.add(int(pid))
+                    if category:
+                        cats.add(str(category))
+        return {cid: PurchaseHistory(frozenset(ids), frozenset(cats)) for cid, (ids, cats) in found.items()}
+
+    def buyers_of(self, product_ids: Iterable[int], categories: Iterable[str] = ()) -> list[int]:
+        """Customers who bought any of ``product_ids`` or any product of ``categories``, by id."""
+        ids, cats = list(product_ids), list(categories)
+        if not ids and not cats:
+            return []
+        match = []
+        if ids:
+            match.append(L.c.product_id.in_(ids))
+        if cats:
+            match.append(L.c.product_id.in_(select(P.c.id).where(P.c.category.in_(cats))))
+        q = (
+            select(O.c.customer_id)
+            .select_from(L.join(O, O.c.id == L.c.order_id))
+            .where(or_(*match))
+            .distinct()
+            .order_by(O.c.customer_id)
+        )
+        with self.engine.connect() as conn:
+            return [int(c) for c in conn.execute(q).scalars()]
+
+    def longest_order(self) -> OrderRecord | None:
+        """The order with the most lines (the largest an order email can be), with its lines."""
+        q = select(L.c.order_id).group_by(L.c.order_id).order_by(func.count().desc(), L.c.order_id).limit(1)
+        with self.engine.connect() as conn:
+            order_id = conn.execute(q).scalar()
+        return None if order_id is None else self.orders_by_ids([int(order_id)]).get(int(order_id))
+
+    def category_counts(self) -> dict[str, tuple[int, int]]:
+        """Per category: (products, products that may be shown: active, published, in stock)."""
+        shown = and_(P.c.in_stock, P.c.published, P.c.status == "active")
+        q = (
+            select(P.c.category, func.count(), func.sum(case((shown, 1), else_=0)))
+            .where(P.c.category.is_not(None))
+            .group_by(P.c.category)
+        )
+        with self.engine.connect() as conn:
+            return {str(c): (int(n), int(k or 0)) for c, n, k in conn.execute(q)}
+
+    def longest_named_products(self, n: int, category: str | None = None) -> list[ProductRecord]:
+        """``n`` products that may be shown, the longest names first (lint's largest email)."""
+        q = select(P).where(P.c.in_stock, P.c.published, P.c.status == "active")
+        if category is not None:
+            q = q.where(P.c.category == category)
+        q = q.order_by(func.length(P.c.name).desc(), P.c.id).limit(n)
+        with self.engine.connect() as conn:
+            return [product_record(r) for r in conn.execute(q)]
+
+    def customer_tags(self, customer_ids: Iterable[int]) -> dict[int, list[str]]:
+        """Each customer's tags (customers without tags are absent)."""
+        out: dict[int, list[str]] = {}
+        with self.engine.connect() as conn:
+            for part in chunked(list(customer_ids), 900):
+                q = select(T.c.customer_id, T.c.tag).where(T.c.customer_id.in_(part)).order_by(T.c.tag)
+                for cid, tag in conn.execute(q):
+                    out.setdefault(int(cid), []).append(str(tag))
+        return out
 
     def first_orders_between(self, start: datetime, end: datetime) -> list[tuple[int, int, datetime, int]]:
         """(order id, customer id, ordered_at, the customer's order count) of every customer whose FIRST

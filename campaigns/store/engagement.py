@@ -227,13 +227,19 @@ class EngagementStore(StoreBase):
         with self.engine.connect() as conn:
             return [Touch(str(c), int(cid), str(s), at) for c, cid, s, at in conn.execute(q)]
 
-    def orders_since(self, since: datetime) -> list[tuple[int, int, datetime, float]]:
-        """(order id, customer id, ordered_at, total) of purchases at or after ``since``, oldest first."""
+    def orders_since(
+        self, since: datetime, *, currency: str | None = None
+    ) -> list[tuple[int, int, datetime, float]]:
+        """(order id, customer id, ordered_at, total) of purchases at or after ``since``, oldest first;
+        only orders in ``currency`` when given."""
         q = (
-            select(O.c.id, O.c.customer_id, O.c.ordered_at, O.c.total)
+            # an order without prices (a price-less basket file) attributes no revenue
+            select(O.c.id, O.c.customer_id, O.c.ordered_at, func.coalesce(O.c.total, 0.0))
             .where(O.c.ordered_at >= since)
             .order_by(O.c.ordered_at, O.c.id)
         )
+        if currency is not None:
+            q = q.where(O.c.currency == currency)
         with self.engine.connect() as conn:
             return [(int(a), int(b), c, float(d)) for a, b, c, d in conn.execute(q)]
 

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Engine
 
 from campaigns.status import DeliveryStatus, RunStatus
-from campaigns.store.records import CustomerRecord, OrderRecord, ProductRecord
+from campaigns.store.records import (
+    CustomerRecord,
+    OrderRecord,
+    ProductEventRecord,
+    ProductRecord,
+    PurchaseHistory,
+)
 
 if TYPE_CHECKING:
     from campaigns.store.batches import BatchProgress, BatchRecord, BatchState, MemberRef
@@ -48,6 +54,12 @@ class Catalogue(Protocol):
 
     def orders_by_ids(self, order_ids: Sequence[int]) -> dict[int, OrderRecord]: ...
 
+    def product_events(
+        self, *, since: datetime | None = None, kinds: Sequence[str] | None = None
+    ) -> list[ProductEventRecord]: ...
+
+    def purchase_history(self, customer_ids: Iterable[int]) -> dict[int, PurchaseHistory]: ...
+
 
 class AudienceStore(Catalogue, Protocol):
     """What audiences are built from: the engine segments compile to, and order/ledger reads."""
@@ -65,6 +77,8 @@ class AudienceStore(Catalogue, Protocol):
     ) -> list[tuple[int, int, datetime, int]]: ...
 
     def followed_up_orders(self, campaign: str, order_ids: Sequence[int]) -> set[int]: ...
+
+    def buyers_of(self, product_ids: Iterable[int], categories: Iterable[str] = ()) -> list[int]: ...
 
 
 class Suppressions(Protocol):

@@ -9,6 +9,7 @@ from typing import Any
 from markupsafe import Markup
 
 from campaigns.analytics import CampaignImpact, KpiReport, campaign_impact, kpi_report, repeat_rate_series
+from campaigns.money import symbol
 from campaigns.web import charts
 
 
@@ -31,7 +32,7 @@ def build_dashboard(store: Any, *, days: int = 7) -> Dashboard:
     retention = [(p.period, p.rate) for p in report.retention]
     if report.retention_period is not None:
         retention = [(p, r) for p, r in retention if p <= report.retention_period]
-    impacts = campaign_impact(store, days=days)
+    impacts = campaign_impact(store, days=days, currency=report.currency)
     built = {
         "retention": charts.line_chart(
             "retention",
@@ -48,7 +49,7 @@ def build_dashboard(store: Any, *, days: int = 7) -> Dashboard:
             "aov",
             [(m.month, m.average_order_value) for m in report.monthly],
             title="Average order value per month",
-            fmt=charts.money,
+            fmt=lambda v: symbol(report.currency or "") + charts.money(v),
             color="#c07a2c",
             as_bars=True,
         ),

@@ -11,6 +11,8 @@ from typing import Any
 import jinja2
 from starlette.responses import HTMLResponse
 
+from campaigns.money import format_money
+
 PAGES_DIR = Path(__file__).parent / "templates"
 
 _env = jinja2.Environment(
@@ -21,7 +23,9 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
 )
 _env.filters["pct"] = lambda v, digits=1: "–" if v is None else f"{v * 100:.{digits}f}%"
-_env.filters["money"] = lambda v: "–" if v is None else f"{v:,.2f}"
+_env.filters["money"] = lambda v, currency="": (
+    "–" if v is None else format_money(v, currency) if currency else f"{v:,.2f}"
+)
 _env.filters["num"] = lambda v: "–" if v is None else f"{v:,}"
 
 
