@@ -37,6 +37,15 @@ ARTIFACTS = ROOT / "test-artifacts"
 #: the public address of `retain serve` as a real shop has it (https, not the loopback default)
 PUBLIC_URL = "https://mail.shop.example.com/retain"
 
+#: the starter campaigns of templates/emails
+STARTERS = (
+    "weekly-picks",
+    "thank-you-follow-up",
+    "vip-early-access",
+    "we-miss-you",
+    "first-purchase-upsell",
+    "back-in-stock",
+)
 IMPORTS = {
     "online-retail": ["import", "online-retail", str(ONLINE_RETAIL)],
     "groceries": [

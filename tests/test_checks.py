@@ -18,7 +18,7 @@ from campaigns.definition import find_campaign, parse_campaign
 from campaigns.errors import ConfigError, TemplateError
 from campaigns.kinds.common import locale_context
 from campaigns.web.preview_app import force_dark
-from tests.real_shops import TEMPLATES, need_tool, toolbox
+from tests.real_shops import STARTERS, TEMPLATES, need_tool, toolbox
 
 SHOP = Settings(shop_url="https://shop.example.com", public_url="https://mail.shop.example.com/r")
 
@@ -151,14 +151,7 @@ def test_a_campaign_locale_sets_html_lang_and_dir(tmp_path: Path) -> None:
 
 def test_every_starter_fixture_passes_the_static_checks() -> None:
     settings = Settings(public_url=SHOP.public_url)
-    for name in (
-        "weekly-picks",
-        "thank-you-follow-up",
-        "vip-early-access",
-        "we-miss-you",
-        "first-purchase-upsell",
-        "back-in-stock",
-    ):
+    for name in STARTERS:
         item = fixture_email(settings, find_campaign(TEMPLATES, name))
         assert not isinstance(item, str)
         results = static_checks(item.rendered.html, settings, str(item.context["unsubscribe_url"]))
