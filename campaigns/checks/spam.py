@@ -1,5 +1,5 @@
 """SpamAssassin's verdict on one wire message: ``spamassassin -L -t`` (local tests only: no DNS
-blocklists, no URIBL, no Razor/Pyzor; no Bayes database, no user preferences created).
+blocklists, no URIBL, no Razor/Pyzor; no Bayes database; preferences and state in a throw-away directory, never the user's home).
 
 The score counts every rule that hit except :data:`SETUP_RULES`, rules that fire because the message
 is checked before it is sent rather than because of what it says. Pass at 0.5 points or less, warn
@@ -28,6 +28,12 @@ SETUP_RULES = {
     "DKIM_INVALID": "local tests only: the DKIM key cannot be fetched from DNS, so the signature cannot verify",
     "T_DKIM_INVALID": "local tests only: the DKIM key cannot be fetched from DNS, so the signature cannot verify",
 }
+
+
+def _config_args(home: str) -> list[str]:
+    """No Bayes learning or database; its path, like the preferences, in the throw-away home."""
+    return ["--cf", "use_bayes 0", "--cf", "bayes_auto_learn 0", "--cf", f"bayes_path {home}/bayes"]
+
 
 _HEADER_RE = re.compile(r"Content analysis details:\s+\((-?[\d.]+) points?, (-?[\d.]+) required\)")
 _ROW_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z0-9_]+)\s+(.*)$")
@@ -94,7 +100,7 @@ def run_spamassassin(message: bytes, executable: str = "spamassassin") -> SpamRe
     with tempfile.TemporaryDirectory(prefix="retain-sa-") as home:
         env = dict(os.environ, HOME=home)
         proc = subprocess.run(
-            [executable, "-L", "-t", "-x", "--cf", "use_bayes 0", "--cf", "bayes_auto_learn 0"],
+            [executable, "-L", "-t", "-x", "-p", f"{home}/user_prefs", *_config_args(home)],
             input=message,
             capture_output=True,
             timeout=TIMEOUT_SECONDS,
