@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 export OPENBLAS_NUM_THREADS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-fast lint bench preview clean install
+.PHONY: demo test test-fast lint bench preview clean install tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## tools: the npm packages the email checks run (axe-core, caniemail) into tools/node_modules, from the
+## committed package-lock.json; needs Node >= 20.19 and npm (apt-get install nodejs npm)
+tools: tools/node_modules/.installed
+tools/node_modules/.installed: tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 ## demo: import the bundled Online Retail data into var/, report KPIs, train, evaluate, send to the outbox
 demo: $(STAMP)

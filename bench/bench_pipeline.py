@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from campaigns.senders.sink import FaultPlan, SinkProcess  # noqa: E402
 from campaigns.store import Store  # noqa: E402
 from campaigns.training import train_model  # noqa: E402
+from tests.smtp_sink import FaultPlan, SinkProcess  # noqa: E402
 from tests.synthetic import cli_env, make_shop, shop_settings  # noqa: E402
 
 

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from campaigns.config import Settings, postgres_test_url  # noqa: E402
-from campaigns.senders.sink import FaultPlan, SinkProcess  # noqa: E402
 from campaigns.store import Store  # noqa: E402
 from campaigns.training import train_model  # noqa: E402
+from tests.smtp_sink import FaultPlan, SinkProcess  # noqa: E402
 from tests.synthetic import cli_env, make_shop, shop_settings  # noqa: E402
 
 RETAIN = [sys.executable, "-c", "from campaigns.cli import run; run()"]

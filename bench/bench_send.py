@@ -21,9 +21,12 @@ from pathlib import Path
 
 import psutil
 
-from campaigns.config import Settings, set_thread_env
-from campaigns.senders import OutgoingMessage, resolve_sender
-from campaigns.senders.sink import FaultPlan, SinkProcess, read_log
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the test sink lives in tests/ (it is not part of the package)
+
+from campaigns.config import Settings, set_thread_env  # noqa: E402
+from campaigns.senders import OutgoingMessage, resolve_sender  # noqa: E402
+from tests.smtp_sink import FaultPlan, SinkProcess, read_log  # noqa: E402
 
 FROM = "hello@shop.example.com"
 

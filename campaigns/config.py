@@ -30,6 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from campaigns.errors import ConfigError
 
 ENV_PREFIX = "RETAIN_"
+#: a BCP 47 language tag as emails use it: language, then optional script / region / variant subtags
+LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
 DEFAULT_CONFIG_FILE = "retain.toml"
 
 
@@ -49,6 +51,9 @@ class Settings:
     shop_url: str = "https://shop.example.com"
     shop_timezone: str = "Europe/London"
     currency: str = "GBP"
+    #: the language the emails are written in (BCP 47, e.g. "en", "en-GB", "de", "ar"): <html lang> and,
+    #: for right-to-left scripts (ar, he, fa, ur ...), dir="rtl"; a campaign's `locale:` key overrides it
+    locale: str = "en"
     #: the largest email HTML Retain sends (KB): Gmail clips HTML above ~102 KB, hiding the footer; a bigger
     #: email is skipped ("email too large"), and `retain lint` fails a campaign whose largest context exceeds it
     max_email_kb: int = 100
@@ -86,6 +91,15 @@ class Settings:
     token_max_age_days: int = 365
     #: HTTP basic-auth password for `retain preview` (required, with --allow-remote, to bind beyond loopback)
     preview_password: str = field(default="", repr=False)
+    # email checks (`retain check`, lint, the preview; docs/checks.md)
+    #: Can I Email clients to check against (caniemail globs, comma-separated): Apple Mail, Gmail web and
+    #: apps, Outlook desktop (Windows, Mac), new Outlook / Outlook.com, Yahoo
+    check_clients: str = (
+        "apple-mail.macos,apple-mail.ios,gmail.desktop-webmail,gmail.ios,gmail.android,"
+        "outlook.windows,outlook.macos,outlook.outlook-com,yahoo.desktop-webmail,yahoo.ios,yahoo.android"
+    )
+    chromium_path: str = "/usr/bin/chromium"  # the browser axe-core runs in (Debian's; never a download)
+    tools_dir: str = ""  # the npm packages (axe-core, caniemail); default: tools/ of the Retain checkout
     dkim_selector: str = ""
     dkim_domain: str = ""
     dkim_private_key_path: str = ""
@@ -236,6 +250,10 @@ def _validate(s: Settings) -> None:
             raise ConfigError(
                 f"setting 'quiet_hours' must look like '21-8' (local hours), got {s.quiet_hours!r}"
             )
+    if not LOCALE_RE.match(s.locale):
+        raise ConfigError(
+            f"setting 'locale' must be a language tag such as 'en', 'en-GB' or 'ar', got {s.locale!r}"
+        )
     for name in ("batch_size", "send_concurrency", "max_email_kb"):
         if getattr(s, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")

@@ -140,6 +140,8 @@ class CampaignDefinition:
     options: Mapping[str, Any] = field(default_factory=dict)
     marketing: bool = True
     holdout: float | None = None
+    #: the language the template is written in (``locale:``, e.g. "de"); "" = the ``locale`` setting
+    locale: str = ""
     #: the MJML/Jinja body (everything after the front matter) and the file line it starts on
     body: str = ""
     body_line: int = 1
@@ -187,6 +189,7 @@ COMMON_KEYS = frozenset(
         "marketing",
         "holdout",
         "description",
+        "locale",
     }
 )
 
@@ -533,6 +536,14 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0 <= holdout < 1
     ):
         raise fm.fail("holdout", f"'holdout' must be a share in [0, 1), got {holdout!r}")
+    locale = _str(fm, "locale") or ""
+    if locale:
+        from campaigns.config import LOCALE_RE
+
+        if not LOCALE_RE.match(locale):
+            raise fm.fail(
+                "locale", f"'locale' must be a language tag such as 'en', 'de-AT' or 'ar', got {locale!r}"
+            )
     recommend = _recommend(fm)
     promotion = options.get("promotion")
     if isinstance(promotion, PromotionSpec) and promotion.category and not recommend.only_categories:
@@ -556,6 +567,7 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         options=options,
         marketing=marketing,
         holdout=float(holdout) if holdout is not None else None,
+        locale=locale,
         body=body,
         body_line=body_line,
         lines=dict(fm.lines),

@@ -178,7 +178,11 @@ class EmailFactory:
         self._from_domain = parseaddr(self.from_)[1].rpartition("@")[2] or "retain.invalid"
         self._rules = definition.recommend.rules()
         self._dkim: DkimConfig | None | bool = False  # False: not read yet (read on the first message)
-        self._headers = {"Reply-To": settings.reply_to} if settings.reply_to else {}
+        # Organization names the shop (and tells SpamAssassin's SHOPIFY_IMG_NOT_RCVD_SFY that a shop
+        # showing its own Shopify-hosted images is not hot-linking them; docs/checks.md)
+        self._headers = {"Organization": settings.shop_name} if settings.shop_name.strip() else {}
+        if settings.reply_to:
+            self._headers["Reply-To"] = settings.reply_to
 
     # ------------------------------------------------------------------ inputs
 

@@ -127,3 +127,100 @@ def test_follow_an_unsubscribe_link_and_the_customer_is_suppressed(browser: Any,
         if not page.is_closed():
             page.close()
         store.close()
+
+
+def _no_sideways_scroll(page: Any) -> None:
+    width = page.evaluate("window.innerWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, page.url
+
+
+def test_preview_inbox_row_dark_mode_images_off_checks_and_a_390px_phone(
+    browser: Any, tmp_path: Path
+) -> None:
+    store, settings = make_shop(tmp_path)
+    app = create_preview_app(
+        store, settings, segments_file=ROOT / "segments.yaml", recommender=StubRecommender(store)
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(60_000)
+    try:
+        with ServerThread(app) as url:
+            # the inbox row: sender, subject, preheader snippet
+            page.goto(url + "/campaigns/back-in-stock")
+            row = page.locator("#inbox-row")
+            assert row.locator("#sender").inner_text() == "Retain Demo Shop"
+            assert row.locator("#subject").inner_text().endswith("it's back in stock")
+            assert row.locator("#preheader").inner_text().startswith("Back in stock:")
+            # every check, loaded after the page: with the tools installed, each one ran and passed
+            page.wait_for_selector("#check-results")
+            statuses = dict(
+                page.locator("#check-results > li").evaluate_all(
+                    "els => els.map(e => [e.dataset.check, e.dataset.status])"
+                )
+            )
+            assert set(statuses) == {
+                "size",
+                "links",
+                "images",
+                "caniemail",
+                "accessibility",
+                "layout",
+                "spam",
+            }
+            tools_missing = toolbox_missing()
+            for name, status in statuses.items():
+                assert status == ("skipped" if name in tools_missing else "pass"), (name, status)
+            page.screenshot(path=str(ARTIFACTS / "preview-checks.png"), full_page=True)
+
+            # dark mode: the email's own dark styles turn its page background dark
+            frame = page.frame_locator("#email")
+            light = frame.locator("body").evaluate("b => getComputedStyle(b).backgroundColor")
+            page.click("#modes button[data-mode=dark]")
+            page.wait_for_function("document.getElementById('email').src.includes('mode=dark')")
+            page.wait_for_function(
+                "() => { const d = document.getElementById('email').contentDocument;"
+                " return d && d.body && getComputedStyle(d.body).backgroundColor === 'rgb(20, 26, 24)'; }"
+            )
+            assert light == "rgb(243, 239, 232)" and "mode=dark" in page.url
+            page.screenshot(path=str(ARTIFACTS / "preview-dark.png"), full_page=True)
+
+            # images off: the product image does not load, its alt text stands in
+            page.click("#images button[data-images=off]")
+            page.wait_for_function("document.getElementById('email').src.includes('images=off')")
+            page.wait_for_function(
+                "() => { const d = document.getElementById('email').contentDocument;"
+                " const i = d && d.querySelector('img'); return i && i.complete && i.naturalWidth === 0; }"
+            )
+            assert frame.locator("img").first.get_attribute("alt") == "Speckled stoneware bowl"
+            page.screenshot(path=str(ARTIFACTS / "preview-images-off.png"), full_page=True)
+
+            # a 390 px phone: no page scrolls sideways, the email and the checks fit
+            page.set_viewport_size({"width": 390, "height": 844})
+            for path in ("/", "/campaigns/weekly-picks?width=mobile", "/dashboard"):
+                page.goto(url + path)
+                if "campaigns/" in path:
+                    page.wait_for_selector("#check-results")
+                    card = page.locator("#checks-card").bounding_box()
+                    assert card is not None and card["x"] >= 0 and card["x"] + card["width"] <= 390
+                    device = page.locator("#device").bounding_box()
+                    assert device is not None and device["width"] <= 390
+                _no_sideways_scroll(page)
+                page.screenshot(
+                    path=str(
+                        ARTIFACTS / f"preview-390{path.replace('/', '-').split('?')[0] or '-index'}.png"
+                    ),
+                    full_page=True,
+                )
+            # money on the dashboard carries its currency symbol
+            assert "£" in page.locator(".kpis").inner_text()
+            page.close()
+    finally:
+        if not page.is_closed():
+            page.close()
+        store.close()
+
+
+def toolbox_missing() -> set[str]:
+    from tests.real_shops import toolbox
+
+    return set(toolbox().missing_reasons())

@@ -31,11 +31,11 @@ from campaigns.definition import find_campaign
 from campaigns.dispatch.celery import CeleryDispatcher
 from campaigns.models import Delivery
 from campaigns.runner import RunRequest
-from campaigns.senders.sink import FaultPlan, SinkProcess
 from campaigns.store import Store
 from campaigns.training import train_model
 
 from .conftest import need_server
+from .smtp_sink import FaultPlan, SinkProcess
 from .synthetic import cli_env, make_shop, shop_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.models import Delivery
-from campaigns.senders.sink import FaultPlan, SinkProcess
 from campaigns.store import Store
 from campaigns.training import train_model
 
+from .smtp_sink import FaultPlan, SinkProcess
 from .synthetic import ROOT, cli_env, make_shop, shop_settings
 
 RECIPIENTS = 10_000

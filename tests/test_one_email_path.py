@@ -16,9 +16,9 @@ from campaigns.cli import main
 from campaigns.config import Settings, settings_to_env
 from campaigns.definition import find_campaign
 from campaigns.runner import run_campaign
-from campaigns.senders.sink import SmtpSink
 from campaigns.training import load_recommender, train_model
 
+from .smtp_sink import SmtpSink
 from .synthetic import make_shop, shop_settings
 
 DATA = Path(__file__).parent / "data"

@@ -13,9 +13,9 @@ from campaigns.definition import find_campaign
 from campaigns.errors import RenderError
 from campaigns.runner import run_campaign
 from campaigns.senders import memory
-from campaigns.senders.sink import FaultPlan, SmtpSink
 from campaigns.training import load_recommender, train_model
 
+from .smtp_sink import FaultPlan, SmtpSink
 from .synthetic import make_shop, shop_settings
 
 

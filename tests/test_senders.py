@@ -12,13 +12,12 @@ import pytest
 
 from campaigns.config import Settings
 from campaigns.errors import ConfigError
-from campaigns.senders import OutgoingMessage, SendResult, mask_dsn, parse_dsn, resolve_sender
+from campaigns.senders import OutgoingMessage, SendResult, SendStatus, mask_dsn, parse_dsn, resolve_sender
 from campaigns.senders import memory as memory_module
-from campaigns.senders.base import SendStatus
 from campaigns.senders.console import ConsoleSender
 from campaigns.senders.memory import MemorySender
 from campaigns.senders.outbox import OutboxSender, safe_file_stem
-from campaigns.senders.smtp import SmtpSender, wire_data
+from campaigns.senders.smtp import SmtpSender, smtp_status, wire_data
 
 
 def message(i: int, rcpt: str | None = None) -> OutgoingMessage:
@@ -93,14 +92,19 @@ def test_smtp_dsn_takes_defaults_from_settings_and_password_from_the_environment
     )
     sender = resolve_sender("smtp://mailer@smtp.example.test?tls=starttls", settings)
     assert isinstance(sender, SmtpSender)
-    o = sender.options
-    assert (o.port, o.tls, o.concurrency, o.rate, o.max_consecutive_failures) == (587, "starttls", 7, 3.5, 9)
+    o, p = sender.options, sender.policy
+    assert (o.port, o.tls, p.concurrency, p.rate, p.max_consecutive_failures) == (587, "starttls", 7, 3.5, 9)
     assert o.password == "hunter2"
     assert "hunter2" not in repr(sender) and "hunter2" not in repr(o)
     # the DSN's own options win over settings; smtps means implicit TLS on 465
-    sender = resolve_sender("smtps://u:pw@smtp.example.test?concurrency=2&max_per_connection=5", settings)
-    assert (sender.options.port, sender.options.tls, sender.options.concurrency) == (465, "implicit", 2)
+    sender = resolve_sender(
+        "smtps://u:pw@smtp.example.test?concurrency=2&max_per_connection=5&backoff=0.1&max_attempts=2",
+        settings,
+    )
+    assert isinstance(sender, SmtpSender)
+    assert (sender.options.port, sender.options.tls, sender.policy.concurrency) == (465, "implicit", 2)
     assert sender.options.password == "pw" and sender.options.max_per_connection == 5
+    assert (sender.policy.backoff, sender.policy.max_attempts, sender.policy.rate) == (0.1, 2, 3.5)
 
 
 def test_aliases(tmp_path: Path) -> None:
@@ -165,13 +169,13 @@ def test_memory_dsn_resolved_twice_shares_one_outbox() -> None:
     assert first.outbox == []
 
 
-def test_memory_bounce_option_reports_permanent_failures() -> None:
+def test_memory_bounce_option_reports_hard_bounces() -> None:
     sender = resolve_sender("memory://bounces?bounce=c2@example.test", Settings())
     results: list[SendResult] = []
     sender.send_batch([message(1), message(2)], results.append)
-    assert [(r.status, r.code) for r in results] == [
-        (SendStatus.SENT, "smtp_250"),
-        (SendStatus.HARD_BOUNCE, "smtp_550"),
+    assert [(r.ok, r.final, r.status, r.code) for r in results] == [
+        (True, True, SendStatus.SENT, "smtp_250"),
+        (False, True, SendStatus.HARD_BOUNCE, "smtp_550"),
     ]
 
 
@@ -267,3 +271,46 @@ def test_wire_data_matches_the_plain_bytes_passes_on_random_input() -> None:
     for _ in range(20_000):
         data = bytes(rnd.choice(b"\r\n.a") for _ in range(rnd.randint(0, 10)))
         assert wire_data(data) == reference(data), data
+
+
+# -- SMTP replies onto statuses ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stage", "code", "text", "written", "status"),
+    [
+        ("RCPT TO", 550, "5.1.1 No such user", False, SendStatus.HARD_BOUNCE),
+        ("RCPT TO", 553, "mailbox name not allowed", False, SendStatus.HARD_BOUNCE),  # no enhanced code
+        ("RCPT TO", 551, "", False, SendStatus.HARD_BOUNCE),
+        ("RCPT TO", 554, "5.1.2 Bad destination system", False, SendStatus.HARD_BOUNCE),
+        ("RCPT TO", 554, "no such domain", False, SendStatus.REJECTED),
+        # an enhanced code decides over the basic one: a blocked client or a full mailbox is no bad address
+        ("RCPT TO", 550, "5.7.1 Client host blocked", False, SendStatus.REJECTED),
+        ("RCPT TO", 552, "5.2.2 Mailbox full", False, SendStatus.REJECTED),
+        ("RCPT TO", 550, "5.1.8 Sender address rejected: Domain not found", False, SendStatus.REJECTED),
+        # MAIL FROM refused: the server refuses us, not the address: a later pass of the run retries
+        ("MAIL FROM", 550, "5.1.1 No such user", False, SendStatus.DEFERRED),
+        ("MAIL FROM", 530, "5.7.0 Authentication required", False, SendStatus.DEFERRED),
+        ("DATA", 554, "5.6.0 Message content rejected", True, SendStatus.REJECTED),
+        ("RCPT TO", 451, "4.3.0 Try again later", False, SendStatus.DEFERRED),
+        ("DATA", 421, "4.3.2 Shutting down", True, SendStatus.DEFERRED),  # a final "no": retrying is safe
+        ("MAIL FROM", 221, "Bye", False, SendStatus.DEFERRED),  # an unexpected reply before the payload
+        ("DATA", 221, "Bye", True, SendStatus.UNKNOWN),  # ... and after it
+    ],
+)
+def test_smtp_replies_map_onto_statuses(
+    stage: str, code: int, text: str, written: bool, status: SendStatus
+) -> None:
+    assert smtp_status(stage, code, text, written) is status
+
+
+def test_send_result_ok_and_final_follow_the_status() -> None:
+    assert [(s.value, SendResult("k", s).ok, SendResult("k", s).final) for s in SendStatus] == [
+        ("sent", True, True),
+        ("deferred", False, False),
+        ("rejected", False, True),
+        ("hard_bounce", False, True),
+        ("complaint", False, True),
+        ("unknown", False, True),
+    ]
+    assert SendResult("k", SendStatus.SENT) == SendResult("k", SendStatus.SENT, "", None, 1)

@@ -11,10 +11,10 @@ import pytest
 
 from campaigns.config import Settings
 from campaigns.errors import SenderPausedError
-from campaigns.senders import OutgoingMessage, SendResult, resolve_sender
-from campaigns.senders.base import SendStatus
-from campaigns.senders.sink import FaultPlan, SinkProcess, SmtpSink, read_log
+from campaigns.senders import OutgoingMessage, SendResult, SendStatus, resolve_sender
 from campaigns.senders.smtp import SmtpSender
+
+from .smtp_sink import FaultPlan, SinkProcess, SmtpSink, read_log
 
 FAST = "&backoff=0.01&backoff_max=0.05&timeout=5"
 
@@ -89,30 +89,36 @@ def test_4xx_is_retried_then_succeeds(sink_factory) -> None:
     assert sink.stats.faults["tempfail"] == 20
 
 
-def test_4xx_gives_up_after_max_attempts_without_permanent(sink_factory) -> None:
+def test_4xx_gives_up_after_max_attempts_as_deferred(sink_factory) -> None:
     sink = sink_factory(FaultPlan(tempfail_first=99))
     results = send(sink, [message(1)], "&max_attempts=3")
     assert len(results) == 1
     r = results[0]
-    assert (r.status, r.code, r.attempts) == (SendStatus.DEFERRED, "smtp_451", 3)
+    assert (r.ok, r.final, r.status, r.code, r.attempts) == (False, False, SendStatus.DEFERRED, "smtp_451", 3)
     assert "gave up after 3 attempt(s)" in r.detail and "451" in r.detail
     assert sink.counts == {}
 
 
-def test_5xx_on_rcpt_is_a_final_permanent_bounce(sink_factory) -> None:
+def test_5xx_on_rcpt_is_a_final_hard_bounce(sink_factory) -> None:
     sink = sink_factory(FaultPlan(bounce_substring="bounce"))
     messages = [message(1), message(2, "bounce-me@example.test"), message(3)]
     results = {r.key: r for r in send(sink, messages)}
     bounced = results["run-1/2"]
-    assert (bounced.status, bounced.code, bounced.attempts) == (SendStatus.HARD_BOUNCE, "smtp_550", 1)
+    assert (bounced.ok, bounced.final, bounced.status, bounced.code, bounced.attempts) == (
+        False,
+        True,
+        SendStatus.HARD_BOUNCE,
+        "smtp_550",
+        1,
+    )
     assert "RCPT TO" in bounced.detail
     assert results["run-1/1"].ok and results["run-1/3"].ok
     assert sink.counts == {"c1@example.test": 1, "c3@example.test": 1}
     assert sink.stats.faults["bounce"] == 1  # never retried
 
 
-def test_dropped_connection_mid_data_is_retried_on_another_connection(sink_factory) -> None:
-    sink = sink_factory(FaultPlan(drop_first=1))
+def test_connection_dropped_before_the_payload_is_retried_on_another_connection(sink_factory) -> None:
+    sink = sink_factory(FaultPlan(drop_first=1, drop_at="rcpt"))
     results: list[SendResult] = []
     with resolve_sender(sink.dsn + FAST + "&concurrency=2", Settings()) as sender:
         assert isinstance(sender, SmtpSender)
@@ -120,6 +126,38 @@ def test_dropped_connection_mid_data_is_retried_on_another_connection(sink_facto
         assert sender.connections_opened >= 7  # every drop cost a connection
     assert all(r.ok and r.attempts == 2 for r in results)
     assert sink.counts == {f"c{i}@example.test": 1 for i in range(6)}
+
+
+def test_connection_dropped_after_the_payload_is_unknown_and_never_retried(sink_factory) -> None:
+    sink = sink_factory(FaultPlan(drop_first=1))  # drops after the data arrived, before the reply
+    results = send(sink, [message(i) for i in range(4)], "&concurrency=2")
+    assert len(results) == 4
+    assert all((r.status, r.attempts, r.code) == (SendStatus.UNKNOWN, 1, None) for r in results)
+    assert all(r.final and "may have been delivered" in r.detail for r in results)
+    assert sink.stats.faults["drop"] == 4  # one DATA per message: nothing was sent twice
+    assert sink.counts == {}
+
+
+def test_a_final_reply_slower_than_the_timeout_is_unknown_not_a_retry(sink_factory) -> None:
+    """The sink stores each message, then holds its reply after DATA far beyond the client's timeout: the
+    message was delivered, so a retry would duplicate it. The sender reports UNKNOWN after one attempt."""
+    sink = sink_factory(FaultPlan(slow_reply_s=120, slow_reply_first=1))  # only the first try is slow
+    messages = [message(i) for i in range(3)]
+    results: list[SendResult] = []
+    with resolve_sender(sink.dsn + "&timeout=1.5&concurrency=3&backoff=0.01", Settings()) as sender:
+        assert isinstance(sender, SmtpSender)
+        sender.send_batch(messages, results.append)
+        assert sender.connections_opened == 3
+        sink.plan.slow_reply_s = 0  # the server recovers
+        later: list[SendResult] = []
+        sender.send_batch([message(9)], later.append)
+        assert sender.connections_opened == 4  # the timed-out sessions were closed, not reused
+    assert sorted(r.key for r in results) == sorted(m.key for m in messages)
+    assert all((r.status, r.attempts, r.ok, r.final) == (SendStatus.UNKNOWN, 1, False, True) for r in results)
+    assert all("no final reply after the message was sent" in r.detail for r in results)
+    assert sink.stats.faults["slow_reply"] == 3  # one DATA per message: the sender never retried
+    assert sink.counts == {m.rcpt_to: 1 for m in messages} | {"c9@example.test": 1}  # stored once each
+    assert later[0].ok
 
 
 def test_random_faults_never_duplicate_or_lose_a_message(sink_factory) -> None:
@@ -135,6 +173,8 @@ def test_random_faults_never_duplicate_or_lose_a_message(sink_factory) -> None:
     assert sink.counts == {rcpt: 1 for rcpt in delivered}  # ok <=> received exactly once
     bounced = [r for r in results if r.status is SendStatus.HARD_BOUNCE]
     assert len(bounced) == 8 and all(r.code == "smtp_550" for r in bounced)
+    # a drop after the payload was sent is UNKNOWN, never retried; the sink never stored those
+    assert any(r.status is SendStatus.UNKNOWN and r.attempts == 1 for r in results)
     assert sink.stats.faults["tempfail"] > 0 and sink.stats.faults["drop"] > 0
 
 
@@ -149,7 +189,10 @@ def test_a_server_rejecting_everything_pauses_instead_of_burning_the_list(sink_f
         sender.send_batch([message(i) for i in range(50)], results.append)
     assert "run the same command again to resume" in str(info.value)
     assert 5 <= len(results) < 50  # the rest were never attempted and got no result
+    # left for a later pass of the run, nobody failed for good
     assert all(r.status is SendStatus.DEFERRED and r.code == f"smtp_{code}" for r in results)
+    if code >= 500:  # a 5xx to MAIL FROM is not repeated in the same call
+        assert all(r.attempts == 1 and "MAIL FROM: 554" in r.detail for r in results)
     assert sink.counts == {}
 
 
@@ -214,7 +257,7 @@ def test_connection_refused_is_retried_then_reported(tmp_path: Path) -> None:
     results: list[SendResult] = []
     with resolve_sender(f"smtp://127.0.0.1:{port}?tls=none" + FAST + "&max_attempts=2", Settings()) as sender:
         sender.send_batch([message(1)], results.append)
-    assert len(results) == 1 and results[0].status is SendStatus.DEFERRED
+    assert len(results) == 1 and results[0].status is SendStatus.DEFERRED and not results[0].final
     assert "cannot connect" in results[0].detail and results[0].attempts == 2
 
 

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from campaigns.checks import FAIL, TOOL_CHECKS, EmailChecker, static_checks
 from campaigns.cli.app import app, err, out, settings
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition, campaign_paths, find_campaign, load_campaign
@@ -162,11 +163,15 @@ def _lint_factory(s: Settings, definition: CampaignDefinition, options: BuildOpt
     return EmailFactory(s, definition, catalogue=None, recommender=None, options=options)
 
 
-def lint_campaign(definition_path: Path, s: Settings, store: Any = None) -> list[str]:
+def lint_campaign(
+    definition_path: Path, s: Settings, store: Any = None, checker: EmailChecker | None = None
+) -> list[str]:
     """Problems with one campaign: definition, template compile, and a full render of its fixture
-    through the email factory (context, compiled and full render, the wire message). With a ``store``
-    (a database with orders), also the largest real email and the catalogue names the campaign uses
-    (campaigns/largest.py)."""
+    through the email factory (context, compiled and full render, the wire message), and the failing
+    findings of the email checks (campaigns/checks: links and images always; with a ``checker``, also
+    Can I Email, axe-core, layout and SpamAssassin on the fixture as sent). With a ``store`` (a database
+    with orders), also the largest real email (its size, links and images) and the catalogue names the
+    campaign uses (campaigns/largest.py)."""
     try:
         definition = load_campaign(definition_path)
         inputs = _addressed(load_fixture(definition, s.currency))
@@ -198,9 +203,36 @@ def lint_campaign(definition_path: Path, s: Settings, store: Any = None) -> list
             f"{definition_path}: the preview fixture renders {html_kb(rendered):.0f} KB of HTML, above "
             f"max_email_kb ({s.max_email_kb} KB; Gmail clips longer emails)"
         )
+    problems += _checked(definition_path, s, definition, checker)
     if store is not None:
         problems += _lint_with_data(definition_path, definition, s, store)
     return problems
+
+
+def _checked(
+    path: Path, s: Settings, definition: CampaignDefinition, checker: EmailChecker | None
+) -> list[str]:
+    """The failing findings of the email checks on the fixture, built as a send builds it (size is
+    reported by lint itself)."""
+    from campaigns.cli.check import fixture_email
+
+    try:
+        item = fixture_email(s, definition)
+    except RetainError as exc:
+        return [f"{path}: {exc}"]
+    if isinstance(item, str):
+        return []
+    if checker is not None:
+        report = checker.check(item, source="preview fixture", name=definition.name)
+        return [f"{path}: {problem}" for problem in report.problems() if not problem.startswith("size:")]
+    results = static_checks(item.rendered.html, s, str(item.context["unsubscribe_url"]))
+    return [
+        f"{path}: {r.name}: {f.message}" + (f" ({f.where})" if f.where else "")
+        for r in results
+        if r.name != "size"
+        for f in r.findings
+        if f.severity == FAIL
+    ]
 
 
 def _lint_with_data(path: Path, definition: CampaignDefinition, s: Settings, store: Any) -> list[str]:
@@ -219,6 +251,13 @@ def _lint_with_data(path: Path, definition: CampaignDefinition, s: Settings, sto
         item = factory.prepare_inputs(member, _addressed(inputs))
     except RetainError as exc:
         return [*problems, f"{path}: rendering {what}: {exc}"]
+    if isinstance(item, Prepared):
+        for result in static_checks(item.rendered.html, s, str(item.context["unsubscribe_url"]))[1:]:
+            problems += [
+                f"{path}: {what}: {result.name}: {f.message}" + (f" ({f.where})" if f.where else "")
+                for f in result.findings
+                if f.severity == FAIL
+            ]
     if isinstance(item, Prepared) and html_kb(item.rendered) > s.max_email_kb:
         problems.append(
             f"{path}: {html_kb(item.rendered):.0f} KB of HTML for {what}: above max_email_kb "
@@ -254,10 +293,19 @@ def lint_store(s: Settings) -> Any:
 def lint_command(
     ctx: typer.Context,
     campaign: Annotated[str | None, typer.Argument(help="Only this campaign (default: all).")] = None,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="Skip the checks that start a program (Can I Email, axe-core, layout, SpamAssassin).",
+        ),
+    ] = False,
 ) -> None:
-    """Validate every template and render every preview fixture; with a database, render each campaign's
-    largest real email (longest order, every block full: fails above max_email_kb) and check the
-    categories it names against the catalogue. Exit 1 on any problem."""
+    """Validate every template and render every preview fixture; run the email checks on it (links,
+    images, and when installed Can I Email, axe-core and the layout in Chromium, SpamAssassin: see
+    `retain check`); with a database, render each campaign's largest real email (longest order, every
+    block full: fails above max_email_kb, or with a bad link or image) and check the categories it names
+    against the catalogue. Exit 1 on any problem."""
     s = settings(ctx)
     if campaign:
         direct = _templates_dir(s) / "emails" / f"{campaign}.mjml"
@@ -268,8 +316,16 @@ def lint_command(
     if store is None:
         out.print("[dim]no orders in the database: the largest-email and catalogue checks are skipped[/dim]")
     failed = 0
-    for path in paths:
-        problems = lint_campaign(path, s, store)
+    checker = None if quick else EmailChecker(s, only=("links", "images", *TOOL_CHECKS))
+    if checker is not None:
+        for reason in dict.fromkeys(checker.tools.missing_reasons().values()):
+            out.print(f"[dim]{escape(reason)}: those checks are skipped[/dim]")
+    try:
+        results = [(path, lint_campaign(path, s, store, checker)) for path in paths]
+    finally:
+        if checker is not None:
+            checker.close()
+    for path, problems in results:
         if problems:
             failed += 1
             for problem in problems:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from campaigns.errors import ImportValidationError
 from campaigns.store.records import ImportBatch, ImportSummary
@@ -118,14 +118,14 @@ def open_csv(
         raise ImportValidationError(name, [f"{name}: file not found"])
     if p.is_dir():
         raise ImportValidationError(name, [f"{name}: is a directory, expected a CSV file"])
-    raw: IO[bytes] = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")  # noqa: SIM115
+    raw = _open_binary(p)
     try:
         head = raw.read(4)
     except (OSError, EOFError) as exc:
         raw.close()
         raise ImportValidationError(name, [f"{name}: cannot read: {exc}"]) from None
     raw.close()
-    raw = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")  # noqa: SIM115
+    raw = _open_binary(p)
     # utf-8-sig strips a BOM; errors surface as a clear problem below, not a traceback
     text = io.TextIOWrapper(
         raw, encoding="utf-8-sig" if encoding.lower() in {"utf-8", "utf8"} else encoding, newline=""
@@ -380,3 +380,10 @@ def finish_import(
         events=dict(counts.events),
         notes=tuple(parsed.notes),
     )
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed when it ends in .gz."""
+    if path.suffix == ".gz":
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return path.open("rb")

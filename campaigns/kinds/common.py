@@ -101,9 +101,33 @@ def base_context(
             campaign=definition.name,
             issued_at=issued_at,
         ),
+        "locale": locale_context(definition.locale or settings.locale),
         "run_key": run_key,
         "is_preview": is_preview,
     }
+
+
+#: languages written right to left (ISO 639 codes); their emails get dir="rtl"
+RTL_LANGUAGES = frozenset("ar arc ckb dv fa he iw khw ks ps sd ug ur yi".split())
+
+
+def locale_context(locale: str) -> dict[str, str]:
+    """``{"lang": "ar-EG", "dir": "rtl"}`` for the email's ``<html lang dir>`` (campaign or shop locale).
+
+    The script subtag wins over the language (``ku-Latn`` is left to right, ``pa-Arab`` right to left).
+    """
+    lang, direction = _locale(locale)
+    return {"lang": lang, "dir": direction}
+
+
+@lru_cache(maxsize=64)
+def _locale(locale: str) -> tuple[str, str]:
+    parts = locale.replace("_", "-").split("-")
+    script = next((p.title() for p in parts[1:] if len(p) == 4 and p.isalpha()), "")
+    rtl = script in {"Arab", "Hebr", "Thaa", "Syrc", "Nkoo", "Adlm", "Rohg"} or (
+        not script and parts[0].lower() in RTL_LANGUAGES
+    )
+    return "-".join(parts), "rtl" if rtl else "ltr"
 
 
 def product_card(

@@ -18,13 +18,18 @@ from typing import Any
 
 from campaigns.config import Settings
 from campaigns.errors import ConfigError
-from campaigns.senders.base import OutgoingMessage, Sender, SenderBase, SendResult
+from campaigns.senders.base import OutgoingMessage, Sender, SenderBase, SendResult, SendStatus
 from campaigns.senders.dsn import VALID_FORMS, SenderDSN, looks_like_dsn, mask_dsn, parse_dsn
+from campaigns.senders.policy import POLICY_OPTIONS, DeliveryPolicy, PolicySender
 
 __all__ = [
     "ALIASES",
+    "POLICY_OPTIONS",
+    "DeliveryPolicy",
     "OutgoingMessage",
+    "PolicySender",
     "SendResult",
+    "SendStatus",
     "Sender",
     "SenderBase",
     "SenderDSN",
@@ -97,18 +102,12 @@ def sender_from_dsn(dsn: SenderDSN, settings: Settings) -> Sender:
     return MemorySender(mailbox=(dsn.host or dsn.path.strip("/") or "default"), bounce=bounce)
 
 
+#: SMTP transport options (the delivery policy's options, POLICY_OPTIONS, are accepted as well)
 _SMTP_OPTIONS: dict[str, Callable[[str], Any]] = {
     "tls": str,
     "verify": str,
     "timeout": float,
-    "concurrency": int,
-    "rate": float,
-    "burst": float,
     "max_per_connection": int,
-    "max_attempts": int,
-    "backoff": float,
-    "backoff_max": float,
-    "max_consecutive_failures": int,
     "helo": str,
 }
 
@@ -116,39 +115,26 @@ _SMTP_OPTIONS: dict[str, Callable[[str], Any]] = {
 def _smtp_sender(dsn: SenderDSN, settings: Settings) -> Sender:
     from campaigns.senders.smtp import SmtpOptions, SmtpSender
 
-    _check_options(dsn, tuple(_SMTP_OPTIONS))
-    values: dict[str, Any] = {}
-    for name, cast in _SMTP_OPTIONS.items():
-        if name in dsn.options and name != "verify":
-            try:
-                values[name] = cast(dsn.options[name])
-            except ValueError:
-                raise ConfigError(
-                    f"sender DSN {str(dsn)!r}: option {name}={dsn.options[name]!r} must be {cast.__name__}"
-                ) from None
+    _check_options(dsn, (*_SMTP_OPTIONS, *POLICY_OPTIONS))
+    policy = DeliveryPolicy.from_dsn(dsn, settings)
+    values = dsn.typed_options({k: v for k, v in _SMTP_OPTIONS.items() if k != "verify"})
     tls = values.pop("tls", "implicit" if dsn.scheme == "smtps" else "auto").lower()
     if dsn.scheme == "smtps" and tls != "implicit":
         raise ConfigError(
             f"sender DSN {str(dsn)!r}: smtps:// always uses implicit TLS; use smtp:// for tls={tls}"
         )
     default_port = 465 if tls == "implicit" else 587 if tls == "starttls" else 25
-    return SmtpSender(
-        SmtpOptions(
-            host=dsn.host,
-            port=dsn.port or default_port,
-            tls=tls,
-            username=dsn.username,
-            password=dsn.password or settings.smtp_password,
-            verify=_flag(dsn, "verify", True),
-            local_hostname=values.pop("helo", None),
-            concurrency=values.pop("concurrency", settings.send_concurrency),
-            rate=values.pop("rate", settings.send_rate),
-            max_consecutive_failures=values.pop(
-                "max_consecutive_failures", settings.max_consecutive_failures
-            ),
-            **values,
-        )
+    options = SmtpOptions(
+        host=dsn.host,
+        port=dsn.port or default_port,
+        tls=tls,
+        username=dsn.username,
+        password=dsn.password or settings.smtp_password,
+        verify=_flag(dsn, "verify", True),
+        local_hostname=values.pop("helo", None),
+        **values,
     )
+    return SmtpSender(options, policy)
 
 
 def _check_options(dsn: SenderDSN, allowed: tuple[str, ...]) -> None:

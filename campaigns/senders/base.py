@@ -7,8 +7,13 @@ ledger; a sender owns only the transport (connections, retries, rate limits).
     with resolve_sender("memory://", settings) as sender:
         sender.send_batch([OutgoingMessage("k1", "shop@x.test", "ann@y.test", raw)], results.append)
 
-Implementations: ``smtp`` (:mod:`campaigns.senders.smtp`), ``outbox`` (Maildir of ``.eml`` files),
-``console`` and ``memory``; any class with the same shape can be named by dotted path.
+A result speaks no transport's language: its :class:`SendStatus` says what the runner must do (record a
+send, retry in a later run, record a final failure, suppress the address); the transport's own reply
+is kept in ``code`` (``"smtp_550"``, ``"http_422"``) and ``detail``.
+
+Implementations: ``smtp`` (:mod:`campaigns.senders.smtp`, built on the shared delivery policy in
+:mod:`campaigns.senders.policy`), ``outbox`` (Maildir of ``.eml`` files), ``console`` and ``memory``;
+any class with the same shape can be named by dotted path.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 ResultCallback = Callable[["SendResult"], None]
 
@@ -64,6 +69,7 @@ class SendResult:
 
     @property
     def ok(self) -> bool:
+        """The transport accepted the message."""
         return self.status is SendStatus.SENT
 
     @property
@@ -77,9 +83,10 @@ class Sender(Protocol):
     """What the runner needs from a transport.
 
     ``send_batch`` sends every message (concurrently as the sender sees fit) and calls ``on_result``
-    exactly once per message, in the caller's thread, as soon as it is final (sent, permanently failed
-    or retries exhausted). It raises :class:`campaigns.errors.SenderPausedError` after too many
-    consecutive failures; messages not yet attempted then get no ``on_result`` call.
+    exactly once per message, in the caller's thread, as soon as its outcome is known (sent, failed for
+    good, or still failing when the retries ran out: DEFERRED). It raises
+    :class:`campaigns.errors.SenderPausedError` after too many consecutive failures; messages not yet
+    attempted then get no ``on_result`` call.
     """
 
     name: str
@@ -88,7 +95,7 @@ class Sender(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Sender: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -103,7 +110,7 @@ class SenderBase:
     def close(self) -> None:
         """Release connections and files; safe to call twice."""
 
-    def __enter__(self) -> SenderBase:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

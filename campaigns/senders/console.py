@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult, SendStatus
+from campaigns.senders.base import OutgoingMessage, ResultCallback, Sender, SenderBase, SendResult, SendStatus
 
 SEPARATOR = "-" * 78
 
@@ -35,3 +35,6 @@ class ConsoleSender(SenderBase):
                 out.write("\n")
             out.flush()
             on_result(SendResult(message.key, SendStatus.SENT, "printed"))
+
+
+_: type[Sender] = ConsoleSender  # mypy checks that the class satisfies the Sender protocol

@@ -12,7 +12,9 @@ The password may be percent-encoded in the DSN or come from ``RETAIN_SMTP_PASSWO
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from campaigns.errors import ConfigError
@@ -52,6 +54,23 @@ class SenderDSN:
 
     def option(self, name: str, default: str = "") -> str:
         return self.options.get(name, default)
+
+    def typed_options(self, casts: Mapping[str, Callable[[str], Any]]) -> dict[str, Any]:
+        """The options named in ``casts`` that the DSN sets, each converted by its cast (``int``, ``float``).
+
+        Raises ConfigError naming the (masked) DSN, the option and the expected type for a bad value.
+        """
+        values: dict[str, Any] = {}
+        for name, cast in casts.items():
+            if name in self.options:
+                try:
+                    values[name] = cast(self.options[name])
+                except ValueError:
+                    expected = getattr(cast, "__name__", "valid")
+                    raise ConfigError(
+                        f"sender DSN {str(self)!r}: option {name}={self.options[name]!r} must be {expected}"
+                    ) from None
+        return values
 
 
 def looks_like_dsn(spec: str) -> bool:

@@ -8,8 +8,8 @@ resolve the sender the way the application does and still look at what was sent:
     ...run the code under test with sender "memory://"...
     assert [m.rcpt_to for m in memory.outbox()] == ["ann@example.test"]
 
-``memory://NAME`` uses the mailbox ``NAME`` (default ``"default"``). ``fail`` maps recipient addresses to a
-SendResult-like failure for tests of the runner's error paths.
+``memory://NAME`` uses the mailbox ``NAME`` (default ``"default"``). ``bounce`` lists recipient addresses
+answered with a hard bounce (as an SMTP server's 550 would be), for tests of the runner's error paths.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult, SendStatus
+from campaigns.senders.base import OutgoingMessage, ResultCallback, Sender, SenderBase, SendResult, SendStatus
 
 #: every mailbox in this process, by name
 MAILBOXES: dict[str, list[OutgoingMessage]] = {}
@@ -40,7 +40,7 @@ def clear() -> None:
 class MemorySender(SenderBase):
     """Appends each message to ``self.outbox`` (the shared mailbox ``mailbox``) and reports success.
 
-    ``bounce`` is a set of recipient addresses answered with a permanent 550, for tests.
+    ``bounce`` is a set of recipient addresses answered HARD_BOUNCE (code ``smtp_550``), for tests.
     """
 
     name = "memory"
@@ -65,4 +65,7 @@ class MemorySender(SenderBase):
                 continue
             with _LOCK:
                 self.outbox.append(message)
-            on_result(SendResult(message.key, SendStatus.SENT, code="smtp_250"))
+            on_result(SendResult(message.key, SendStatus.SENT, code="smtp_250"))  # as SMTP would
+
+
+_: type[Sender] = MemorySender  # mypy checks that the class satisfies the Sender protocol

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from campaigns.errors import ConfigError
-from campaigns.senders.base import OutgoingMessage, ResultCallback, SenderBase, SendResult, SendStatus
+from campaigns.senders.base import OutgoingMessage, ResultCallback, Sender, SenderBase, SendResult, SendStatus
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -63,12 +63,9 @@ class OutboxSender(SenderBase):
             try:
                 target = self._write(message)
             except OSError as exc:
-                # a full disk or a permission problem is not the recipient's fault: not permanent
-                on_result(
-                    SendResult(
-                        message.key, SendStatus.DEFERRED, f"cannot write to {self.directory}: {exc.strerror}"
-                    )
-                )
+                # a full disk or a permission problem is not the recipient's fault: a later run retries
+                detail = f"cannot write to {self.directory}: {exc.strerror}"
+                on_result(SendResult(message.key, SendStatus.DEFERRED, detail))
                 continue
             on_result(SendResult(message.key, SendStatus.SENT, str(target)))
 
@@ -88,3 +85,6 @@ class OutboxSender(SenderBase):
             target = self.directory / "new" / f"{stem}.{copy}.eml"
         os.replace(tmp, target)
         return target
+
+
+_: type[Sender] = OutboxSender  # mypy checks that the class satisfies the Sender protocol

@@ -8,14 +8,18 @@ as an event of kind ``test_send``.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+from campaigns.checks import CheckResult, EmailChecker, EmailReport, static_checks
 from campaigns.clock import reference_now
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition, campaign_paths, find_campaign, load_campaign
@@ -32,11 +36,41 @@ from campaigns.segments import (
     sample_segment,
 )
 from campaigns.store.records import CustomerRecord
-from campaigns.web.checks import EmailWarning, email_warnings
 from campaigns.web.sandbox import SandboxedRenderer
 
 #: seconds a segment size stays cached (counting a segment scans the orders)
 SEGMENT_CACHE_SECONDS = 60.0
+#: segment members judged for the eligible-recipients figure (the first ones by customer id)
+ELIGIBILITY_SAMPLE = 500
+#: tool-backed check reports kept (by campaign and HTML)
+CHECK_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a campaign would mail now: ``eligible`` of ``size`` (exact when all were judged, else estimated
+    from the first ``judged``), and why the others would not be mailed."""
+
+    size: int
+    eligible: int
+    judged: int
+    reasons: dict[str, int]
+    #: "in the segment", or for a kind with its own audience (follow-ups, catalogue news) "due now"
+    of: str = "in the segment"
+
+    @property
+    def exact(self) -> bool:
+        return self.judged >= self.size
+
+    def describe(self) -> str:
+        why = ", ".join(
+            f"{r.replace('_', ' ')} {n}" for r, n in sorted(self.reasons.items(), key=lambda x: -x[1])
+        )
+        basis = "all judged" if self.exact else f"estimated from the first {self.judged:,}"
+        who = "segment members" if self.of == "in the segment" else "customers due now"
+        return f"{self.eligible:,} of {self.size:,} {who} would be mailed now ({basis})" + (
+            f"; not mailed: {why}" if why else ""
+        )
 
 
 @dataclass(frozen=True)
@@ -50,6 +84,7 @@ class CampaignSummary:
     problems: list[str]
     file: str
     due_based: bool = False  # the kind's audience is what is due (orders), not a segment
+    audience: Audience | None = None  # eligible recipients now (None: unknown or due-based)
 
 
 @dataclass(frozen=True)
@@ -72,13 +107,19 @@ class PreviewResult:
     rendered: RenderedEmail | None = None
     from_: str = ""
     headers: str = ""
-    warnings: list[EmailWarning] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)  # size, links, images (the rest: checks())
     html_bytes: int = 0
     recommendations: list[RecommendationLine] = field(default_factory=list)
     eligibility: str | None = None
     skip_reason: str | None = None
     error: str | None = None
     sources: list[tuple[str, str]] = field(default_factory=list)  # (file name, text)
+
+    @property
+    def sender_name(self) -> str:
+        """The From display name as an inbox row shows it (the address when there is no name)."""
+        name, address = parseaddr(self.from_)
+        return name or address
 
 
 @dataclass(frozen=True)
@@ -107,7 +148,9 @@ class PreviewService:
         self._recommender_tried = recommender is not None
         self._lock = threading.Lock()
         self._segment_sizes: dict[str, tuple[float, int | None]] = {}
+        self._audiences: dict[str, tuple[float, Audience | None]] = {}
         self._lint_cache: dict[str, tuple[float, list[str]]] = {}
+        self._check_cache: dict[str, EmailReport] = {}
 
     # ------------------------------------------------------------------ recommender
 
@@ -142,15 +185,69 @@ class PreviewService:
                 out.append(CampaignSummary(path.stem, "?", "", None, "", True, problems, path.name))
                 continue
             segment = d.segment or ("inline rules" if d.segment_rules else "all-buyers")
-            size = None if d.kind_plugin.ticks_without_schedule else self._segment_size(d)
-            schedule = d.schedule.describe() if d.schedule else "manual"
             due = d.kind_plugin.ticks_without_schedule
+            audience = self._audience(d)
+            size = audience.size if audience is not None else None
+            schedule = d.schedule.describe() if d.schedule else "manual"
             out.append(
                 CampaignSummary(
-                    d.name, d.kind, segment, size, schedule, d.marketing, problems, path.name, due
+                    d.name, d.kind, segment, size, schedule, d.marketing, problems, path.name, due, audience
                 )
             )
         return out
+
+    def _audience(self, d: CampaignDefinition) -> Audience | None:
+        """Eligible recipients now: the campaign's audience — the kind's own (those due now, buyers of
+        products with news) or its segment — of which the first ELIGIBILITY_SAMPLE are judged as a send
+        would (address, suppression, consent, frequency cap, holdout; quiet hours only defer), scaled to
+        the audience's size. None when it cannot be worked out (e.g. an unknown segment)."""
+        key = f"{d.name}:{d.segment_rules or d.segment}"
+        cached = self._audiences.get(key)
+        if cached and time.monotonic() - cached[0] < SEGMENT_CACHE_SECONDS:
+            return cached[1]
+        audience: Audience | None = None
+        try:
+            now = reference_now(self.settings, self.store)
+            own = d.kind_plugin.audience(
+                AudienceRequest(self.store, self.settings, d, now, self.segments_file)
+            )
+            of, size, members = "in the segment", 0, list[Member]()
+            if own is not None:
+                of = "due now"
+                for batch in own:
+                    size += len(batch)
+                    members += batch[: ELIGIBILITY_SAMPLE - len(members)]
+            else:
+                size = self._segment_size(d) or 0
+                segment = resolve_segment(d.segment_rules or d.segment, load_segments(self.segments_file))
+                members = [
+                    Member(m.customer)
+                    for m in sample_segment(self.store, segment, now=now, limit=ELIGIBILITY_SAMPLE)
+                ]
+            share = d.holdout if d.holdout is not None else self.settings.holdout_share
+            verdicts = judge_batch(
+                self.store,
+                self.settings,
+                [m.customer for m in members],
+                campaign=d.name,
+                now=now,
+                holdout_share=share,
+                marketing=d.marketing,
+            )
+        except RetainError:
+            pass
+        else:
+            mailed = sum(1 for v in verdicts if v.status in ("eligible", "deferred"))
+            reasons = Counter(
+                v.reason or v.status for v in verdicts if v.status not in ("eligible", "deferred")
+            )
+            judged = len(verdicts)
+            scale = 1.0 if judged >= size or judged == 0 else size / judged
+            audience = Audience(
+                size, round(mailed * scale), judged, {r: round(n * scale) for r, n in reasons.items()}, of
+            )
+        self._audiences[key] = (time.monotonic(), audience)
+        return audience
 
     def _lint(self, path: Path) -> list[str]:
         stamp = self._templates_stamp()
@@ -221,7 +318,7 @@ class PreviewService:
             d,
             catalogue=self.store,
             recommender=self.recommender() if d.kind_plugin.needs.model is not ModelUse.NONE else None,
-            options=BuildOptions(run_key="preview", preview=True, messages=False, **options),
+            options=BuildOptions(**{"run_key": "preview", "preview": True, "messages": False, **options}),
             renderer=SandboxedRenderer(d, self.settings),
         )
 
@@ -240,9 +337,41 @@ class PreviewService:
         except RetainError as exc:
             result.error = str(exc)
         if result.rendered is not None:
-            result.warnings = email_warnings(result.rendered.html)
             result.html_bytes = len(result.rendered.html.encode("utf-8"))
         return result
+
+    def checks(self, name: str, customer_id: int | None = None) -> EmailReport | str:
+        """Every check of the email as it would be sent (no preview banner, the wire message): the
+        static ones and, when their tools are installed, Can I Email, axe-core, the layout and
+        SpamAssassin. Cached by the email's HTML. A string says why there is nothing to check."""
+        try:
+            d = self.definition(name)
+            member, inputs = self._member(d, customer_id)
+            if not member.customer.email:
+                from dataclasses import replace
+
+                member = replace(member, customer=replace(member.customer, email="preview@example.invalid"))
+                if inputs is not None:
+                    inputs = replace(inputs, customer=member.customer)
+            factory = self._factory(d, preview=False, messages=True, refuse_oversized=False)
+            item = (
+                factory.prepare_inputs(member, inputs) if inputs is not None else factory.prepare([member])[0]
+            )
+        except RetainError as exc:
+            return str(exc)
+        if not isinstance(item, Prepared):
+            return f"nothing to check: this customer would be skipped ({item.reason})"
+        key = hashlib.sha256(f"{d.name}\0{item.rendered.subject}\0{item.rendered.html}".encode()).hexdigest()
+        report = self._check_cache.get(key)
+        if report is None:
+            source = "preview fixture" if customer_id is None else f"customer {member.customer.id}"
+            with EmailChecker(self.settings) as checker:
+                report = checker.check(item, source=source, name=d.name)
+            with self._lock:
+                if len(self._check_cache) >= CHECK_CACHE_SIZE:
+                    self._check_cache.pop(next(iter(self._check_cache)))
+                self._check_cache[key] = report
+        return report
 
     def _member(self, d: CampaignDefinition, customer_id: int | None) -> tuple[Member, ContextInputs | None]:
         """The previewed recipient: the fixture's (with its inputs) or a real customer (inputs from the store)."""
@@ -270,6 +399,7 @@ class PreviewService:
             result.skip_reason = item.reason
             return
         result.rendered = item.rendered
+        result.checks = static_checks(item.rendered.html, self.settings, str(item.context["unsubscribe_url"]))
         result.from_ = factory.from_
         to = customer.email or "preview@example.invalid"
         try:

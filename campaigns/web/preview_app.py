@@ -7,6 +7,9 @@ Routes::
                                         ?width=desktop|mobile&tab=html|text|headers|source)
     POST /campaigns/<name>/customer     pick a customer: q=<id, shop id or email> or random=1 (303)
     GET  /campaigns/<name>/email.html   the email's HTML alone, for the sandboxed iframe
+                                        (&mode=dark: its dark-mode styles forced on; &images=off: no
+                                        image loads, as a client that blocks them shows the email)
+    GET  /campaigns/<name>/checks       the email's check results (campaigns/checks), an HTML fragment
     POST /campaigns/<name>/send-test    send to an address through the configured sender ([TEST])
     GET  /events                        server-sent events: "reload" when a template is saved
     GET  /dashboard                     retention charts and campaign impact (?days=N)
@@ -42,7 +45,12 @@ PREVIEW_CSP = (
 )
 #: the email itself: no script of any kind, images and inline styles only
 EMAIL_CSP = "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; font-src https: data:"
+#: the email with images blocked, as a mail client that does not load them shows it (alt text instead)
+EMAIL_CSP_NO_IMAGES = "default-src 'none'; img-src 'none'; style-src 'unsafe-inline'; font-src https: data:"
+_DARK_QUERY = "(prefers-color-scheme: dark)"
 WIDTHS = ("desktop", "mobile")
+MODES = ("light", "dark")
+IMAGES = ("on", "off")
 TABS = ("html", "text", "headers", "source")
 
 
@@ -93,7 +101,10 @@ class PreviewRoutes:
             customer_id=customer_id,
             width=_choice(request, "width", WIDTHS),
             tab=_choice(request, "tab", TABS),
+            mode=_choice(request, "mode", MODES),
+            images=_choice(request, "images", IMAGES),
             email_src=f"/campaigns/{name}/email.html?{urlencode(query)}",
+            checks_src=f"/campaigns/{name}/checks?{urlencode(query)}",
             version=self.watcher.version,
             notice=notice,
             model_error=self.service.recommender_error,
@@ -112,7 +123,7 @@ class PreviewRoutes:
             return RedirectResponse(
                 f"/campaigns/{name}?{urlencode({'error': str(exc)[:200]})}", status_code=303
             )
-        keep = {k: str(form[k]) for k in ("width", "tab") if form.get(k)}
+        keep = {k: str(form[k]) for k in ("width", "tab", "mode", "images") if form.get(k)}
         return RedirectResponse(
             f"/campaigns/{name}?{urlencode({'customer': customer.id, **keep})}", status_code=303
         )
@@ -121,10 +132,23 @@ class PreviewRoutes:
         result = await run_in_threadpool(
             self.service.render, request.path_params["name"], _customer_param(request)
         )
+        images_off = request.query_params.get("images") == "off"
+        headers = {"content-security-policy": EMAIL_CSP_NO_IMAGES if images_off else EMAIL_CSP}
         if result.rendered is None:
             body = f"<p style='font-family:sans-serif;color:#6b7280;padding:24px'>{_text(result)}</p>"
-            return HTMLResponse(body, headers={"content-security-policy": EMAIL_CSP})
-        return HTMLResponse(result.rendered.html, headers={"content-security-policy": EMAIL_CSP})
+            return HTMLResponse(body, headers=headers)
+        html = result.rendered.html
+        if request.query_params.get("mode") == "dark":
+            html = force_dark(html)
+        return HTMLResponse(html, headers=headers)
+
+    async def checks(self, request: Request) -> Response:
+        report = await run_in_threadpool(
+            self.service.checks, request.path_params["name"], _customer_param(request)
+        )
+        if isinstance(report, str):
+            return render_page("checks.html", report=None, reason=report)
+        return render_page("checks.html", report=report, reason=None)
 
     async def send_test(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -150,6 +174,12 @@ class PreviewRoutes:
         days = int(raw) if raw.isdigit() and 1 <= int(raw) <= 90 else 7
         data = await run_in_threadpool(build_dashboard, self.service.store, days=days)
         return render_page("dashboard.html", d=data, nav="dashboard")
+
+
+def force_dark(html: str) -> str:
+    """The email as a dark-mode client shows it: its ``prefers-color-scheme: dark`` rules always apply."""
+    html = html.replace(f"@media {_DARK_QUERY}", "@media all").replace(_DARK_QUERY, "all")
+    return html.replace("<head>", '<head><meta name="color-scheme" content="dark">', 1)
 
 
 def _notice(request: Request) -> tuple[bool, str] | None:
@@ -199,6 +229,7 @@ def create_preview_app(
             Route("/campaigns/{name}", routes.campaign),
             Route("/campaigns/{name}/customer", routes.pick_customer, methods=["POST"]),
             Route("/campaigns/{name}/email.html", routes.email_html),
+            Route("/campaigns/{name}/checks", routes.checks),
             Route("/campaigns/{name}/send-test", routes.send_test, methods=["POST"]),
             Route("/events", routes.events),
             Route("/dashboard", routes.dashboard),

@@ -1,9 +1,11 @@
-"""A fault-injecting SMTP sink on loopback (aiosmtpd), for tests, benchmarks and the demo.
+"""A fault-injecting SMTP sink on loopback (aiosmtpd), for tests and benchmarks (not part of the package:
+aiosmtpd is a dev dependency).
 
 It accepts mail on 127.0.0.1, counts what it accepted per recipient, and misbehaves on demand
 (:class:`FaultPlan`): a delay before every reply, random 421/451 replies, 550 for recipients containing a
-substring, connections dropped after the message data arrived but before the reply, deterministic
-"fail the first N tries" modes, or rejecting everything.
+substring, connections dropped after the message data arrived but before the reply (or earlier, at RCPT),
+a message stored but its final reply held back for seconds (the client's timeout then expires after the
+payload was sent), deterministic "fail the first N tries" modes, or rejecting everything.
 
 Counting is robust to a killed client: every accepted message is one line appended (``O_APPEND``, one
 ``write``) to ``log_path``: ``recipient<TAB>message-id<TAB>unix-time``. :func:`read_log` counts it. A dropped
@@ -16,9 +18,9 @@ In-process::
         ...
         assert sink.counts["ann@example.test"] == 1
 
-Out of process (benchmarks, SIGKILL trials): ``python -m campaigns.senders.sink --port 0 --log sink.log
---delay-ms 10 --tempfail-rate 0.05`` prints ``READY <port>`` once listening and runs until SIGTERM;
-:class:`SinkProcess` wraps that (``--workers N`` processes share the port with SO_REUSEPORT).
+Out of process (benchmarks, SIGKILL trials), from the project root: ``python -m tests.smtp_sink --port 0
+--log sink.log --delay-ms 10 --tempfail-rate 0.05`` prints ``READY <port>`` once listening and runs until
+SIGTERM; :class:`SinkProcess` wraps that (``workers=N`` processes share the port with SO_REUSEPORT).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 _DROP = "999 drop"  # internal marker: close the connection instead of replying
+ROOT = Path(__file__).resolve().parent.parent  # the project root: ``python -m tests.smtp_sink`` runs there
+DROP_STAGES = ("data", "rcpt")
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -52,6 +56,11 @@ class FaultPlan:
     Rates are probabilities per command (MAIL, RCPT, end of DATA); ``tempfail_first`` / ``drop_first``
     fail the first N RCPT / DATA attempts *for each recipient* (deterministic, for tests); ``reject_all``
     answers every MAIL FROM with that code (e.g. 421 or 554).
+
+    ``drop_at`` is where ``drop_rate`` / ``drop_first`` drop the connection: ``"data"`` (the message data
+    arrived, the reply never comes; the message is not stored) or ``"rcpt"`` (on RCPT TO, before any
+    message data). ``slow_reply_s`` stores the message, then waits that many seconds before the final reply
+    after DATA — for the first ``slow_reply_first`` messages per recipient, or every message when 0.
     """
 
     delay_ms: float = 0.0
@@ -62,6 +71,13 @@ class FaultPlan:
     drop_first: int = 0
     reject_all: int = 0
     seed: int | None = None
+    drop_at: str = "data"
+    slow_reply_s: float = 0.0
+    slow_reply_first: int = 0
+
+    def __post_init__(self) -> None:
+        if self.drop_at not in DROP_STAGES:
+            raise ValueError(f"drop_at={self.drop_at!r}: expected one of {', '.join(DROP_STAGES)}")
 
 
 @dataclass
@@ -69,7 +85,7 @@ class SinkStats:
     """What the sink saw (in-process only; out of process, read the log)."""
 
     counts: Counter[str] = field(default_factory=Counter)  # accepted messages per recipient
-    faults: Counter[str] = field(default_factory=Counter)  # tempfail / drop / bounce / reject
+    faults: Counter[str] = field(default_factory=Counter)  # tempfail / drop / bounce / reject / slow_reply
     messages: list[tuple[str, str, bytes]] = field(default_factory=list)  # (mail_from, rcpt, data)
     times: list[float] = field(default_factory=list)  # monotonic time of each acceptance
 
@@ -85,6 +101,7 @@ class FaultHandler:
         self.keep_messages = keep_messages
         self._random = random.Random(plan.seed)
         self._rcpt_tries: Counter[str] = Counter()
+        self._rcpt_drops: Counter[str] = Counter()
         self._data_tries: Counter[str] = Counter()
         self._lock = threading.Lock()  # stats are read from other threads
         self._log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if log_path else None
@@ -114,12 +131,23 @@ class FaultHandler:
         envelope.mail_options.extend(options)
         return "250 OK"
 
+    def _drop(self, tries: int) -> bool:
+        plan = self.plan
+        if tries <= plan.drop_first or (plan.drop_rate and self._random.random() < plan.drop_rate):
+            self.stats.faults["drop"] += 1
+            return True
+        return False
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if self.plan.bounce_substring and self.plan.bounce_substring in address.lower():
             self.stats.faults["bounce"] += 1
             return "550 5.1.1 No such user (injected)"
+        if self.plan.drop_at == "rcpt":
+            self._rcpt_drops[address] += 1
+            if self._drop(self._rcpt_drops[address]):
+                return _DROP
         self._rcpt_tries[address] += 1
         if self._rcpt_tries[address] <= self.plan.tempfail_first:
             self.stats.faults["tempfail"] += 1
@@ -133,10 +161,7 @@ class FaultHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         first = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
         self._data_tries[first] += 1
-        if self._data_tries[first] <= self.plan.drop_first or (
-            self.plan.drop_rate and self._random.random() < self.plan.drop_rate
-        ):
-            self.stats.faults["drop"] += 1
+        if self.plan.drop_at == "data" and self._drop(self._data_tries[first]):
             return _DROP
         if failure := self._tempfail("DATA"):
             return failure
@@ -154,6 +179,12 @@ class FaultHandler:
                 lines.append(f"{_clean(rcpt)}\t{_clean(message_id)}\t{now:.3f}\n")
         if self._log_fd is not None:
             os.write(self._log_fd, "".join(lines).encode("utf-8", "replace"))
+        plan = self.plan
+        if plan.slow_reply_s and (
+            not plan.slow_reply_first or self._data_tries[first] <= plan.slow_reply_first
+        ):
+            self.stats.faults["slow_reply"] += 1
+            await asyncio.sleep(plan.slow_reply_s)  # stored already: the client may give up waiting
         return "250 2.0.0 OK queued"
 
 
@@ -183,8 +214,8 @@ class _FaultSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         reader = self._reader
-        line_limit = reader._limit  # private: aiosmtpd caps the reader at one line; widen it for the body
-        reader._limit = self.data_size_limit or 2**31
+        line_limit = reader._limit  # type: ignore[attr-defined]  # private: aiosmtpd caps the reader at one line
+        reader._limit = self.data_size_limit or 2**31  # type: ignore[attr-defined]  # widen it for the body
         try:
             raw = await reader.readuntil(b"\r\n.\r\n")
         except asyncio.LimitOverrunError:
@@ -193,7 +224,7 @@ class _FaultSMTP(SMTP):
                 self.transport.close()
             return
         finally:
-            reader._limit = line_limit
+            reader._limit = line_limit  # type: ignore[attr-defined]
         body = raw[:-3]
         if body.startswith(b".."):
             body = body[1:]
@@ -208,7 +239,7 @@ class _FaultSMTP(SMTP):
             await asyncio.sleep(self._reply_delay)
         text = status if isinstance(status, str) else status.decode("ascii", "replace")
         if text == _DROP:
-            if self.transport is not None:
+            if isinstance(self.transport, asyncio.WriteTransport):
                 self.transport.abort()
             return
         await super().push(status)
@@ -293,6 +324,7 @@ class SmtpSink:
             start_server(self.handler, self.port, auth=self._auth), self._loop
         )
         self._server = future.result(timeout=10)
+        assert isinstance(self._server, asyncio.Server)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -341,7 +373,7 @@ class SinkProcess:
     def __init__(
         self, log_path: str | os.PathLike[str], plan: FaultPlan | None = None, workers: int = 1
     ) -> None:
-        self.log_path = Path(log_path)
+        self.log_path = Path(log_path).resolve()  # the sink runs in the project root
         self.plan = plan or FaultPlan()
         self.workers = workers
         self.port = 0
@@ -353,19 +385,12 @@ class SinkProcess:
 
     def _args(self, port: int, index: int) -> list[str]:
         p = self.plan
-        args = [
-            sys.executable,
-            "-m",
-            "campaigns.senders.sink",
-            "--port",
-            str(port),
-            "--log",
-            str(self.log_path),
-        ]
+        args = [sys.executable, "-m", "tests.smtp_sink", "--port", str(port), "--log", str(self.log_path)]
         args += ["--delay-ms", str(p.delay_ms), "--tempfail-rate", str(p.tempfail_rate)]
         args += ["--drop-rate", str(p.drop_rate), "--bounce", p.bounce_substring]
         args += ["--tempfail-first", str(p.tempfail_first), "--drop-first", str(p.drop_first)]
-        args += ["--reject-all", str(p.reject_all)]
+        args += ["--reject-all", str(p.reject_all), "--drop-at", p.drop_at]
+        args += ["--slow-reply", str(p.slow_reply_s), "--slow-reply-first", str(p.slow_reply_first)]
         if p.seed is not None:
             args += ["--seed", str(p.seed + index)]
         if self.workers > 1:
@@ -374,7 +399,7 @@ class SinkProcess:
 
     def start(self, timeout: float = 20.0) -> SinkProcess:
         for index in range(self.workers):
-            proc = subprocess.Popen(self._args(self.port, index), stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(self._args(self.port, index), stdout=subprocess.PIPE, text=True, cwd=ROOT)
             self.processes.append(proc)
             assert proc.stdout is not None
             line = proc.stdout.readline()  # "READY <port>"
@@ -410,7 +435,7 @@ class SinkProcess:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m campaigns.senders.sink", description=__doc__.split("\n")[0]
+        prog="python -m tests.smtp_sink", description="A fault-injecting SMTP sink on 127.0.0.1 (aiosmtpd)."
     )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = a free one)")
     parser.add_argument("--log", help="append one line per accepted message here")
@@ -425,6 +450,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--drop-first", type=int, default=0, help="drop the first N DATA per recipient")
     parser.add_argument("--reject-all", type=int, default=0, help="answer every MAIL FROM with this code")
+    parser.add_argument(
+        "--drop-at", choices=DROP_STAGES, default="data", help="where --drop-rate / --drop-first drop"
+    )
+    parser.add_argument(
+        "--slow-reply",
+        type=float,
+        default=0.0,
+        help="store the message, then wait S seconds before the reply",
+    )
+    parser.add_argument(
+        "--slow-reply-first", type=int, default=0, help="slow replies for the first N per recipient (0 = all)"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--reuse-port", action="store_true", help="share the port with other sink processes")
     args = parser.parse_args(argv)
@@ -437,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
         drop_first=args.drop_first,
         reject_all=args.reject_all,
         seed=args.seed,
+        drop_at=args.drop_at,
+        slow_reply_s=args.slow_reply,
+        slow_reply_first=args.slow_reply_first,
     )
     handler = FaultHandler(plan, args.log, keep_messages=False)
 
@@ -446,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        assert isinstance(server, asyncio.Server)
         print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
         await stop.wait()
         server.close()
