@@ -98,7 +98,8 @@ def build_shop(name: str, root: Path) -> Iterator[Shop]:
         "RETAIN_AS_OF": "latest-order",
     }
     _retain(["--db", db, *IMPORTS[name]], env, root)
-    _retain(["--db", db, "train"], env, root)
+    # per-shop selection at a short budget: these shops test emails, not model quality
+    _retain(["--db", db, "train", "--budget", "10"], env, root)
     settings = load_settings(
         env={},
         database_url=db,
