@@ -142,6 +142,8 @@ class CampaignDefinition:
     holdout: float | None = None
     #: the language the template is written in (``locale:``, e.g. "de"); "" = the ``locale`` setting
     locale: str = ""
+    #: rewrite the email's links to signed click-tracking redirects (``track_clicks: false`` opts out)
+    track_clicks: bool = True
     #: the MJML/Jinja body (everything after the front matter) and the file line it starts on
     body: str = ""
     body_line: int = 1
@@ -190,6 +192,7 @@ COMMON_KEYS = frozenset(
         "holdout",
         "description",
         "locale",
+        "track_clicks",
     }
 )
 
@@ -536,6 +539,9 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0 <= holdout < 1
     ):
         raise fm.fail("holdout", f"'holdout' must be a share in [0, 1), got {holdout!r}")
+    track_clicks = fm.data.get("track_clicks", True)
+    if not isinstance(track_clicks, bool):
+        raise fm.fail("track_clicks", f"'track_clicks' must be true or false, got {track_clicks!r}")
     locale = _str(fm, "locale") or ""
     if locale:
         from campaigns.config import LOCALE_RE
@@ -568,6 +574,7 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         marketing=marketing,
         holdout=float(holdout) if holdout is not None else None,
         locale=locale,
+        track_clicks=track_clicks,
         body=body,
         body_line=body_line,
         lines=dict(fm.lines),

@@ -15,6 +15,8 @@ option              used by
 ``issued_at``       the Date header and the issue time of the signed links (None: the real clock,
                     read once per batch, so an email's links and its Date agree); pinned in tests
 ``refuse_oversized``  False for ``lint``, which measures the email instead (see below)
+``track_clicks``    real sends (runner, Celery batches): links become signed ``/c/`` redirects
+                    (campaigns/tracking.py) unless the campaign says ``track_clicks: false``
 ==================  =========================================================================
 
 An email whose HTML is above the ``max_email_kb`` setting (Gmail clips at ~102 KB and hides what
@@ -60,6 +62,7 @@ from campaigns.store.records import (
     ProductRecord,
     PurchaseHistory,
 )
+from campaigns.tracking import LinkRewriter
 from recommender.blocks import Block, Recommendation
 from recommender.rules import Rules
 
@@ -84,6 +87,7 @@ class BuildOptions:
     messages: bool = True
     issued_at: datetime | None = None
     refuse_oversized: bool = True
+    track_clicks: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +287,8 @@ class EmailFactory:
         if self.options.subject_prefix:
             rendered = replace(rendered, subject=self.options.subject_prefix + rendered.subject)
         issued = datetime.fromtimestamp(inputs.issued_at, UTC) if inputs.issued_at is not None else None
+        if self.options.track_clicks and self.definition.track_clicks and self.options.messages:
+            rendered = self._tracked(rendered, customer.id, inputs.issued_at, variant=member.variant)
         email = self.message(customer, rendered, context, issued_at=issued) if self.options.messages else None
         return Prepared(member, inputs, context, rendered, email)
 
@@ -315,6 +321,21 @@ class EmailFactory:
             dkim=self._dkim_config(),
             date=issued_at or self.options.issued_at or wall_clock(),
         )
+
+    def _tracked(
+        self, rendered: RenderedEmail, customer_id: int, issued_at: float | None, *, variant: str | None
+    ) -> RenderedEmail:
+        """The email with its links rewritten to signed click redirects (HTML and text share tokens)."""
+        rewriter = LinkRewriter(
+            self.settings.resolved_secret_key(),
+            self.settings.public_url,
+            customer_id=customer_id,
+            campaign=self.definition.name,
+            run_key=self.options.run_key,
+            variant=variant,
+            issued_at=issued_at,
+        )
+        return replace(rendered, html=rewriter.html(rendered.html), text=rewriter.text(rendered.text))
 
     def _stamp(self) -> float:
         return (self.options.issued_at or wall_clock()).timestamp()

@@ -196,6 +196,7 @@ class Delivery(Base):
     subject: Mapped[str | None] = mapped_column(String(1000))
     message_id: Mapped[str | None] = mapped_column(String(300))
     sender: Mapped[str | None] = mapped_column(String(50))
+    variant: Mapped[str | None] = mapped_column(String(40))  # the A/B variant sent (None: no variants)
     is_marketing: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
@@ -280,3 +281,27 @@ class SchedulerLock(Base):
     owner: Mapped[str] = mapped_column(String(200))
     acquired_at: Mapped[datetime] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Click(Base):
+    """A request on a tracked link (``/c/<token>``), human or not; ``reason`` says why it is not.
+
+    ``reason`` is NULL for a human click, else ``scanner user agent``, ``too soon after delivery``,
+    ``many links at once`` (campaigns/clicks.py). HEAD requests are never stored.
+    """
+
+    __tablename__ = "clicks"
+    __table_args__ = (
+        Index("ix_clicks_campaign_customer", "campaign", "customer_id"),
+        Index("ix_clicks_run_customer_at", "run_key", "customer_id", "clicked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(200))
+    run_key: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[int] = mapped_column(Integer)
+    variant: Mapped[str | None] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    reason: Mapped[str | None] = mapped_column(String(40))
+    clicked_at: Mapped[datetime] = mapped_column(DateTime)

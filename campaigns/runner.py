@@ -521,7 +521,7 @@ def execute_run(
         _open_sender_and_report(run, settings, request)
         factory = EmailFactory(
             settings, definition, catalogue=store, recommender=recommender,
-            options=BuildOptions(run_key=key, messages=not request.dry_run),
+            options=BuildOptions(run_key=key, messages=not request.dry_run, track_clicks=True),
         )  # fmt: skip
         processor = RunProcessor(
             store, settings, factory, run_id=run.run_id, owner=run.owner, now=now,

@@ -123,7 +123,8 @@ def render_command(
     s = settings(ctx)
     definition = find_campaign(_templates_dir(s), campaign)
     eml = fmt is OutputFormat.eml
-    options = BuildOptions(run_key=run_key, preview=not eml, messages=eml)
+    # eml is the send's wire message, tracked links included (html/text keep the plain links)
+    options = BuildOptions(run_key=run_key, preview=not eml, messages=eml, track_clicks=eml)
     store = None
     try:
         if fixture:

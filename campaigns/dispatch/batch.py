@@ -185,7 +185,7 @@ def run_batch(
         summary.sender = the_sender.name
         factory = EmailFactory(
             runtime.settings, definition, catalogue=store, recommender=runtime.recommender(definition),
-            options=BuildOptions(run_key=run_key), renderer=renderer,
+            options=BuildOptions(run_key=run_key, track_clicks=True), renderer=renderer,
         )  # fmt: skip
         processor = _LeasedProcessor(
             store, runtime.settings, factory,

@@ -56,6 +56,8 @@ class Member:
 
     customer: CustomerRecord
     order: OrderRecord | None = None
+    #: the A/B variant this recipient was assigned (campaigns/variants.py); None: no variants
+    variant: str | None = None
 
 
 class ModelUse(StrEnum):

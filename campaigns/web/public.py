@@ -5,6 +5,7 @@ Routes (nothing else is served; any other path is a plain 404)::
     GET  /u/<token>   a small confirm page with one button
     POST /u/<token>   unsubscribe now. RFC 8058: a mail client's one-click POST carries the body
                       ``List-Unsubscribe=One-Click`` and gets a 200, no redirect, no further step
+    GET  /c/<token>   a tracked link: records the click, 302 to the signed URL (campaigns/web/clicks.py)
     GET  /f/<token>   a star link of a follow-up email: records the rating for that order, thanks
     POST /f/<token>   the optional comment box on the thank-you page
 
@@ -29,6 +30,7 @@ from starlette.routing import Route
 from campaigns.config import Settings
 from campaigns.errors import TokenError
 from campaigns.tokens import FEEDBACK, UNSUBSCRIBE, verify_token
+from campaigns.web.clicks import ClickEndpoint
 from campaigns.web.pages import render_page
 from campaigns.web.security import SecurityHeaders
 
@@ -152,12 +154,16 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 def create_public_app(store: Any, settings: Settings) -> Any:
     """The public ASGI app (unsubscribe + feedback only), with security headers on every response."""
     endpoints = PublicEndpoints(store, settings)
+    clicks = ClickEndpoint(store, settings)
     app = Starlette(
         routes=[
             Route("/u/{token}", endpoints.unsubscribe, methods=["GET", "POST"]),
             Route("/f/{token}", endpoints.feedback, methods=["GET", "POST"]),
+            # tracked links (campaigns/web/clicks.py): GET records the click, HEAD records nothing
+            Route("/c/{token}", clicks.redirect, methods=["GET", "HEAD"]),
         ],
         exception_handlers={404: _not_found},
     )
     app.state.endpoints = endpoints
+    app.state.clicks = clicks
     return SecurityHeaders(app, PUBLIC_CSP)

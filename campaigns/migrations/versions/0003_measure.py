@@ -1,0 +1,44 @@
+"""measure: tracked clicks, the variant of each delivery, test-then-winner phases
+
+Revision ID: 0003_measure
+Revises: 0002_data
+Create Date: 2026-11-30 10:10:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003_measure"
+down_revision = "0002_data"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "clicks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("campaign", sa.String(length=200), nullable=False),
+        sa.Column("run_key", sa.String(length=200), nullable=False),
+        sa.Column("customer_id", sa.Integer(), nullable=False),
+        sa.Column("variant", sa.String(length=40), nullable=True),
+        sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("user_agent", sa.String(length=300), nullable=True),
+        sa.Column("reason", sa.String(length=40), nullable=True),
+        sa.Column("clicked_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_clicks_campaign_customer", "clicks", ["campaign", "customer_id"])
+    op.create_index("ix_clicks_run_customer_at", "clicks", ["run_key", "customer_id", "clicked_at"])
+    with op.batch_alter_table("deliveries") as batch:
+        batch.add_column(sa.Column("variant", sa.String(length=40), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("deliveries") as batch:
+        batch.drop_column("variant")
+    op.drop_index("ix_clicks_run_customer_at", table_name="clicks")
+    op.drop_index("ix_clicks_campaign_customer", table_name="clicks")
+    op.drop_table("clicks")
