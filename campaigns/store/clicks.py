@@ -115,16 +115,16 @@ class ClickStore(StoreBase):
                 ClickRecord(int(c), str(r), v, str(u), at, why) for c, r, v, u, at, why in conn.execute(q)
             ]
 
-    def human_clicks_since(self, since: datetime) -> list[tuple[int, str, datetime]]:
-        """(customer, campaign, when) of every human click at or after ``since`` (any campaign), oldest first:
+    def human_clicks_since(self, since: datetime) -> list[tuple[int, str, datetime, str | None]]:
+        """(customer, campaign, when, variant) of every human click at or after ``since`` (any campaign), oldest first:
         last-touch attribution credits the latest click before an order, whichever campaign it was."""
         q = (
-            select(CL.c.customer_id, CL.c.campaign, CL.c.clicked_at)
+            select(CL.c.customer_id, CL.c.campaign, CL.c.clicked_at, CL.c.variant)
             .where(CL.c.reason.is_(None), CL.c.clicked_at >= since)
             .order_by(CL.c.clicked_at, CL.c.id)
         )
         with self.engine.connect() as conn:
-            return [(int(c), str(k), at) for c, k, at in conn.execute(q)]
+            return [(int(c), str(k), at, v) for c, k, at, v in conn.execute(q)]
 
     def campaign_recipients(
         self, campaign: str, statuses: Sequence[str] = ("sent", "holdout")

@@ -73,6 +73,7 @@ class LedgerRow:
     not_before: datetime | None = None
     sender: str | None = None
     id: int | None = None
+    variant: str | None = None  # the A/B variant this recipient gets (campaigns/variants.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,7 @@ _PG_INSERT_ARRAYS = {
     "is_marketing": "boolean[]",
     "attempts": "integer[]",
     "sender": "varchar[]",
+    "variant": "varchar[]",
 }
 _PG_INSERT = text(
     f"INSERT INTO {Delivery.__tablename__} (run_id, campaign, created_at, updated_at, {', '.join(_PG_INSERT_ARRAYS)}) "
@@ -308,6 +310,7 @@ class LedgerStore(StoreBase):
                 "is_marketing": r.is_marketing,
                 "attempts": 1 if r.status == DeliveryStatus.SENDING else 0,
                 "sender": r.sender,
+                "variant": r.variant,
                 "created_at": now,
                 "updated_at": now,
             }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +10,7 @@ from markupsafe import Markup
 
 from campaigns.analytics import CampaignImpact, KpiReport, campaign_impact, kpi_report, repeat_rate_series
 from campaigns.money import symbol
+from campaigns.report import CampaignReport, campaign_report
 from campaigns.web import charts
 
 
@@ -20,6 +21,8 @@ class Dashboard:
     test_sends: dict[str, int]
     days: int
     charts: dict[str, Markup]
+    #: per campaign and variant: clicks, click-attributed orders, uplift (campaigns/report.py)
+    reports: list[CampaignReport] = field(default_factory=list)
 
 
 def build_dashboard(store: Any, *, days: int = 7) -> Dashboard:
@@ -56,4 +59,5 @@ def build_dashboard(store: Any, *, days: int = 7) -> Dashboard:
         "cohorts": charts.cohort_heatmap(report.cohorts),
         "uplift": charts.uplift_plot([(i.campaign, i.uplift) for i in impacts]),
     }
-    return Dashboard(report, impacts, store.event_counts("test_send"), days, built)
+    reports = [campaign_report(store, i.campaign, days=days, currency=report.currency) for i in impacts]
+    return Dashboard(report, impacts, store.event_counts("test_send"), days, built, reports)
