@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from campaigns.errors import NotFoundError, TemplateError
+from campaigns.variants import TestSpec, VariantSpec, parse_test, parse_variants
 
 if TYPE_CHECKING:
     from campaigns.kinds.base import CampaignKind
@@ -144,6 +145,9 @@ class CampaignDefinition:
     locale: str = ""
     #: rewrite the email's links to signed click-tracking redirects (``track_clicks: false`` opts out)
     track_clicks: bool = True
+    #: A/B variants and the optional test-then-winner plan (campaigns/variants.py)
+    variants: tuple[VariantSpec, ...] = ()
+    ab_test: TestSpec | None = None
     #: the MJML/Jinja body (everything after the front matter) and the file line it starts on
     body: str = ""
     body_line: int = 1
@@ -193,6 +197,8 @@ COMMON_KEYS = frozenset(
         "description",
         "locale",
         "track_clicks",
+        "variants",
+        "test",
     }
 )
 
@@ -377,68 +383,78 @@ def _cron(fm: FrontMatter, expr: str) -> str:
     return expr
 
 
+_RECOMMEND_KEYS = {
+    "blocks",
+    "count",
+    "exclude_categories",
+    "only_categories",
+    "max_per_category",
+    "min_price",
+    "max_price",
+}
+
+
 def _recommend(fm: FrontMatter) -> RecommendSpec:
     if "recommend" not in fm.data:
         return RecommendSpec()
-    raw = _mapping(
-        fm,
-        "recommend",
-        {
-            "blocks",
-            "count",
-            "exclude_categories",
-            "only_categories",
-            "max_per_category",
-            "min_price",
-            "max_price",
-        },
-    )
+    return _recommend_mapping(fm, "recommend", _mapping(fm, "recommend", _RECOMMEND_KEYS), label="recommend")
+
+
+def _recommend_mapping(fm: FrontMatter, key: str, raw: Any, *, label: str) -> RecommendSpec:
+    """A ``recommend:`` mapping found at ``key`` (the campaign's own, or a variant's), named ``label``."""
+    if not isinstance(raw, dict) or set(raw) - _RECOMMEND_KEYS:
+        raise fm.fail(key, f"{label} must be a mapping of {', '.join(sorted(_RECOMMEND_KEYS))}")
     out: dict[str, Any] = {}
     if "blocks" in raw:
-        blocks = _string_list(fm, "recommend", "blocks", raw["blocks"])
+        blocks = _string_list(fm, key, "blocks", raw["blocks"])
         bad = [b for b in blocks if b not in BLOCK_NAMES]
         if bad or not blocks:
             raise fm.fail(
-                "recommend",
-                f"recommend.blocks: unknown block {bad} (known: {', '.join(BLOCK_NAMES)})",
+                key,
+                f"{label}.blocks: unknown block {bad} (known: {', '.join(BLOCK_NAMES)})",
                 "blocks",
             )
         out["blocks"] = blocks
     if "count" in raw:
-        out["count"] = _number(fm, "recommend", "count", raw["count"], integer=True, low=1)
+        out["count"] = _number(fm, key, "count", raw["count"], integer=True, low=1)
         if out["count"] > 12:
-            raise fm.fail(
-                "recommend", "recommend.count must be at most 12 (an email, not a catalogue)", "count"
-            )
+            raise fm.fail(key, f"{label}.count must be at most 12 (an email, not a catalogue)", "count")
     for sub in ("exclude_categories", "only_categories"):
         if sub in raw:
-            out[sub] = _string_list(fm, "recommend", sub, raw[sub])
+            out[sub] = _string_list(fm, key, sub, raw[sub])
     if raw.get("max_per_category") is not None:
         out["max_per_category"] = _number(
-            fm, "recommend", "max_per_category", raw["max_per_category"], integer=True, low=1
+            fm, key, "max_per_category", raw["max_per_category"], integer=True, low=1
         )
     for sub in ("min_price", "max_price"):
         if raw.get(sub) is not None:
-            out[sub] = float(_number(fm, "recommend", sub, raw[sub]))
+            out[sub] = float(_number(fm, key, sub, raw[sub]))
     if (
         out.get("min_price") is not None
         and out.get("max_price") is not None
         and out["min_price"] > out["max_price"]
     ):
-        raise fm.fail("recommend", "recommend.min_price is above max_price", "min_price")
+        raise fm.fail(key, f"{label}.min_price is above max_price", "min_price")
     return RecommendSpec(**out)
 
 
 def parse_promotion(fm: FrontMatter, key: str = "promotion") -> PromotionSpec:
     """A ``promotion:`` mapping (code, discount, optional expires and category): the offer kinds share."""
     raw = _mapping(fm, key, {"code", "discount", "expires", "category"})
+    return parse_promotion_mapping(fm, key, raw, label=key)
+
+
+def parse_promotion_mapping(fm: FrontMatter, key: str, raw: Any, *, label: str) -> PromotionSpec:
+    """A promotion mapping found at ``key`` (the campaign's, or a variant's ``offer``), named ``label``."""
+    if not isinstance(raw, dict) or set(raw) - {"code", "discount", "expires", "category"}:
+        raise fm.fail(key, f"{label} must be a mapping of code, discount, expires, category")
     for sub in ("code", "discount"):
         if (
             not isinstance(raw.get(sub), str | int)
             or isinstance(raw.get(sub), bool)
             or not str(raw.get(sub)).strip()
         ):
-            raise fm.fail(key, f"{key}.{sub} is required (a string)", sub)
+            raise fm.fail(key, f"{label}.{sub} is required (a string)", sub)
     expires = raw.get("expires")
     if isinstance(expires, str):
         try:
@@ -447,11 +463,11 @@ def parse_promotion(fm: FrontMatter, key: str = "promotion") -> PromotionSpec:
             expires = False
     if expires is not None and not isinstance(expires, date):
         raise fm.fail(
-            key, f"{key}.expires must be a date (YYYY-MM-DD), got {raw.get('expires')!r}", "expires"
+            key, f"{label}.expires must be a date (YYYY-MM-DD), got {raw.get('expires')!r}", "expires"
         )
     category = raw.get("category")
     if category is not None and not isinstance(category, str):
-        raise fm.fail(key, f"{key}.category must be a string", "category")
+        raise fm.fail(key, f"{label}.category must be a string", "category")
     return PromotionSpec(
         code=str(raw["code"]), discount=str(raw["discount"]), expires=expires, category=category
     )
@@ -559,6 +575,8 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         raise TemplateError(
             "the template body after the front matter is empty", template=str(path), line=body_line
         )
+    variants = parse_variants(fm, options)
+    ab_test = parse_test(fm, variants)
     return CampaignDefinition(
         name=name,
         kind=kind_spec,
@@ -575,6 +593,8 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         holdout=float(holdout) if holdout is not None else None,
         locale=locale,
         track_clicks=track_clicks,
+        variants=variants,
+        ab_test=ab_test,
         body=body,
         body_line=body_line,
         lines=dict(fm.lines),

@@ -63,6 +63,7 @@ from campaigns.store.records import (
     PurchaseHistory,
 )
 from campaigns.tracking import LinkRewriter
+from campaigns.variants import default_variant, variant_context, variant_definition
 from recommender.blocks import Block, Recommendation
 from recommender.rules import Rules
 
@@ -185,6 +186,9 @@ class EmailFactory:
         # Organization names the shop (and tells SpamAssassin's SHOPIFY_IMG_NOT_RCVD_SFY that a shop
         # showing its own Shopify-hosted images is not hot-linking them; docs/checks.md)
         self._headers = {"Organization": settings.shop_name} if settings.shop_name.strip() else {}
+        #: A/B variants: one factory per variant (its subject, offer, strategy, compiled template)
+        self._variant_of: str | None = None
+        self._variants: dict[str, EmailFactory] = {}
         if settings.reply_to:
             self._headers["Reply-To"] = settings.reply_to
 
@@ -252,16 +256,48 @@ class EmailFactory:
 
     # ------------------------------------------------------------------ building
 
+    def for_variant(self, name: str | None) -> EmailFactory:
+        """The factory building variant ``name`` (None: the default variant; this factory without variants)."""
+        if not self.definition.variants or self._variant_of is not None:
+            return self
+        name = name or default_variant(self.definition)
+        assert name is not None
+        sub = self._variants.get(name)
+        if sub is None:
+            sub = EmailFactory(
+                self.settings,
+                variant_definition(self.definition, name),
+                catalogue=self.catalogue,
+                recommender=self.recommender,
+                options=self.options,
+            )
+            sub._variant_of = name
+            self._variants[name] = sub
+        return sub
+
     def prepare(self, members: Sequence[Member]) -> list[Prepared | Skip]:
         """Every member's email, in order. RenderError (naming template and customer) stops the batch."""
         if not members:
             return []
+        if self.definition.variants and self._variant_of is None:
+            groups: dict[str, list[int]] = {}
+            for i, m in enumerate(members):
+                groups.setdefault(m.variant or default_variant(self.definition) or "", []).append(i)
+            out: list[Prepared | Skip | None] = [None] * len(members)
+            for name, idxs in groups.items():
+                built = self.for_variant(name).prepare([replace(members[i], variant=name) for i in idxs])
+                for i, item in zip(idxs, built, strict=True):
+                    out[i] = item
+            return [item for item in out if item is not None]
         return [
             self.prepare_inputs(m, inputs) for m, inputs in zip(members, self.inputs(members), strict=True)
         ]
 
     def prepare_inputs(self, member: Member, inputs: ContextInputs) -> Prepared | Skip:
         """One member's email from inputs already at hand (a preview fixture, or :meth:`inputs`)."""
+        if self.definition.variants and self._variant_of is None:
+            name = member.variant or default_variant(self.definition)
+            return self.for_variant(name).prepare_inputs(replace(member, variant=name), inputs)
         if inputs.issued_at is None:
             inputs = replace(inputs, issued_at=self._stamp())
         try:
@@ -274,6 +310,7 @@ class EmailFactory:
             )
         except NoContent as exc:
             return Skip(member, exc.reason)
+        context["variant"] = variant_context(self.definition, member.variant)
         customer = inputs.customer
         try:
             rendered = self.renderer.render(context)
