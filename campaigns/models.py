@@ -168,6 +168,9 @@ class Run(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A/B test then winner (campaigns/abtest.py): test | waiting | winner, and the decision taken
+    phase: Mapped[str | None] = mapped_column(String(20))
+    decision: Mapped[dict | None] = mapped_column(JSON)  # type: ignore[type-arg]
 
 
 class Delivery(Base):

@@ -52,6 +52,7 @@ class VariantResult:
     ordered_after_send: int  # recipients who ordered within the window after the send
     uplift: Uplift  # after-send conversion against the campaign's holdout
     redemptions: int = 0  # orders that used this variant's unique coupon codes (campaigns/coupons.py)
+    revenue_sumsq: float = 0.0  # sum over recipients of (credited revenue)^2: the winner rule's spread
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -122,13 +123,20 @@ def _ordered_within(times: list[datetime], start: datetime, window: timedelta) -
 
 
 def campaign_report(
-    store: Any, campaign: str, *, days: int = ATTRIBUTION_DAYS, currency: str | None = None
+    store: Any,
+    campaign: str,
+    *,
+    days: int = ATTRIBUTION_DAYS,
+    currency: str | None = None,
+    run_key: str | None = None,
 ) -> CampaignReport:
-    """The campaign's figures per variant (ValueError for a window under one day)."""
+    """The campaign's figures per variant (ValueError for a window under one day); one run's with ``run_key``."""
     if days < 1:
         raise ValueError("the attribution window must be at least one day")
     window = timedelta(days=days)
     rows = store.campaign_recipients(campaign)
+    if run_key is not None:
+        rows = [r for r in rows if r.run_key == run_key]
     sent = [r for r in rows if r.status == "sent"]
     holdout = [r for r in rows if r.status == "holdout"]
     since = min((r.at for r in rows), default=None)
@@ -138,6 +146,8 @@ def campaign_report(
     for _id, customer, at, _total in orders:
         order_times[customer].append(at)
     clicks = store.clicks(campaign)
+    if run_key is not None:
+        clicks = [c for c in clicks if c.run_key == run_key]
     human = [
         (customer, camp, variant, at)
         for customer, camp, at, variant in _human_clicks_with_variant(store, since)
@@ -168,6 +178,9 @@ def campaign_report(
         ]
         converted = {cust for _oid, cust, _t in won}
         revenue = round(sum(t for _o, _c, t in won), 2)
+        per_customer: dict[int, float] = defaultdict(float)
+        for _o, cust, total in won:
+            per_customer[cust] += total
         after = sum(_ordered_within(order_times.get(r.customer_id, []), r.at, window) for r in mine)
         n = len(mine)
         results[name] = VariantResult(
@@ -185,6 +198,7 @@ def campaign_report(
             ordered_after_send=after,
             uplift=uplift_interval(n, after, hold_n, hold_k),
             redemptions=redeemed.get(name, 0),
+            revenue_sumsq=sum(v * v for v in per_customer.values()),
         )
     return CampaignReport(campaign, days, currency, hold_n, hold_k, results)
 

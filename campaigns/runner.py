@@ -51,6 +51,7 @@ from campaigns.status import CLOSED_RUN, OPEN_DELIVERY, DeliveryStatus, RunStatu
 from campaigns.store.ledger import DeliveryOutcome, DeliveryState, LedgerRow
 from campaigns.store.protocols import AudienceStore, PipelineStore
 from campaigns.summary import ALREADY_DONE, RunSummary, summarise_run
+from campaigns.variants import with_variants
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,10 @@ class RunProcessor:
         self._last_flush = time.monotonic()
         self._pending: list[DeliveryOutcome] = []
         self._bounces: list[tuple[str, int, str, str]] = []
+        #: A/B test then winner (campaigns/abtest.py): "test" sends only the test share, "winner" sends
+        #: ``winner`` to everyone outside it; None: every recipient gets their assigned variant
+        self.phase: str | None = None
+        self.winner: str | None = None
 
     def process(self, members: list[Member]) -> None:
         """One audience batch, start to finish (rows recorded, messages handed to the sender)."""
@@ -175,6 +180,8 @@ class RunProcessor:
         self.summary.audience += len(members)
         states = self._open_rows(members)
         todo = [m for m in members if _needs_work(states.get(m.customer.id))]
+        if self.definition.variants:
+            todo = with_variants(self.definition, todo, self.phase, self.winner)
         if not todo:
             return
         verdicts = self._judge(todo)
@@ -234,6 +241,7 @@ class RunProcessor:
                 reason=v.reason,
             )
             if v.status == ELIGIBLE:
+                row.variant = m.variant
                 if isinstance(item, Skip):
                     row.status, row.reason = DeliveryStatus.SKIPPED, item.reason
                 else:
@@ -527,6 +535,10 @@ def execute_run(
             store, settings, factory, run_id=run.run_id, owner=run.owner, now=now,
             sender=run.sender, report=run.writer, summary=run.summary,
         )  # fmt: skip
+        if definition.ab_test is not None and not request.dry_run:
+            from campaigns.abtest import drive_test_then_winner
+
+            return drive_test_then_winner(store, settings, request, run, processor, members, now, _drive)
         return _drive(store, settings, request, run, processor, members, now)
     finally:
         run.close()
@@ -555,8 +567,10 @@ def _drive(
     processor: RunProcessor,
     members: Iterator[list[Member]] | None,
     now: datetime,
+    close: Callable[[], RunSummary] | None = None,
 ) -> RunSummary:
-    """Feed the audience through the processor; record how the run ended."""
+    """Feed the audience through the processor; record how the run ended (``close``: instead of
+    :func:`close_run`, e.g. the end of an A/B test phase)."""
     batches = members if members is not None else iter_audience(store, settings, request, now=now)
     try:
         for batch in batches:
@@ -583,6 +597,8 @@ def _drive(
     if run.run_id is None:
         run.summary.seconds = time.perf_counter() - run.started
         return run.summary
+    if close is not None:
+        return close()
     return close_run(store, run.summary, run.run_id, run.owner, run.started)
 
 

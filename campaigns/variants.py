@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from campaigns.definition import CampaignDefinition, FrontMatter
+    from campaigns.kinds.base import Member
 
 METRICS = ("click_rate", "conversion", "revenue_per_recipient", "uplift")
 MAX_VARIANTS = 8
@@ -123,6 +124,31 @@ def variant_definition(definition: CampaignDefinition, name: str) -> CampaignDef
     if spec.offer is not None:
         changes["options"] = {**definition.options, "promotion": spec.offer}
     return replace(definition, **changes) if changes else definition
+
+
+TEST, WAITING, WINNER = "test", "waiting", "winner"
+
+
+def with_variants(
+    definition: CampaignDefinition, members: Sequence[Member], phase: str | None, winner: str | None
+) -> list[Member]:
+    """``members`` with their variant for this phase of the run (see campaigns/abtest.py).
+
+    Phase "test" keeps only the test share (the others wait for the winner); phase "winner" gives the
+    winner to everyone outside the test share (a test-share customer still pending keeps their variant).
+    """
+    test = definition.ab_test
+    out = []
+    for m in members:
+        cid = m.customer.id
+        tested = test is not None and in_test_share(definition.name, cid, test.share)
+        if phase == TEST and not tested:
+            continue
+        name: str | None = winner
+        if not (phase == WINNER and winner and not tested):
+            name = assign_variant(definition.name, cid, definition.variants)
+        out.append(replace(m, variant=name))
+    return out
 
 
 # ---------------------------------------------------------------------------- parsing (definition.py calls)
@@ -228,6 +254,9 @@ def parse_test(fm: FrontMatter, variants: Sequence[VariantSpec]) -> TestSpec | N
 
 __all__ = [
     "METRICS",
+    "TEST",
+    "WAITING",
+    "WINNER",
     "TestSpec",
     "VariantSpec",
     "assign_variant",
@@ -238,4 +267,5 @@ __all__ = [
     "parse_variants",
     "variant_context",
     "variant_definition",
+    "with_variants",
 ]

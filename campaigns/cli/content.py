@@ -204,9 +204,28 @@ def lint_campaign(
             f"{definition_path}: the preview fixture renders {html_kb(rendered):.0f} KB of HTML, above "
             f"max_email_kb ({s.max_email_kb} KB; Gmail clips longer emails)"
         )
+    problems += _lint_variants(definition_path, s, definition, factory, inputs)
     problems += _checked(definition_path, s, definition, checker)
     if store is not None:
         problems += _lint_with_data(definition_path, definition, s, store)
+    return problems
+
+
+def _lint_variants(
+    path: Path, s: Settings, definition: CampaignDefinition, factory: EmailFactory, inputs: ContextInputs
+) -> list[str]:
+    """Each A/B variant rendered from the fixture: a variant whose subject, preheader, content or offer
+    uses something undefined fails, named (the default variant was rendered above)."""
+    problems = []
+    from campaigns.variants import default_variant
+
+    default = default_variant(definition)
+    for variant in [v for v in definition.variants if v.name != default]:
+        member = replace(fixture_member(inputs), variant=variant.name)
+        try:
+            factory.prepare_inputs(member, inputs)
+        except RetainError as exc:
+            problems.append(f"{path}: variant {variant.name!r}: {exc}")
     return problems
 
 

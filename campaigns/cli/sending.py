@@ -185,7 +185,14 @@ def run_show_cmd(
 ) -> None:
     """Progress and outcome counts of one run, with skip and failure reasons."""
     store = open_store(ctx)
-    row = _run_row(store, store.get_run(key, campaign))
+    try:
+        run = store.get_run(key, campaign)
+        row = _run_row(store, run)
+        phase, decision = store.run_phase(run.id)
+    finally:
+        store.close()
+    if phase is not None:  # an A/B test then winner run (campaigns/abtest.py)
+        row["phase"], row["decision"] = phase, decision
     if as_json:
         print_json(row)
         return
@@ -201,3 +208,11 @@ def run_show_cmd(
                 out.print(f"    {reason:<40} {n:,}")
     if row["reason"]:
         out.print(f"  note: {row['reason']}")
+    if phase is not None:
+        out.print(f"  A/B phase: {phase}")
+        for k, v in (decision or {}).items():
+            if k != "probabilities":
+                out.print(f"    {k:<16} {v}")
+        if decision and decision.get("probabilities"):
+            shown = ", ".join(f"{n} {p:.1%}" for n, p in decision["probabilities"].items())
+            out.print(f"    {'probabilities':<16} {shown}")

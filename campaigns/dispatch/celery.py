@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from campaigns.clock import reference_now
 from campaigns.config import Settings, load_settings
 from campaigns.dispatch.batch import BATCH_LEASE_SECONDS, WorkerRuntime, close_if_last, run_batch
-from campaigns.errors import DatabaseError
+from campaigns.errors import ConfigError, DatabaseError
 from campaigns.factory import Recommends
 from campaigns.leases import holder_is_gone, process_identity
 from campaigns.runner import RunRequest, default_run_key, iter_audience
@@ -186,6 +186,11 @@ class CeleryDispatcher:
         """
         started = time.perf_counter()
         definition = request.definition
+        if definition.ab_test is not None and not request.dry_run:
+            raise ConfigError(
+                f"campaign {definition.name} has an A/B 'test:' (test then winner), which runs on the local "
+                'dispatcher only: send it with dispatcher = "local" (campaigns/abtest.py)'
+            )
         now = request.now or reference_now(settings, store)
         key = request.run_key or default_run_key(now)
         run = store.start_run(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, func, select, update
 
@@ -48,6 +48,20 @@ class RecipientRow:
 
 
 class ClickStore(StoreBase):
+    # ------------------------------------------------------------------ A/B test phases of a run
+
+    def run_phase(self, run_id: int) -> tuple[str | None, dict[str, Any] | None]:
+        """(phase, decision) of an A/B test run (None, None before the test starts)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(RN.c.phase, RN.c.decision).where(RN.c.id == run_id)).one_or_none()
+        return (row.phase, row.decision) if row is not None else (None, None)
+
+    def set_run_phase(self, run_id: int, phase: str, decision: dict[str, Any] | None) -> None:
+        with self.transaction() as conn:
+            conn.execute(update(RN).where(RN.c.id == run_id).values(phase=phase, decision=decision))
+
+    # ------------------------------------------------------------------ clicks
+
     def delivered_at(self, campaign: str, run_key: str, customer_id: int) -> datetime | None:
         """When the run's message to ``customer_id`` was handed to the mail server (None: not sent)."""
         q = (

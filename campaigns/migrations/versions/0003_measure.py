@@ -34,9 +34,15 @@ def upgrade() -> None:
     op.create_index("ix_clicks_run_customer_at", "clicks", ["run_key", "customer_id", "clicked_at"])
     with op.batch_alter_table("deliveries") as batch:
         batch.add_column(sa.Column("variant", sa.String(length=40), nullable=True))
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("phase", sa.String(length=20), nullable=True))
+        batch.add_column(sa.Column("decision", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("decision")
+        batch.drop_column("phase")
     with op.batch_alter_table("deliveries") as batch:
         batch.drop_column("variant")
     op.drop_index("ix_clicks_run_customer_at", table_name="clicks")
