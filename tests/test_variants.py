@@ -236,3 +236,53 @@ def test_without_a_clear_winner_the_default_is_sent_and_the_decision_says_so(
     _, decision = shop["store"].run_phase(shop["store"].get_run("ab", "weekly-picks").id)
     assert decision["winner"] == "b" and decision["decided"] is False
     assert "sending the default variant b" in decision["reason"]
+
+
+def test_the_scheduler_runs_the_phases(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheduled fire sends the test share and asks for a retry at the decision time; the retry sends the rest."""
+    from campaigns.scheduling import jobs
+    from campaigns.scheduling.jobs import SchedulerContext, run_scheduled
+    from campaigns.store import Store
+    from tests.scheduling_fixtures import follow_up, make_templates, settings_for, write_people
+
+    fire = datetime(2024, 3, 20, 9, 0, tzinfo=UTC)
+    source = follow_up("ab", '{cron: "0 9 * * *", timezone: Europe/London}').replace(
+        "marketing: false\n",
+        "marketing: false\nvariants:\n  - {name: a}\n  - {name: b, subject: 'Thanks again'}\n"
+        "test: {share: 0.5, wait: 3h, metric: uplift}\n",
+    )
+    templates = make_templates(tmp_path, {"ab": source})
+    settings = settings_for(tmp_path, db_url, templates)
+    store = Store.open(db_url)
+    write_people(store, {f"p{i}": "Europe/London" for i in range(12)})
+    memory.clear()
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.added: list[dict[str, Any]] = []
+
+        def add_job(self, func: str, trigger: Any, **kw: Any) -> None:
+            self.added.append({"trigger": trigger, **kw})
+
+    scheduler = Recorder()
+    clock = WallClock(datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
+    monkeypatch.setattr(abtest, "wall_clock", clock)
+    jobs.bind(
+        SchedulerContext(settings, store, clock=lambda: fire + timedelta(minutes=5), scheduler=scheduler)
+    )
+    try:
+        first = run_scheduled("ab", None, fire_times=[fire])
+        assert first.summary is not None and first.summary.status == RunStatus.DEFERRED
+        tested = len(memory.outbox())
+        assert 0 < tested < 12
+        [retry] = scheduler.added
+        assert retry["trigger"].run_date == datetime(2026, 11, 30, 12, 1, tzinfo=UTC)
+        clock.now = datetime(2026, 11, 30, 12, 1, tzinfo=UTC)
+        second = run_scheduled("ab", None, **retry["kwargs"])
+        assert second.summary is not None and second.summary.status == RunStatus.COMPLETED
+        assert sorted(m.rcpt_to for m in memory.outbox()) == sorted(f"p{i}@example.test" for i in range(12))
+        phase, decision = store.run_phase(store.get_run(first.run_key, "ab").id)
+        assert phase == "winner" and decision["metric"] == "uplift" and decision["winner"] in {"a", "b"}
+    finally:
+        jobs.bind(None)
+        store.close()
