@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from campaigns.coupons import CouponSpec, parse_coupons
 from campaigns.errors import NotFoundError, TemplateError
 from campaigns.variants import TestSpec, VariantSpec, parse_test, parse_variants
 
@@ -148,6 +149,8 @@ class CampaignDefinition:
     #: A/B variants and the optional test-then-winner plan (campaigns/variants.py)
     variants: tuple[VariantSpec, ...] = ()
     ab_test: TestSpec | None = None
+    #: unique per-recipient coupon codes (campaigns/coupons.py); None: the promotion's one code
+    coupons: CouponSpec | None = None
     #: the MJML/Jinja body (everything after the front matter) and the file line it starts on
     body: str = ""
     body_line: int = 1
@@ -199,6 +202,7 @@ COMMON_KEYS = frozenset(
         "track_clicks",
         "variants",
         "test",
+        "coupons",
     }
 )
 
@@ -577,6 +581,7 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         )
     variants = parse_variants(fm, options)
     ab_test = parse_test(fm, variants)
+    coupons = parse_coupons(fm, options)
     return CampaignDefinition(
         name=name,
         kind=kind_spec,
@@ -595,6 +600,7 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         track_clicks=track_clicks,
         variants=variants,
         ab_test=ab_test,
+        coupons=coupons,
         body=body,
         body_line=body_line,
         lines=dict(fm.lines),

@@ -311,6 +311,11 @@ class EmailFactory:
         except NoContent as exc:
             return Skip(member, exc.reason)
         context["variant"] = variant_context(self.definition, member.variant)
+        if member.coupon is not None:
+            # the recipient's own single-use code, wherever the template shows the offer's code
+            context["coupon_code"] = member.coupon
+            if isinstance(context.get("promotion"), dict):
+                context["promotion"] = {**context["promotion"], "code": member.coupon}
         customer = inputs.customer
         try:
             rendered = self.renderer.render(context)

@@ -308,3 +308,24 @@ class Click(Base):
     user_agent: Mapped[str | None] = mapped_column(String(300))
     reason: Mapped[str | None] = mapped_column(String(40))
     clicked_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CouponCode(Base):
+    """A unique coupon code: imported into a campaign's pool, or generated; assigned once per (run, customer)."""
+
+    __tablename__ = "coupon_codes"
+    __table_args__ = (
+        UniqueConstraint("code"),
+        UniqueConstraint("campaign", "run_key", "customer_id"),
+        Index("ix_coupon_codes_campaign_free", "campaign", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))  # pool | generated
+    run_key: Mapped[str | None] = mapped_column(String(200))
+    customer_id: Mapped[int | None] = mapped_column(Integer)
+    variant: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime)

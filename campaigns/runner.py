@@ -31,7 +31,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -187,6 +187,15 @@ class RunProcessor:
         verdicts = self._judge(todo)
         by_id = {m.customer.id: m for m in todo}
         eligible = [by_id[v.customer.id] for v in verdicts if v.status == ELIGIBLE]
+        if self.definition.coupons is not None and not self.summary.dry_run and eligible:
+            # assigned (or re-read on a resume) before any email is built; an exhausted pool pauses here
+            codes = self.store.assign_coupons(  # type: ignore[attr-defined]
+                self.definition.name,
+                self.summary.run_key,
+                [(m.customer.id, m.variant) for m in eligible],
+                self.definition.coupons,
+            )
+            eligible = [replace(m, coupon=codes.get(m.customer.id)) for m in eligible]
         outcome = {item.member.customer.id: item for item in self.factory.prepare(eligible)}
         fresh, updates = self._ledger_rows(verdicts, by_id, outcome, states)
         if self.summary.dry_run:

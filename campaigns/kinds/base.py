@@ -58,6 +58,8 @@ class Member:
     order: OrderRecord | None = None
     #: the A/B variant this recipient was assigned (campaigns/variants.py); None: no variants
     variant: str | None = None
+    #: this recipient's unique coupon code for the run (campaigns/coupons.py); None: the campaign's own code
+    coupon: str | None = None
 
 
 class ModelUse(StrEnum):

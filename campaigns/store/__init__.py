@@ -12,6 +12,7 @@ from __future__ import annotations
 from campaigns.store.batches import BatchStore
 from campaigns.store.catalog import CatalogStore
 from campaigns.store.clicks import ClickStore
+from campaigns.store.coupons import CouponStore
 from campaigns.store.engagement import EngagementStore
 from campaigns.store.ledger import LedgerStore
 from campaigns.store.records import (
@@ -27,7 +28,7 @@ from campaigns.store.records import (
 from campaigns.store.scheduling import SchedulingStore
 
 
-class Store(CatalogStore, LedgerStore, EngagementStore, SchedulingStore, BatchStore, ClickStore):
+class Store(CatalogStore, LedgerStore, EngagementStore, SchedulingStore, BatchStore, ClickStore, CouponStore):
     """Every store operation; see the mixed-in classes for each family of tables."""
 
 
