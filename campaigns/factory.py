@@ -323,14 +323,15 @@ class EmailFactory:
             raise RenderError(
                 f"{exc} (while rendering for customer {customer.id} / {customer.external_id})", template=None
             ) from exc
+        if self.options.track_clicks and self.definition.track_clicks and self.options.messages:
+            # before the size check: the tracked links are what the inbox measures
+            rendered = self._tracked(rendered, customer.id, inputs.issued_at, variant=member.variant)
         if self.options.refuse_oversized and not self.options.preview and too_large(rendered, self.settings):
             # a clipped email hides the footer with the unsubscribe link: refuse it, never send it clipped
             return Skip(member, f"email too large (HTML over {self.settings.max_email_kb} KB)")
         if self.options.subject_prefix:
             rendered = replace(rendered, subject=self.options.subject_prefix + rendered.subject)
         issued = datetime.fromtimestamp(inputs.issued_at, UTC) if inputs.issued_at is not None else None
-        if self.options.track_clicks and self.definition.track_clicks and self.options.messages:
-            rendered = self._tracked(rendered, customer.id, inputs.issued_at, variant=member.variant)
         email = self.message(customer, rendered, context, issued_at=issued) if self.options.messages else None
         return Prepared(member, inputs, context, rendered, email)
 
