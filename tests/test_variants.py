@@ -191,13 +191,36 @@ def test_test_then_winner_is_one_resumable_run(
     early = send(shop, definition, run_key="ab")
     assert early.status == RunStatus.DEFERRED and len(memory.outbox()) == len(tested)
 
-    # people in B click (a person, an hour after the send); in A only a few
-    for cid, (status, variant) in rows.items():
-        if status == "sent" and (variant == "b" or cid % 9 == 0):
-            store.record_click(
-                campaign="weekly-picks", run_key="ab", customer_id=cid, url="https://shop.example.com/",
-                variant=variant, user_agent=BROWSER, clicked_at=datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=1),
-            )  # fmt: skip
+    # people click through the real /c/ endpoint an hour after the send: everyone in B, a few in A
+    import re
+    import warnings
+    from urllib.parse import urlsplit
+
+    from campaigns.web.public import create_public_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    app = create_public_app(store, shop["settings"])
+    app.app.state.clicks.clock = lambda: datetime.now(UTC) + timedelta(hours=1)
+    emails = {c.email: cid for cid, c in store.customers_by_ids(list(rows)).items()}
+    with TestClient(app, base_url="https://shop.example.test") as client:
+        for message in memory.outbox():
+            cid = emails[message.rcpt_to]
+            if rows[cid][1] == "b" or cid % 9 == 0:
+                html = next(
+                    p.get_payload(decode=True).decode()
+                    for p in email.message_from_bytes(message.data).walk()
+                    if p.get_content_type() == "text/html"
+                )
+                link = re.search(r'href="(https://shop\.example\.test/r/c/[^"]+)"', html)
+                assert link is not None
+                path = urlsplit(link.group(1)).path.removeprefix("/r")
+                got = client.get(path, headers={"User-Agent": BROWSER}, follow_redirects=False)
+                assert got.status_code == 302
+    clicks = store.clicks("weekly-picks")
+    assert clicks and all(c.human for c in clicks) and {c.variant for c in clicks} <= {"a", "b"}
     clock.now += timedelta(hours=2)
     done = send(shop, definition, run_key="ab")
     assert done.status == RunStatus.COMPLETED
