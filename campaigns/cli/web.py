@@ -57,7 +57,7 @@ def serve_command(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port (public_url should point here).")] = 8026,
 ) -> None:
-    """Serve the public endpoints: one-click unsubscribe (/u/TOKEN) and feedback (/f/TOKEN).
+    """Serve the public endpoints: one-click unsubscribe (/u/TOKEN), feedback (/f/TOKEN), tracked links (/c/TOKEN).
 
     Put it behind the shop's domain (a reverse proxy) and set public_url to that address.
     """
