@@ -77,15 +77,16 @@ class CampaignReport:
     variants: dict[str, VariantResult] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """``{"campaign", "window_days", "currency", "holdout", "variants": {name: figures}}``."""
-        return {
+        """Keyed by variant: ``{name: {recipients, human_clicks, orders, revenue, ..., uplift, campaign,
+        window_days, currency, holdout, holdout_ordered}}`` (the campaign's figures repeated in each)."""
+        shared = {
             "campaign": self.campaign,
             "window_days": self.window_days,
             "currency": self.currency,
             "holdout": self.holdout,
             "holdout_ordered": self.holdout_ordered,
-            "variants": {name: v.to_json() for name, v in self.variants.items()},
         }
+        return {name: {**v.to_json(), **shared} for name, v in self.variants.items()}
 
 
 def last_touch(

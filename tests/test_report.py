@@ -144,9 +144,10 @@ def test_retain_report_json_is_keyed_by_variant(
     url = sqlite_store.engine.url.render_as_string(hide_password=False)
     assert main(["--db", url, "report", "spring", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data["variants"]) == {"a", "b"}
+    assert set(data) == {"a", "b"}  # keyed by variant
+    assert data["a"]["holdout"] == 2 and data["a"]["window_days"] == 5
     for name, want in {"a": (4, 2, 1, 10.0), "b": (4, 2, 1, 20.0)}.items():
-        v = data["variants"][name]
+        v = data[name]
         assert (v["recipients"], v["human_clicks"], v["orders"], v["revenue"]) == want
     assert main(["--db", url, "report", "spring"]) == 0
     table = capsys.readouterr().out
