@@ -309,3 +309,39 @@ def test_the_scheduler_runs_the_phases(tmp_path: Path, db_url: str, monkeypatch:
     finally:
         jobs.bind(None)
         store.close()
+
+
+def test_a_crash_in_the_winner_phase_resumes_that_phase(
+    shop: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaigns.kinds import Member
+
+    store = shop["store"]
+    definition = write_campaign(shop, campaign_source(VARIANTS + "test: {share: 0.4, wait: 1h}\n"))
+    clock = WallClock(datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
+    monkeypatch.setattr(abtest, "wall_clock", clock)
+    send(shop, definition, run_key="ab")
+    tested = len(memory.outbox())
+    clock.now += timedelta(hours=2)
+    rows = ledger(store)
+    untested = [cid for cid in store.customers_by_ids(range(1, 400)) if cid not in rows][:25]
+
+    def crashing() -> Any:
+        people = store.customers_by_ids(untested)
+        yield [Member(people[cid]) for cid in untested[:10]]
+        raise RuntimeError("the process died")
+
+    with pytest.raises(RuntimeError):
+        send(shop, definition, run_key="ab", members=crashing())
+    run = store.get_run("ab", "weekly-picks")
+    assert run.status == RunStatus.FAILED and store.run_phase(run.id)[0] == "winner"
+    after_crash = len(memory.outbox())
+    assert after_crash > tested
+    done = send(shop, definition, run_key="ab")
+    assert done.status == RunStatus.COMPLETED
+    addresses = [m.rcpt_to for m in memory.outbox()]
+    assert len(addresses) == len(set(addresses))  # nobody twice across the three processes
+    _, decision = store.run_phase(run.id)
+    winner = decision["winner"]
+    final = ledger(store)
+    assert all(final[cid][1] == winner for cid in untested[:10] if final[cid][0] == "sent")
