@@ -222,7 +222,7 @@ def test_templates_run_sandboxed(shop: Any) -> None:
     from campaigns.errors import RenderError
     from campaigns.kinds import build_context
     from campaigns.kinds.fixture import load_fixture
-    from campaigns.web.sandbox import SandboxedRenderer
+    from campaigns.render import CampaignRenderer
 
     store, settings = shop
     path = Path(settings.templates_dir) / "emails" / "weekly-picks.mjml"
@@ -231,7 +231,7 @@ def test_templates_run_sandboxed(shop: Any) -> None:
     d = find_campaign(Path(settings.templates_dir), "weekly-picks")
     context = build_context(d, settings, load_fixture(d), is_preview=True)
     with pytest.raises(RenderError, match="unsafe|__class__"):
-        SandboxedRenderer(d, settings).render(context)
+        CampaignRenderer(d, settings).render(context)
     with preview_client(store, settings) as client:
         page = client.get("/campaigns/weekly-picks").text
     assert "Cannot render." in page and "is unsafe" in page

@@ -1,9 +1,9 @@
 """What the preview shows, without HTTP: campaign list, one rendered email, test sends.
 
 :class:`PreviewService` renders through the same :class:`~campaigns.factory.EmailFactory` the
-runner uses (real recommendations, real context, real MIME headers), with the templates run in
-Jinja's sandbox (:mod:`campaigns.web.sandbox`). It never writes a delivery: a test send is recorded
-as an event of kind ``test_send``.
+runner uses (real recommendations, real context, real MIME headers), with the templates run in the
+one sandboxed renderer every path uses (:mod:`campaigns.sandbox`). It never writes a delivery: a test
+send is recorded as an event of kind ``test_send``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from campaigns.errors import ConfigError, NotFoundError, RetainError, SenderErro
 from campaigns.factory import BuildOptions, EmailFactory, Prepared, Recommends
 from campaigns.kinds import AudienceRequest, ContextInputs, Member, ModelUse
 from campaigns.kinds.fixture import fixture_member, load_fixture
-from campaigns.render import RenderedEmail
+from campaigns.render import CampaignRenderer, RenderedEmail
 from campaigns.segments import (
     count_segment,
     load_segments,
@@ -36,7 +36,6 @@ from campaigns.segments import (
     sample_segment,
 )
 from campaigns.store.records import CustomerRecord
-from campaigns.web.sandbox import SandboxedRenderer
 
 #: seconds a segment size stays cached (counting a segment scans the orders)
 SEGMENT_CACHE_SECONDS = 60.0
@@ -319,7 +318,8 @@ class PreviewService:
             catalogue=self.store,
             recommender=self.recommender() if d.kind_plugin.needs.model is not ModelUse.NONE else None,
             options=BuildOptions(**{"run_key": "preview", "preview": True, "messages": False, **options}),
-            renderer=SandboxedRenderer(d, self.settings),
+            # one recipient per page: the compiled-shape cache buys nothing here
+            renderer=CampaignRenderer(d, self.settings, compile=False),
         )
 
     def render(self, name: str, customer_id: int | None = None) -> PreviewResult:
