@@ -181,8 +181,9 @@ class EmailFactory:
         # Organization names the shop (and tells SpamAssassin's SHOPIFY_IMG_NOT_RCVD_SFY that a shop
         # showing its own Shopify-hosted images is not hot-linking them; docs/checks.md)
         self._headers = {"Organization": settings.shop_name} if settings.shop_name.strip() else {}
-        if settings.reply_to:
-            self._headers["Reply-To"] = settings.reply_to
+        reply_to = definition.reply_to or settings.reply_to
+        if reply_to:
+            self._headers["Reply-To"] = reply_to
 
     # ------------------------------------------------------------------ inputs
 
