@@ -2,16 +2,26 @@
 
 Routes (nothing else is served; any other path is a plain 404)::
 
-    GET  /u/<token>   a small confirm page with one button
+    GET  /u/<token>   a small confirm page with one button (changes nothing)
     POST /u/<token>   unsubscribe now. RFC 8058: a mail client's one-click POST carries the body
                       ``List-Unsubscribe=One-Click`` and gets a 200, no redirect, no further step
-    GET  /f/<token>   a star link of a follow-up email: records the rating for that order, thanks
-    POST /f/<token>   the optional comment box on the thank-you page
+    GET  /f/<token>   a star link of a follow-up email: a page with the tapped rating chosen, a
+                      comment box and one "Send" button (changes nothing)
+    POST /f/<token>   records the rating (the form's, 1-5, default the tapped one) and the optional
+                      comment; the last one wins, and the thank-you page lets the customer change it
+
+Only POST changes anything. HEAD is answered like GET (the same page, no body) and changes nothing;
+OPTIONS and every other method get a 405. Mail security scanners fetch (GET/HEAD) every link of a
+message: a GET that unsubscribed or rated would unsubscribe whole lists and invent ratings. So a star
+link costs the customer one more tap, and in return ``retain feedback --below`` lists only ratings a
+person gave (docs/security.md).
 
 Tokens are HMAC-signed by :mod:`campaigns.tokens` (customer + campaign [+ order + rating]); a forged,
-malformed, expired or wrong-purpose token gets a 400 page that reveals nothing. Replays are harmless:
-suppressing an address twice keeps the first row, and a rating replay rewrites the same value. URLs
-carry only the token; pages show no customer data beyond "you are unsubscribed".
+malformed, expired or wrong-purpose token gets a 400 page that reveals nothing. A token signed as a
+*test* token (the preview's "send test" and pages, :func:`campaigns.tokens.sign_as_test`) gets a
+"this was a test" page on every method and never acts. Replays are harmless: suppressing an address
+twice keeps the first row, and a rating replay rewrites the same value. URLs carry only the token;
+pages show no customer data beyond "you are unsubscribed".
 
 Mount it under a prefix of the shop's site, or run it with ``retain serve`` behind a reverse proxy.
 """
@@ -28,7 +38,7 @@ from starlette.routing import Route
 
 from campaigns.config import Settings
 from campaigns.errors import TokenError
-from campaigns.tokens import FEEDBACK, UNSUBSCRIBE, verify_token
+from campaigns.tokens import FEEDBACK, TEST_FIELD, UNSUBSCRIBE, verify_token
 from campaigns.web.pages import render_page
 from campaigns.web.security import SecurityHeaders
 
@@ -71,7 +81,9 @@ class PublicEndpoints:
             fields = self._verify(token, UNSUBSCRIBE)
         except TokenError as exc:
             return self._bad_link(exc)
-        if request.method == "GET":
+        if fields.get(TEST_FIELD):
+            return await self._test_link(request, "unsubscribe")
+        if request.method != "POST":  # GET and HEAD: the confirm page, nothing else
             return render_page(
                 "public_unsubscribe.html", shop=self._shop(), done=False, action=request.url.path
             )
@@ -84,6 +96,17 @@ class PublicEndpoints:
             # RFC 8058: the mail client posted; a short 200 is all it needs
             return PlainTextResponse("You are unsubscribed.")
         return render_page("public_unsubscribe.html", shop=self._shop(), done=True, action=request.url.path)
+
+    async def _test_link(self, request: Request, what: str) -> Response:
+        """A link from a test email: says so, and acts on nothing (whatever the method)."""
+        if request.method == "POST":
+            try:
+                form = dict(await request.form())
+            except Exception:  # noqa: BLE001 - the body does not matter here
+                form = {}
+            if what == "unsubscribe" and form.get("from") != "page":
+                return PlainTextResponse("This was a test email: nothing was changed.")
+        return render_page("public_test.html", shop=self._shop(), what=what)
 
     def _unsubscribe(self, customer_id: int, campaign: str) -> None:
         customer = self.store.customers_by_ids([customer_id]).get(customer_id)
@@ -100,15 +123,24 @@ class PublicEndpoints:
             fields = self._verify(token, FEEDBACK)
         except TokenError as exc:
             return self._bad_link(exc)
+        if fields.get(TEST_FIELD):
+            return await self._test_link(request, "feedback")
+        rating: int = fields["rating"]
         comment: str | None = None
         if request.method == "POST":
             try:
-                raw = (await request.form()).get("comment")
-            except Exception:  # noqa: BLE001 - a garbled body is treated as no comment
-                raw = None
+                form: Any = await request.form()
+            except Exception:  # noqa: BLE001 - a garbled body is treated as the tapped rating, no comment
+                form = {}
+            raw = form.get("comment")
             comment = (raw if isinstance(raw, str) else "").strip()[:MAX_COMMENT] or None
-        saved = await run_in_threadpool(self._record, fields, comment)
-        if not saved:
+            chosen = form.get("rating")
+            if isinstance(chosen, str) and chosen.strip() in ("1", "2", "3", "4", "5"):
+                rating = int(chosen)
+            found = await run_in_threadpool(self._record, dict(fields, rating=rating), comment)
+        else:  # GET and HEAD: show the tapped rating with a Send button; record nothing
+            found = await run_in_threadpool(self._order_matches, fields)
+        if not found:
             return render_page(
                 "public_error.html",
                 status_code=404,
@@ -118,10 +150,15 @@ class PublicEndpoints:
         return render_page(
             "public_feedback.html",
             shop=self._shop(),
-            rating=fields["rating"],
+            rating=rating,
             action=request.url.path,
+            recorded=request.method == "POST",
             commented=comment is not None,
         )
+
+    def _order_matches(self, fields: dict[str, Any]) -> bool:
+        order = self.store.get_order(fields["order"])
+        return order is not None and order.customer_id == fields["customer"]
 
     def _record(self, fields: dict[str, Any], comment: str | None) -> bool:
         order = self.store.get_order(fields["order"])
@@ -154,8 +191,8 @@ def create_public_app(store: Any, settings: Settings) -> Any:
     endpoints = PublicEndpoints(store, settings)
     app = Starlette(
         routes=[
-            Route("/u/{token}", endpoints.unsubscribe, methods=["GET", "POST"]),
-            Route("/f/{token}", endpoints.feedback, methods=["GET", "POST"]),
+            Route("/u/{token}", endpoints.unsubscribe, methods=["GET", "HEAD", "POST"]),
+            Route("/f/{token}", endpoints.feedback, methods=["GET", "HEAD", "POST"]),
         ],
         exception_handlers={404: _not_found},
     )
