@@ -43,13 +43,13 @@ try:
 except ImportError:  # pragma: no cover - pure-Python markupsafe
     from markupsafe._native import _escape_inner
 
+from campaigns import sandbox
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition, split_front_matter
 from campaigns.errors import RenderError, TemplateError
 from campaigns.links import add_utm
 from campaigns.plaintext import html_to_text
 from campaigns.sandbox import (
-    DEFAULT_LIMITS,
     RenderLimitError,
     RenderLimits,
     budget_paused,
@@ -255,11 +255,12 @@ class CampaignRenderer:
         settings: Settings,
         *,
         compile: bool = True,
-        limits: RenderLimits = DEFAULT_LIMITS,
+        limits: RenderLimits | None = None,
     ) -> None:
         self.definition = definition
         self.settings = settings
-        self.limits = limits
+        #: the sandbox's bounds (None: campaigns.sandbox.DEFAULT_LIMITS, read now)
+        self.limits = limits = limits or sandbox.DEFAULT_LIMITS
         self.templates_dir = definition.path.parent.parent
         self.stats = RenderStats()
         self._compile = compile
@@ -462,6 +463,8 @@ class CampaignRenderer:
                 break
             except _Structural as exc:
                 state.structural.add(exc.path)
+            except RenderLimitError as exc:  # the message's time budget is spent: report where
+                raise self._render_error(exc, "html", ctx) from None
             except Exception as exc:  # noqa: BLE001 - any failure here only means "cannot compile"
                 # the real render below reports genuine template errors with their line
                 self._fallback(ctx)

@@ -57,14 +57,13 @@ class PublicEndpoints:
 
     def _verify(self, token: str, purpose: str) -> dict[str, Any]:
         fields = verify_token(self.secret, token, purpose, self.settings.token_max_age_days)
-        if purpose == UNSUBSCRIBE and not (
-            isinstance(fields.get("customer"), int) and fields.get("campaign")
-        ):
+        ids = ("customer",) if purpose == UNSUBSCRIBE else ("order", "customer", "rating")
+        campaign = fields.get("campaign")
+        ok = (
+            all(_is_id(fields.get(k)) for k in ids) and isinstance(campaign, str) and 0 < len(campaign) <= 200
+        )
+        if not ok or (purpose == FEEDBACK and not 1 <= fields["rating"] <= 5):
             raise TokenError("this link is not valid (incomplete token)")
-        if purpose == FEEDBACK:
-            ok = all(isinstance(fields.get(k), int) for k in ("order", "customer", "rating"))
-            if not ok or not fields.get("campaign") or not 1 <= fields["rating"] <= 5:
-                raise TokenError("this link is not valid (incomplete token)")
         return fields
 
     def _bad_link(self, exc: TokenError) -> Response:
@@ -180,6 +179,11 @@ class PublicEndpoints:
                 payload={"order": order.id, "rating": fields["rating"], "comment": comment is not None},
             )
         return True
+
+
+def _is_id(value: Any) -> bool:
+    """A database id as a token may carry it: a positive int a 64-bit column can hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
