@@ -240,7 +240,8 @@ def create_preview_app(
     )
     app.state.service = service
     app.state.watcher = watcher
-    wrapped: Any = SecurityHeaders(app, PREVIEW_CSP)
+    # same-origin: the browser then sends the real Origin on the preview's own form posts
+    wrapped: Any = SecurityHeaders(app, PREVIEW_CSP, referrer="same-origin")
     hosts = allowed_hosts if allowed_hosts is not None else [h.strip("[]") for h in LOOPBACK_NAMES]
     wrapped = GuardRequests(wrapped, hosts)
     if settings.preview_password:

@@ -9,7 +9,7 @@
   (form field ``csrf_token`` or header ``X-Retain-CSRF``): no cross-site form posts, no "send test"
   triggered by another page.
 - :func:`security_headers`: no caching, no referrer (the public token must not leak to the shop's
-  analytics), no framing by other sites, and a strict CSP.
+  analytics; the preview sends one to itself only), no framing by other sites, and a strict CSP.
 """
 
 from __future__ import annotations
@@ -214,10 +214,13 @@ class GuardRequests:
         return replay, token
 
 
-def security_headers(csp: str) -> list[tuple[bytes, bytes]]:
+def security_headers(csp: str, referrer: str = "no-referrer") -> list[tuple[bytes, bytes]]:
+    """``referrer``: ``no-referrer`` for the public pages (the token must not leak); the preview uses
+    ``same-origin``, because under ``no-referrer`` a browser sends ``Origin: null`` on its own form
+    posts, which the preview's cross-origin guard refuses."""
     return [
         (b"cache-control", b"no-store"),
-        (b"referrer-policy", b"no-referrer"),
+        (b"referrer-policy", referrer.encode()),
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"SAMEORIGIN"),
         (b"content-security-policy", csp.encode()),
@@ -227,9 +230,9 @@ def security_headers(csp: str) -> list[tuple[bytes, bytes]]:
 class SecurityHeaders:
     """Adds :func:`security_headers` to every response that does not set its own CSP."""
 
-    def __init__(self, app: ASGIApp, csp: str) -> None:
+    def __init__(self, app: ASGIApp, csp: str, referrer: str = "no-referrer") -> None:
         self.app = app
-        self.headers = security_headers(csp)
+        self.headers = security_headers(csp, referrer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
