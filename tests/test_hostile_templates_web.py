@@ -689,3 +689,57 @@ def test_render_limits_can_be_passed_per_renderer(shop: Any) -> None:
         render_fixture(s, limits=RenderLimits(range_items=10))
     assert "49" in render_fixture(s).html
     assert replace(RenderLimits(), seconds=1.0).seconds == 1.0
+
+
+def test_render_and_send_commands_refuse_a_hostile_template(
+    shop: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`retain render` and `retain send` go through the same sandbox: a message naming file and line,
+    exit 1, nothing run, nothing sent; the send leaves only its run record (no delivery rows)."""
+    from campaigns.cli import main
+    from campaigns.senders import memory
+
+    store, s = shop
+    memory.clear()
+    marker = tmp_path / "pwned-send"
+    line = inject(s, POPEN % marker, "thank-you-follow-up")
+    for key, value in {
+        "RETAIN_TEMPLATES_DIR": s.templates_dir,
+        "RETAIN_SECRET_KEY": "web-test-secret",
+        "RETAIN_SENDER": "memory://web",
+        "RETAIN_AS_OF": str(s.as_of),
+        "RETAIN_QUIET_HOURS": "",
+        "RETAIN_VAR_DIR": s.var_dir,
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(store)
+    assert (
+        main(["--db", s.database_url, "render", "thank-you-follow-up", "--customer", "bob@example.test"]) == 1
+    )
+    assert snapshot(store) == before
+    assert main(["--db", s.database_url, "send", "thank-you-follow-up"]) == 1
+    err = capsys.readouterr().err
+    assert err.count(f"thank-you-follow-up.mjml:{line}: html: not allowed in a template") == 2
+    assert "Traceback" not in err and not marker.exists()
+    assert memory.outbox("web") == []
+    after = snapshot(store)
+    assert {name for name in before if before[name] != after[name]} <= {"runs"}
+    assert after["deliveries"] == before["deliveries"] == []
+
+
+def test_the_session_token_may_come_in_a_header(shop: Any) -> None:
+    from campaigns.senders import memory
+
+    store, s = shop
+    memory.clear()
+    with preview_client(store, s) as client:
+        token = client.csrf_token()
+        response = client.post(
+            "/campaigns/weekly-picks/send-test",
+            data={"to": "me@shop.example.test"},
+            headers={"origin": PREVIEW_ORIGIN, "x-retain-csrf": token},
+            csrf=False,
+        )
+    assert response.status_code == 200 and "sent to me@shop.example.test" in response.text
+    assert len(memory.outbox("web")) == 1
