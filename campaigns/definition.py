@@ -250,19 +250,27 @@ class FrontMatter:
         return _duration(self, key, sub, value)
 
 
-def _refuse_aliases(path: Path, text: str, first_line: int) -> None:
-    """TemplateError at the first YAML anchor or alias: front matter never needs them, and an alias
-    "bomb" (a few lines expanding to billions of values) would stall every command that reads it."""
+def yaml_alias(text: str) -> tuple[int, str] | None:
+    """``(0-based line, "anchor &x" / "alias *x")`` of the first YAML anchor or alias in ``text``, else
+    None. Retain's YAML files never need them, and an alias "bomb" (a few lines expanding to billions
+    of values) would stall every command that reads the file. Raises yaml.YAMLError for bad YAML."""
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         anchor = getattr(event, "anchor", None)
         if isinstance(event, yaml.AliasEvent) or anchor is not None:
             what = f"alias *{anchor}" if isinstance(event, yaml.AliasEvent) else f"anchor &{anchor}"
-            raise TemplateError(
-                f"front matter uses a YAML {what}: anchors and aliases are not allowed here "
-                "(write the value out in full)",
-                template=str(path),
-                line=first_line + event.start_mark.line,
-            )
+            return event.start_mark.line, what
+    return None
+
+
+def _refuse_aliases(path: Path, text: str, first_line: int) -> None:
+    found = yaml_alias(text)
+    if found is not None:
+        raise TemplateError(
+            f"front matter uses a YAML {found[1]}: anchors and aliases are not allowed here "
+            "(write the value out in full)",
+            template=str(path),
+            line=first_line + found[0],
+        )
 
 
 def split_front_matter(path: Path, source: str) -> tuple[str, int, str, int]:

@@ -743,3 +743,22 @@ def test_the_session_token_may_come_in_a_header(shop: Any) -> None:
         )
     assert response.status_code == 200 and "sent to me@shop.example.test" in response.text
     assert len(memory.outbox("web")) == 1
+
+
+def test_a_yaml_alias_bomb_in_segments_yaml_is_refused_too(shop: Any, tmp_path: Path) -> None:
+    from campaigns.errors import ConfigError
+    from campaigns.segments import load_segments
+
+    store, s = shop
+    before = snapshot(store)
+    segments = tmp_path / "segments.yaml"
+    segments.write_text("# segments\n" + BOMB.replace("description:", "vip:"))
+    started = time.monotonic()
+    with pytest.raises(
+        ConfigError, match=r"segments.yaml:2: YAML anchor &a: anchors and aliases are not allowed"
+    ):
+        load_segments(segments)
+    problems = lint(replace(s, segments_file=str(segments)))
+    assert time.monotonic() - started < 20
+    assert any("segments.yaml:2: YAML anchor &a" in p for p in problems), problems
+    assert snapshot(store) == before
