@@ -9,8 +9,9 @@ bounds that end a runaway template with a :class:`RenderLimitError` naming the t
 ==========================  =====================================================================
 bound                       default (:class:`RenderLimits`)
 ==========================  =====================================================================
-render time per message     5 s of template work (checked at every loop iteration, block, macro
-                            and call; the MJML step is not counted)
+render time per message     5 s of template work, as CPU time of the rendering thread (a loaded
+                            machine does not trip it, a runaway loop does; checked at every loop
+                            iteration, block, macro and call; the MJML step is not counted)
 output size                 2,000,000 characters per template part (Gmail clips at ~102 KB)
 ``range()`` length          10,000 items
 strings and lists           2,000,000 items when passed to a call, stored in a ``namespace``, or
@@ -114,11 +115,14 @@ _budget = threading.local()
 
 @contextmanager
 def render_budget(limits: RenderLimits = DEFAULT_LIMITS) -> Iterator[None]:
-    """Template work inside this block shares one deadline (nested blocks join the outer one)."""
+    """Template work inside this block shares one deadline (nested blocks join the outer one).
+
+    The clock is :func:`time.thread_time`: the CPU time of this thread, so other threads and other
+    processes on a busy machine do not count against a template."""
     if getattr(_budget, "deadline", None) is not None:
         yield
         return
-    _budget.deadline = time.monotonic() + limits.seconds
+    _budget.deadline = time.thread_time() + limits.seconds
     _budget.seconds = limits.seconds
     try:
         yield
@@ -129,18 +133,18 @@ def render_budget(limits: RenderLimits = DEFAULT_LIMITS) -> Iterator[None]:
 @contextmanager
 def budget_paused() -> Iterator[None]:
     """Work that is not the template's (the MJML compiler) does not count against the deadline."""
-    start = time.monotonic()
+    start = time.thread_time()
     try:
         yield
     finally:
         if getattr(_budget, "deadline", None) is not None:
-            _budget.deadline += time.monotonic() - start
+            _budget.deadline += time.thread_time() - start
 
 
 def tick() -> None:
     """Called by template code at every loop iteration, block body and call: ends a slow render."""
     deadline = getattr(_budget, "deadline", None)
-    if deadline is not None and time.monotonic() > deadline:
+    if deadline is not None and time.thread_time() > deadline:
         raise _limit(f"the template ran longer than {_budget.seconds:g} s (a runaway loop?)")
 
 
