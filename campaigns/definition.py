@@ -9,7 +9,7 @@ naming ``file:line`` and what to do::
     kind: recommendation            # a kind from campaigns/kinds (retain campaigns --kinds), or a dotted path
     subject: "{{ customer.first_name }}, new picks for you"
     preheader: "Chosen from what you bought"
-    from: "Shop <hello@shop.example>"
+    from: "Shop <hello@shop.example>"   # exactly one address (also reply_to:)
     segment: active-buyers
     schedule: "0 9 * * MON"         # cron in the customer's local time, or a mapping (see ScheduleSpec)
     recommend: {blocks: [buy_again, discover], count: 4, exclude_categories: [gift-wrap]}
@@ -135,6 +135,8 @@ class CampaignDefinition:
     preheader: str
     from_: str
     segment: str | None = None
+    #: the campaign's Reply-To ("" = the ``reply_to`` setting, if any)
+    reply_to: str = ""
     segment_rules: dict[str, Any] | None = None
     schedule: ScheduleSpec | None = None
     recommend: RecommendSpec = field(default_factory=RecommendSpec)
@@ -192,6 +194,7 @@ COMMON_KEYS = frozenset(
         "subject",
         "preheader",
         "from",
+        "reply_to",
         "segment",
         "schedule",
         "recommend",
@@ -218,6 +221,7 @@ class FrontMatter:
         self.path = path
         self.first_line = first_line
         try:
+            _refuse_aliases(path, text, first_line)
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
@@ -259,6 +263,29 @@ class FrontMatter:
         return _duration(self, key, sub, value)
 
 
+def yaml_alias(text: str) -> tuple[int, str] | None:
+    """``(0-based line, "anchor &x" / "alias *x")`` of the first YAML anchor or alias in ``text``, else
+    None. Retain's YAML files never need them, and an alias "bomb" (a few lines expanding to billions
+    of values) would stall every command that reads the file. Raises yaml.YAMLError for bad YAML."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        anchor = getattr(event, "anchor", None)
+        if isinstance(event, yaml.AliasEvent) or anchor is not None:
+            what = f"alias *{anchor}" if isinstance(event, yaml.AliasEvent) else f"anchor &{anchor}"
+            return event.start_mark.line, what
+    return None
+
+
+def _refuse_aliases(path: Path, text: str, first_line: int) -> None:
+    found = yaml_alias(text)
+    if found is not None:
+        raise TemplateError(
+            f"front matter uses a YAML {found[1]}: anchors and aliases are not allowed here "
+            "(write the value out in full)",
+            template=str(path),
+            line=first_line + found[0],
+        )
+
+
 def split_front_matter(path: Path, source: str) -> tuple[str, int, str, int]:
     """``(front matter text, its first line, body, body's first line)``; TemplateError if absent."""
     lines = source.splitlines(keepends=True)
@@ -281,6 +308,35 @@ def _str(fm: FrontMatter, key: str, *, required: bool = False, default: str | No
     if not isinstance(value, str) or not value.strip():
         raise fm.fail(key, f"{key!r} must be a non-empty string, got {value!r}")
     return value
+
+
+_ADDRESS_RE = re.compile(r"^[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+\.[^\s@<>()\[\],;:\\\"]+$")
+#: characters refused in From / Reply-To: controls, bidi overrides and isolates, zero-width characters
+_INVISIBLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def _address(fm: FrontMatter, key: str) -> str:
+    """``key`` (from / reply_to) as exactly one address, ``Name <addr>`` or ``addr``; "" when absent.
+
+    A second address (after a comma, or hidden in the display name), a missing or malformed address,
+    and invisible or control characters are errors: the value becomes a header every recipient sees.
+    """
+    from email.utils import getaddresses
+
+    value = _str(fm, key)
+    if value is None:
+        return ""
+    if _INVISIBLE_RE.search(value):
+        raise fm.fail(key, f"{key!r} contains control or invisible (bidi, zero-width) characters")
+    pairs = getaddresses([value])
+    if len(pairs) != 1 or value.count("@") != 1 or value.count("<") > 1 or value.count(">") > 1:
+        raise fm.fail(
+            key, f"{key!r} must be exactly one address, 'Name <addr@domain>' or 'addr@domain', got {value!r}"
+        )
+    name, addr = pairs[0]
+    if not _ADDRESS_RE.match(addr) or (("<" in value) != (">" in value)):
+        raise fm.fail(key, f"{key!r}: {addr or value!r} is not an email address like 'hello@shop.example'")
+    return value.strip()
 
 
 def _string_list(fm: FrontMatter, key: str, sub: str, value: Any) -> tuple[str, ...]:
@@ -588,7 +644,8 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         path=path,
         subject=_str(fm, "subject", required=True) or "",
         preheader=(_str(fm, "preheader", default="") or "") if fm.data.get("preheader") else "",
-        from_=_str(fm, "from") or "",
+        from_=_address(fm, "from"),
+        reply_to=_address(fm, "reply_to"),
         segment=segment_name,
         segment_rules=segment_rules,
         schedule=_schedule(fm),

@@ -189,8 +189,9 @@ class EmailFactory:
         #: A/B variants: one factory per variant (its subject, offer, strategy, compiled template)
         self._variant_of: str | None = None
         self._variants: dict[str, EmailFactory] = {}
-        if settings.reply_to:
-            self._headers["Reply-To"] = settings.reply_to
+        reply_to = definition.reply_to or settings.reply_to
+        if reply_to:
+            self._headers["Reply-To"] = reply_to
 
     # ------------------------------------------------------------------ inputs
 

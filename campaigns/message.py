@@ -15,8 +15,9 @@ characters, and these headers::
     X-Retain-Campaign, X-Retain-Run
     DKIM-Signature           optional (dkimpy); h= covers both List-Unsubscribe headers
 
-Every header value has CR, LF and every other control character (and U+2028/U+2029) removed
-before it is written, whatever the input; CVE-2024-6923 showed the standard library alone is not
+Every header value and display name has CR, LF, every other control character, U+2028/U+2029 and
+the invisible bidi and zero-width characters (:data:`INVISIBLE`) removed before it is written,
+whatever the input; CVE-2024-6923 showed the standard library alone is not
 enough on some Python versions. ``tests/test_message_roundtrip.py`` checks with hypothesis that
 Python's parser reads every message back to the same headers, text and HTML.
 """
@@ -38,8 +39,18 @@ from campaigns.config import Settings
 from campaigns.errors import ConfigError, SenderError
 from campaigns.render import RenderedEmail
 
-#: control characters removed from header values (tab becomes a space)
-_HEADER_DELETE: dict[int, str | None] = {c: None for c in [*range(0, 32), *range(127, 160), 0x2028, 0x2029]}
+#: invisible characters that reorder or hide text: bidi embeddings, overrides and isolates (U+202A-202E,
+#: U+2066-2069), marks (U+200E/200F, U+061C), zero-width space / joiners / word joiner (U+200B-200D,
+#: U+2060-2064), BOM (U+FEFF), soft hyphen, Mongolian vowel separator. A header could otherwise show
+#: "Shop" while saying something else (a U+202E in a display name reverses what follows).
+INVISIBLE = frozenset(
+    [0x00AD, 0x061C, 0x180E, *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065)]
+    + [*range(0x2066, 0x206A), 0xFEFF]
+)
+#: control and invisible characters removed from header values (tab becomes a space)
+_HEADER_DELETE: dict[int, str | None] = {
+    c: None for c in [*range(0, 32), *range(127, 160), 0x2028, 0x2029, *INVISIBLE]
+}
 _HEADER_DELETE[9] = " "
 _ATOM_SAFE_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*$")
 _PLAIN_RE = re.compile(r"^[\x21-\x7e]+( [\x21-\x7e]+)*$")
@@ -103,7 +114,7 @@ class DkimConfig:
 
 
 def clean_header_value(value: str) -> str:
-    """``value`` without CR, LF or other control characters (tab becomes a space)."""
+    """``value`` without CR, LF, other control characters or :data:`INVISIBLE` ones (tab becomes a space)."""
     return value.translate(_HEADER_DELETE)
 
 

@@ -1,4 +1,8 @@
-"""Render a campaign for one recipient: Jinja (StrictUndefined, autoescape) -> MJML -> HTML + text.
+"""Render a campaign for one recipient: Jinja (sandboxed, StrictUndefined, autoescape) -> MJML -> HTML + text.
+
+Every template part (body, subject, preheader, text part) runs in the one sandboxed, bounded
+environment of :mod:`campaigns.sandbox`, on a context checked to be plain data; a runaway template
+ends with a :class:`~campaigns.errors.RenderError` (a TemplateError) naming its file and line.
 
 The one module that imports ``mjml`` (mjml-python, the Rust MRML port). A :class:`CampaignRenderer` is
 built once per campaign and called per recipient; rendering is a pure function of the context dict,
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 import mjml
 from markupsafe import Markup, escape
 
@@ -38,11 +43,20 @@ try:
 except ImportError:  # pragma: no cover - pure-Python markupsafe
     from markupsafe._native import _escape_inner
 
+from campaigns import sandbox
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition, split_front_matter
 from campaigns.errors import RenderError, TemplateError
 from campaigns.links import add_utm
 from campaigns.plaintext import html_to_text
+from campaigns.sandbox import (
+    RenderLimitError,
+    RenderLimits,
+    budget_paused,
+    check_context,
+    render_budget,
+    template_environment,
+)
 
 MAX_SHAPES = 64
 _MARK = "[[slot{}]]"
@@ -212,15 +226,9 @@ class _TemplateLoader(jinja2.FileSystemLoader):
         return source, filename, uptodate
 
 
-def _environment(templates_dir: Path, autoescape: bool) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=_TemplateLoader(str(templates_dir)),
-        undefined=jinja2.StrictUndefined,
-        autoescape=autoescape,
-        keep_trailing_newline=True,
-        auto_reload=False,
-    )
-    return env
+def _environment(templates_dir: Path, autoescape: bool, limits: RenderLimits) -> jinja2.Environment:
+    """The sandboxed, bounded environment (campaigns/sandbox.py) loading from the templates directory."""
+    return template_environment(_TemplateLoader(str(templates_dir)), autoescape=autoescape, limits=limits)
 
 
 def _error_line(exc: BaseException) -> tuple[str | None, int | None]:
@@ -241,16 +249,25 @@ class CampaignRenderer:
     Thread-safe: shapes are compiled under a lock, filled without one.
     """
 
-    def __init__(self, definition: CampaignDefinition, settings: Settings, *, compile: bool = True) -> None:
+    def __init__(
+        self,
+        definition: CampaignDefinition,
+        settings: Settings,
+        *,
+        compile: bool = True,
+        limits: RenderLimits | None = None,
+    ) -> None:
         self.definition = definition
         self.settings = settings
+        #: the sandbox's bounds (None: campaigns.sandbox.DEFAULT_LIMITS, read now)
+        self.limits = limits = limits or sandbox.DEFAULT_LIMITS
         self.templates_dir = definition.path.parent.parent
         self.stats = RenderStats()
         self._compile = compile
         self._state = _CompileState()
         self._lock = threading.Lock()
-        self._html_env = _environment(self.templates_dir, autoescape=True)
-        self._text_env = _environment(self.templates_dir, autoescape=False)
+        self._html_env = _environment(self.templates_dir, autoescape=True, limits=limits)
+        self._text_env = _environment(self.templates_dir, autoescape=False, limits=limits)
         for env in (self._html_env, self._text_env):
             env.filters["utm"] = self._utm_filter
         self._name = f"emails/{definition.path.name}"
@@ -294,7 +311,16 @@ class CampaignRenderer:
     # ------------------------------------------------------------------ rendering
 
     def render(self, context: dict[str, Any]) -> RenderedEmail:
-        """One recipient's email. RenderError names the template, line, variable and customer."""
+        """One recipient's email. RenderError names the template, line, variable and customer.
+
+        TemplateError when ``context`` is not plain data; RenderError when a bound of
+        :mod:`campaigns.sandbox` ends the render (one time budget for all parts of the message).
+        """
+        check_context(context, str(self.definition.path))
+        with render_budget(self.limits):
+            return self._render(context)
+
+    def _render(self, context: dict[str, Any]) -> RenderedEmail:
         subject = " ".join(self._run(self._subject, context, "subject").split())
         preheader = " ".join(self._run(self._preheader, context, "preheader").split())
         ctx = dict(context, subject=subject, preheader=preheader)
@@ -303,6 +329,11 @@ class CampaignRenderer:
 
     def render_full(self, context: dict[str, Any]) -> RenderedEmail:
         """The same email rendered without compiled shapes (Jinja + MJML for this recipient)."""
+        check_context(context, str(self.definition.path))
+        with render_budget(self.limits):
+            return self._render_full(context)
+
+    def _render_full(self, context: dict[str, Any]) -> RenderedEmail:
         subject = " ".join(self._run(self._subject, context, "subject").split())
         preheader = " ".join(self._run(self._preheader, context, "preheader").split())
         ctx = dict(context, subject=subject, preheader=preheader)
@@ -317,11 +348,22 @@ class CampaignRenderer:
             raise self._render_error(exc, what, context) from None
         except _Structural:
             raise
-        except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        except (
+            jinja2.TemplateError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            KeyError,
+            IndexError,
+            ArithmeticError,
+            RecursionError,
+        ) as exc:
             raise self._render_error(exc, what, context) from None
 
     def _render_error(self, exc: BaseException, what: str, context: dict[str, Any]) -> RenderError:
         filename, line = _error_line(exc)
+        if isinstance(exc, RenderLimitError) and exc.template:
+            filename, line = exc.template, exc.line or line
         if what in ("subject", "preheader") or filename == "<template>":
             filename, line = str(self.definition.path), self.definition.lines.get(what)
         customer = context.get("customer")
@@ -330,7 +372,15 @@ class CampaignRenderer:
             if isinstance(customer, dict) and customer.get("id") is not None
             else ""
         )
-        kind = "undefined variable" if isinstance(exc, jinja2.UndefinedError) else type(exc).__name__
+        kind = (
+            "undefined variable"
+            if isinstance(exc, jinja2.UndefinedError)
+            else "over a limit"
+            if isinstance(exc, RenderLimitError)
+            else "not allowed in a template"
+            if isinstance(exc, jinja2.sandbox.SecurityError)
+            else type(exc).__name__
+        )
         if isinstance(exc, jinja2.TemplateNotFound):
             return RenderError(
                 f"included template {exc.name!r} not found under {self.templates_dir}{who}",
@@ -344,7 +394,8 @@ class CampaignRenderer:
         if css:
             source = _MJ_INLINE_RE.sub("", source)
         try:
-            html = mjml.mjml2html(source, disable_comments=True)
+            with budget_paused():
+                html = mjml.mjml2html(source, disable_comments=True)
         except ValueError as exc:
             raise TemplateError(f"MJML error: {exc}", template=str(self.definition.path)) from None
         # MRML writes some characters in attributes as Rust escapes ("\u{200f}"): put them back
@@ -412,6 +463,8 @@ class CampaignRenderer:
                 break
             except _Structural as exc:
                 state.structural.add(exc.path)
+            except RenderLimitError as exc:  # the message's time budget is spent: report where
+                raise self._render_error(exc, "html", ctx) from None
             except Exception as exc:  # noqa: BLE001 - any failure here only means "cannot compile"
                 # the real render below reports genuine template errors with their line
                 self._fallback(ctx)

@@ -8,6 +8,10 @@ never verifies for another. Tokens carry ids, never an email address::
     token = sign_token(key, "unsubscribe", customer=42, campaign="weekly-picks")
     verify_token(key, token, "unsubscribe", max_age_days=365)   # -> {"customer": 42, "campaign": "weekly-picks"}
 
+Test tokens: every token signed inside ``with sign_as_test():`` (the preview's pages and its "send test")
+carries ``test: true``; the public endpoints answer such a link with "this was a test" and act on
+nothing, so clicking unsubscribe in a test email never unsubscribes the previewed customer.
+
 URLs: ``f"{settings.public_url}/u/{token}"`` (unsubscribe) and ``f"{settings.public_url}/f/{token}"``
 (feedback). Field names: unsubscribe ``customer, campaign``; feedback ``order, customer, campaign, rating``.
 """
@@ -20,13 +24,31 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from campaigns.errors import TokenError
 
 UNSUBSCRIBE = "unsubscribe"
 FEEDBACK = "feedback"
+#: the field a test token carries (``True``); reserved, set only by :func:`sign_as_test`
+TEST_FIELD = "test"
 _RESERVED = {"p", "t"}
+_signing_tests: ContextVar[bool] = ContextVar("retain_test_tokens", default=False)
+
+
+@contextmanager
+def sign_as_test() -> Iterator[None]:
+    """Every token signed inside this block (in this thread / task) is a test token."""
+    reset = _signing_tests.set(True)
+    try:
+        yield
+    finally:
+        _signing_tests.reset(reset)
+
+
 #: a token longer than this is refused before any decoding work
 MAX_TOKEN_LENGTH = 2_048
 
@@ -47,10 +69,12 @@ def sign_token(secret: bytes, purpose: str, *, issued_at: float | None = None, *
     """A URL-safe signed token carrying ``fields`` (JSON-serialisable scalars) for ``purpose``."""
     if not secret:
         raise TokenError("cannot sign a token with an empty secret key")
-    clash = _RESERVED & fields.keys()
+    clash = (_RESERVED | {TEST_FIELD}) & fields.keys()
     if clash:
         raise TokenError(f"token fields {sorted(clash)} are reserved")
     body = dict(fields, p=purpose, t=int(time.time() if issued_at is None else issued_at))
+    if _signing_tests.get():
+        body[TEST_FIELD] = True
     payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=True).encode())
     return f"{payload}.{_b64(_mac(secret, purpose, payload))}"
 

@@ -109,12 +109,36 @@ with warnings.catch_warnings():  # starlette 1.x asks for httpx2; httpx works th
     from starlette.testclient import TestClient
 
 
-def preview_client(store: Store, settings: Settings, **kwargs: Any) -> TestClient:
+PREVIEW_ORIGIN = "http://127.0.0.1:8024"
+_CSRF_RE = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
+
+
+class PreviewClient(TestClient):
+    """A browser-like client of the preview: its POSTs carry the page's Origin and the session's
+    anti-CSRF token (read from a campaign page, as a browser's form would), unless ``csrf=False``."""
+
+    token: str | None = None
+
+    def csrf_token(self) -> str:
+        if self.token is None:
+            match = _CSRF_RE.search(self.get("/campaigns/weekly-picks").text)
+            assert match is not None, "no csrf_token in the campaign page"
+            self.token = match.group(1)
+        return self.token
+
+    def post(self, url: Any, *, data: Any = None, csrf: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+        if csrf:
+            data = {**(data or {}), "csrf_token": self.csrf_token()}
+            kwargs["headers"] = {"origin": PREVIEW_ORIGIN, **(kwargs.get("headers") or {})}
+        return super().post(url, data=data, **kwargs)
+
+
+def preview_client(store: Store, settings: Settings, **kwargs: Any) -> PreviewClient:
     from campaigns.web.preview_app import create_preview_app
 
     kwargs.setdefault("recommender", StubRecommender(store))
     app = create_preview_app(store, settings, segments_file=ROOT / "segments.yaml", watch=False, **kwargs)
-    return TestClient(app, base_url="http://127.0.0.1:8024")
+    return PreviewClient(app, base_url=PREVIEW_ORIGIN)
 
 
 def test_index_lists_campaigns_with_kind_segment_size_schedule_and_lint(shop: Any) -> None:
@@ -222,7 +246,7 @@ def test_templates_run_sandboxed(shop: Any) -> None:
     from campaigns.errors import RenderError
     from campaigns.kinds import build_context
     from campaigns.kinds.fixture import load_fixture
-    from campaigns.web.sandbox import SandboxedRenderer
+    from campaigns.render import CampaignRenderer
 
     store, settings = shop
     path = Path(settings.templates_dir) / "emails" / "weekly-picks.mjml"
@@ -231,7 +255,7 @@ def test_templates_run_sandboxed(shop: Any) -> None:
     d = find_campaign(Path(settings.templates_dir), "weekly-picks")
     context = build_context(d, settings, load_fixture(d), is_preview=True)
     with pytest.raises(RenderError, match="unsafe|__class__"):
-        SandboxedRenderer(d, settings).render(context)
+        CampaignRenderer(d, settings).render(context)
     with preview_client(store, settings) as client:
         page = client.get("/campaigns/weekly-picks").text
     assert "Cannot render." in page and "is unsafe" in page

@@ -151,7 +151,7 @@ def _ann_order(store: Store) -> Any:
     return store.orders_for_customers([ann.id])[ann.id][0]
 
 
-def test_feedback_star_records_the_rating_and_the_comment_box_adds_a_comment(public: Any) -> None:
+def test_a_star_link_shows_the_rating_and_only_the_send_button_records_it(public: Any) -> None:
     client, store, settings = public
     order = _ann_order(store)
     stars = {
@@ -167,19 +167,31 @@ def test_feedback_star_records_the_rating_and_the_comment_box_adds_a_comment(pub
         )
         for r in (2, 4)
     }
-    response = client.get(stars[2])
+    response = client.get(stars[2])  # a mail scanner does the same: nothing may be recorded
+    assert response.status_code == 200 and "How did we do?" in response.text
+    assert 'value="2" checked' in response.text and 'aria-label="2 out of 5 stars"' in response.text
+    assert store.feedback_for(order.id, "thank-you-follow-up") is None
+    assert store.events("feedback") == []
+
+    response = client.post(stars[2], data={"rating": "2"})
     assert response.status_code == 200 and "Thank you for your rating" in response.text
-    assert "<textarea" in response.text and 'aria-label="2 out of 5 stars"' in response.text
+    assert "<textarea" in response.text and "Change my rating" in response.text
     saved = store.feedback_for(order.id, "thank-you-follow-up")
     assert saved is not None and (saved.rating, saved.comment) == (2, None)
 
-    response = client.post(stars[2], data={"comment": "  The cup arrived chipped.  "})
+    response = client.post(stars[2], data={"rating": "2", "comment": "  The cup arrived chipped.  "})
     assert response.status_code == 200 and "Thank you for your comment" in response.text
-    client.get(stars[2])  # a replayed star keeps the comment
+    client.post(stars[2], data={"rating": "2"})  # a replayed star keeps the comment
     saved = store.feedback_for(order.id, "thank-you-follow-up")
     assert saved is not None and (saved.rating, saved.comment) == (2, "The cup arrived chipped.")
 
-    client.get(stars[4])  # changing one's mind rewrites the same row
+    client.post(stars[4])  # changing one's mind (another star, no form field) rewrites the same row
+    saved = store.feedback_for(order.id, "thank-you-follow-up")
+    assert saved is not None and saved.rating == 4
+    client.post(stars[4], data={"rating": "3"})  # the page's own correction: the last one wins
+    saved = store.feedback_for(order.id, "thank-you-follow-up")
+    assert saved is not None and saved.rating == 3
+    client.post(stars[4], data={"rating": "9"})  # out of range: the link's own rating
     saved = store.feedback_for(order.id, "thank-you-follow-up")
     assert saved is not None and saved.rating == 4
     assert len(store.events("feedback")) == 2  # first rating + the comment
@@ -194,10 +206,12 @@ def test_feedback_for_someone_elses_order_is_refused(public: Any) -> None:
         KEY, FEEDBACK, order=order.id, customer=bob.id, campaign="thank-you-follow-up", rating=1
     )
     assert client.get(f"/f/{token}").status_code == 404
+    assert client.post(f"/f/{token}").status_code == 404
     unsub = sign_token(KEY, UNSUBSCRIBE, customer=bob.id, campaign="thank-you-follow-up")
     assert client.get(f"/f/{unsub}").status_code == 400
     bad_rating = sign_token(KEY, FEEDBACK, order=order.id, customer=order.customer_id, campaign="x", rating=9)
     assert client.get(f"/f/{bad_rating}").status_code == 400
+    assert client.post(f"/f/{bad_rating}").status_code == 400
     assert store.feedback_for(order.id, "thank-you-follow-up") is None
 
 

@@ -261,6 +261,11 @@ def load_segments(path: Path = DEFAULT_SEGMENTS_FILE) -> dict[str, SegmentDef]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the segments file: {exc}") from None
     try:
+        from campaigns.definition import yaml_alias
+
+        alias = yaml_alias(text)  # an alias "bomb" would stall every command reading the file
+        if alias is not None:
+            raise ConfigError(f"{path}:{alias[0] + 1}: YAML {alias[1]}: anchors and aliases are not allowed")
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         lines: dict[tuple[str, ...], int] = {}
         data = _plain(root, lines, ()) if root is not None else {}

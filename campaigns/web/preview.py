@@ -1,9 +1,9 @@
 """What the preview shows, without HTTP: campaign list, one rendered email, test sends.
 
 :class:`PreviewService` renders through the same :class:`~campaigns.factory.EmailFactory` the
-runner uses (real recommendations, real context, real MIME headers), with the templates run in
-Jinja's sandbox (:mod:`campaigns.web.sandbox`). It never writes a delivery: a test send is recorded
-as an event of kind ``test_send``.
+runner uses (real recommendations, real context, real MIME headers), with the templates run in the
+one sandboxed renderer every path uses (:mod:`campaigns.sandbox`). It never writes a delivery: a test
+send is recorded as an event of kind ``test_send``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from campaigns.errors import ConfigError, NotFoundError, RetainError, SenderErro
 from campaigns.factory import BuildOptions, EmailFactory, Prepared, Recommends
 from campaigns.kinds import AudienceRequest, ContextInputs, Member, ModelUse
 from campaigns.kinds.fixture import fixture_member, load_fixture
-from campaigns.render import RenderedEmail
+from campaigns.render import CampaignRenderer, RenderedEmail
 from campaigns.segments import (
     count_segment,
     load_segments,
@@ -36,7 +36,7 @@ from campaigns.segments import (
     sample_segment,
 )
 from campaigns.store.records import CustomerRecord
-from campaigns.web.sandbox import SandboxedRenderer
+from campaigns.tokens import sign_as_test
 
 #: seconds a segment size stays cached (counting a segment scans the orders)
 SEGMENT_CACHE_SECONDS = 60.0
@@ -319,7 +319,8 @@ class PreviewService:
             catalogue=self.store,
             recommender=self.recommender() if d.kind_plugin.needs.model is not ModelUse.NONE else None,
             options=BuildOptions(**{"run_key": "preview", "preview": True, "messages": False, **options}),
-            renderer=SandboxedRenderer(d, self.settings),
+            # one recipient per page: the compiled-shape cache buys nothing here
+            renderer=CampaignRenderer(d, self.settings, compile=False),
         )
 
     def render(self, name: str, customer_id: int | None = None) -> PreviewResult:
@@ -333,7 +334,8 @@ class PreviewService:
             d.name, d.kind, "preview fixture", customer_id, uses_model, sources=_sources(d)
         )
         try:
-            self._render(d, customer_id, result)
+            with sign_as_test():  # a link clicked in the preview must not unsubscribe the customer
+                self._render(d, customer_id, result)
         except RetainError as exc:
             result.error = str(exc)
         if result.rendered is not None:
@@ -354,9 +356,12 @@ class PreviewService:
                 if inputs is not None:
                     inputs = replace(inputs, customer=member.customer)
             factory = self._factory(d, preview=False, messages=True, refuse_oversized=False)
-            item = (
-                factory.prepare_inputs(member, inputs) if inputs is not None else factory.prepare([member])[0]
-            )
+            with sign_as_test():
+                item = (
+                    factory.prepare_inputs(member, inputs)
+                    if inputs is not None
+                    else factory.prepare([member])[0]
+                )
         except RetainError as exc:
             return str(exc)
         if not isinstance(item, Prepared):
@@ -445,7 +450,8 @@ class PreviewService:
     def send_test(self, name: str, to: str, customer_id: int | None = None) -> TestSendResult:
         """Build the email as :meth:`render` does, with "[TEST] " before the subject, and send it to ``to``.
 
-        Goes through the configured sender; recorded as a ``test_send`` event, never as a delivery.
+        Goes through the configured sender; recorded as a ``test_send`` event, never as a delivery. Its
+        links carry test tokens (campaigns.tokens.sign_as_test): the public endpoints never act on them.
         """
         from campaigns.senders import OutgoingMessage, resolve_sender
 
@@ -454,9 +460,12 @@ class PreviewService:
             d = self.definition(name)
             member, inputs = self._member(d, customer_id)
             factory = self._factory(d, subject_prefix="[TEST] ")
-            item = (
-                factory.prepare_inputs(member, inputs) if inputs is not None else factory.prepare([member])[0]
-            )
+            with sign_as_test():  # its unsubscribe and star links answer "this was a test", act on nothing
+                item = (
+                    factory.prepare_inputs(member, inputs)
+                    if inputs is not None
+                    else factory.prepare([member])[0]
+                )
             if not isinstance(item, Prepared):
                 return TestSendResult(False, f"nothing to send ({item.reason})")
             email = factory.message(member.customer, item.rendered, item.context, to_email=to)

@@ -6,6 +6,7 @@ Routes::
     GET  /campaigns/<name>              the preview page (?customer=<db id>; none = the fixture;
                                         ?width=desktop|mobile&tab=html|text|headers|source)
     POST /campaigns/<name>/customer     pick a customer: q=<id, shop id or email> or random=1 (303)
+                                        (every POST: same-origin Origin + the session token; security.py)
     GET  /campaigns/<name>/email.html   the email's HTML alone, for the sandboxed iframe
                                         (&mode=dark: its dark-mode styles forced on; &images=off: no
                                         image loads, as a client that blocks them shows the email)
@@ -107,6 +108,7 @@ class PreviewRoutes:
             checks_src=f"/campaigns/{name}/checks?{urlencode(query)}",
             version=self.watcher.version,
             notice=notice,
+            csrf=request.state.csrf_token,
             model_error=self.service.recommender_error,
             nav="campaigns",
         )
@@ -238,7 +240,8 @@ def create_preview_app(
     )
     app.state.service = service
     app.state.watcher = watcher
-    wrapped: Any = SecurityHeaders(app, PREVIEW_CSP)
+    # same-origin: the browser then sends the real Origin on the preview's own form posts
+    wrapped: Any = SecurityHeaders(app, PREVIEW_CSP, referrer="same-origin")
     hosts = allowed_hosts if allowed_hosts is not None else [h.strip("[]") for h in LOOPBACK_NAMES]
     wrapped = GuardRequests(wrapped, hosts)
     if settings.preview_password:

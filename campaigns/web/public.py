@@ -2,17 +2,29 @@
 
 Routes (nothing else is served; any other path is a plain 404)::
 
-    GET  /u/<token>   a small confirm page with one button
+    GET  /u/<token>   a small confirm page with one button (changes nothing)
     POST /u/<token>   unsubscribe now. RFC 8058: a mail client's one-click POST carries the body
                       ``List-Unsubscribe=One-Click`` and gets a 200, no redirect, no further step
-    GET  /c/<token>   a tracked link: records the click, 302 to the signed URL (campaigns/web/clicks.py)
-    GET  /f/<token>   a star link of a follow-up email: records the rating for that order, thanks
-    POST /f/<token>   the optional comment box on the thank-you page
+    GET  /c/<token>   a tracked link: records the click, 302 to the signed URL (campaigns/web/clicks.py);
+                      HEAD answers the same and records nothing (a click is a measurement, not a change)
+    GET  /f/<token>   a star link of a follow-up email: a page with the tapped rating chosen, a
+                      comment box and one "Send" button (changes nothing)
+    POST /f/<token>   records the rating (the form's, 1-5, default the tapped one) and the optional
+                      comment; the last one wins, and the thank-you page lets the customer change it
+
+Only POST changes the customer's state; a GET on /c/ records a click (a measurement). HEAD is answered
+like GET (the same page, no body) and records nothing;
+OPTIONS and every other method get a 405. Mail security scanners fetch (GET/HEAD) every link of a
+message: a GET that unsubscribed or rated would unsubscribe whole lists and invent ratings. So a star
+link costs the customer one more tap, and in return ``retain feedback --below`` lists only ratings a
+person gave (docs/security.md).
 
 Tokens are HMAC-signed by :mod:`campaigns.tokens` (customer + campaign [+ order + rating]); a forged,
-malformed, expired or wrong-purpose token gets a 400 page that reveals nothing. Replays are harmless:
-suppressing an address twice keeps the first row, and a rating replay rewrites the same value. URLs
-carry only the token; pages show no customer data beyond "you are unsubscribed".
+malformed, expired or wrong-purpose token gets a 400 page that reveals nothing. A token signed as a
+*test* token (the preview's "send test" and pages, :func:`campaigns.tokens.sign_as_test`) gets a
+"this was a test" page on every method and never acts. Replays are harmless: suppressing an address
+twice keeps the first row, and a rating replay rewrites the same value. URLs carry only the token;
+pages show no customer data beyond "you are unsubscribed".
 
 Mount it under a prefix of the shop's site, or run it with ``retain serve`` behind a reverse proxy.
 """
@@ -29,7 +41,7 @@ from starlette.routing import Route
 
 from campaigns.config import Settings
 from campaigns.errors import TokenError
-from campaigns.tokens import FEEDBACK, UNSUBSCRIBE, verify_token
+from campaigns.tokens import FEEDBACK, TEST_FIELD, UNSUBSCRIBE, verify_token
 from campaigns.web.clicks import ClickEndpoint
 from campaigns.web.pages import render_page
 from campaigns.web.security import SecurityHeaders
@@ -49,14 +61,13 @@ class PublicEndpoints:
 
     def _verify(self, token: str, purpose: str) -> dict[str, Any]:
         fields = verify_token(self.secret, token, purpose, self.settings.token_max_age_days)
-        if purpose == UNSUBSCRIBE and not (
-            isinstance(fields.get("customer"), int) and fields.get("campaign")
-        ):
+        ids = ("customer",) if purpose == UNSUBSCRIBE else ("order", "customer", "rating")
+        campaign = fields.get("campaign")
+        ok = (
+            all(_is_id(fields.get(k)) for k in ids) and isinstance(campaign, str) and 0 < len(campaign) <= 200
+        )
+        if not ok or (purpose == FEEDBACK and not 1 <= fields["rating"] <= 5):
             raise TokenError("this link is not valid (incomplete token)")
-        if purpose == FEEDBACK:
-            ok = all(isinstance(fields.get(k), int) for k in ("order", "customer", "rating"))
-            if not ok or not fields.get("campaign") or not 1 <= fields["rating"] <= 5:
-                raise TokenError("this link is not valid (incomplete token)")
         return fields
 
     def _bad_link(self, exc: TokenError) -> Response:
@@ -73,7 +84,9 @@ class PublicEndpoints:
             fields = self._verify(token, UNSUBSCRIBE)
         except TokenError as exc:
             return self._bad_link(exc)
-        if request.method == "GET":
+        if fields.get(TEST_FIELD):
+            return await self._test_link(request, "unsubscribe")
+        if request.method != "POST":  # GET and HEAD: the confirm page, nothing else
             return render_page(
                 "public_unsubscribe.html", shop=self._shop(), done=False, action=request.url.path
             )
@@ -86,6 +99,17 @@ class PublicEndpoints:
             # RFC 8058: the mail client posted; a short 200 is all it needs
             return PlainTextResponse("You are unsubscribed.")
         return render_page("public_unsubscribe.html", shop=self._shop(), done=True, action=request.url.path)
+
+    async def _test_link(self, request: Request, what: str) -> Response:
+        """A link from a test email: says so, and acts on nothing (whatever the method)."""
+        if request.method == "POST":
+            try:
+                form = dict(await request.form())
+            except Exception:  # noqa: BLE001 - the body does not matter here
+                form = {}
+            if what == "unsubscribe" and form.get("from") != "page":
+                return PlainTextResponse("This was a test email: nothing was changed.")
+        return render_page("public_test.html", shop=self._shop(), what=what)
 
     def _unsubscribe(self, customer_id: int, campaign: str) -> None:
         customer = self.store.customers_by_ids([customer_id]).get(customer_id)
@@ -102,15 +126,24 @@ class PublicEndpoints:
             fields = self._verify(token, FEEDBACK)
         except TokenError as exc:
             return self._bad_link(exc)
+        if fields.get(TEST_FIELD):
+            return await self._test_link(request, "feedback")
+        rating: int = fields["rating"]
         comment: str | None = None
         if request.method == "POST":
             try:
-                raw = (await request.form()).get("comment")
-            except Exception:  # noqa: BLE001 - a garbled body is treated as no comment
-                raw = None
+                form: Any = await request.form()
+            except Exception:  # noqa: BLE001 - a garbled body is treated as the tapped rating, no comment
+                form = {}
+            raw = form.get("comment")
             comment = (raw if isinstance(raw, str) else "").strip()[:MAX_COMMENT] or None
-        saved = await run_in_threadpool(self._record, fields, comment)
-        if not saved:
+            chosen = form.get("rating")
+            if isinstance(chosen, str) and chosen.strip() in ("1", "2", "3", "4", "5"):
+                rating = int(chosen)
+            found = await run_in_threadpool(self._record, dict(fields, rating=rating), comment)
+        else:  # GET and HEAD: show the tapped rating with a Send button; record nothing
+            found = await run_in_threadpool(self._order_matches, fields)
+        if not found:
             return render_page(
                 "public_error.html",
                 status_code=404,
@@ -120,10 +153,15 @@ class PublicEndpoints:
         return render_page(
             "public_feedback.html",
             shop=self._shop(),
-            rating=fields["rating"],
+            rating=rating,
             action=request.url.path,
+            recorded=request.method == "POST",
             commented=comment is not None,
         )
+
+    def _order_matches(self, fields: dict[str, Any]) -> bool:
+        order = self.store.get_order(fields["order"])
+        return order is not None and order.customer_id == fields["customer"]
 
     def _record(self, fields: dict[str, Any], comment: str | None) -> bool:
         order = self.store.get_order(fields["order"])
@@ -147,6 +185,11 @@ class PublicEndpoints:
         return True
 
 
+def _is_id(value: Any) -> bool:
+    """A database id as a token may carry it: a positive int a 64-bit column can hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("Not found", status_code=404)
 
@@ -157,8 +200,8 @@ def create_public_app(store: Any, settings: Settings) -> Any:
     clicks = ClickEndpoint(store, settings)
     app = Starlette(
         routes=[
-            Route("/u/{token}", endpoints.unsubscribe, methods=["GET", "POST"]),
-            Route("/f/{token}", endpoints.feedback, methods=["GET", "POST"]),
+            Route("/u/{token}", endpoints.unsubscribe, methods=["GET", "HEAD", "POST"]),
+            Route("/f/{token}", endpoints.feedback, methods=["GET", "HEAD", "POST"]),
             # tracked links (campaigns/web/clicks.py): GET records the click, HEAD records nothing
             Route("/c/{token}", clicks.redirect, methods=["GET", "HEAD"]),
         ],
