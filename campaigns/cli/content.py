@@ -120,7 +120,10 @@ def render_command(
     """
     if (customer is None) == (not fixture):
         raise RetainError("retain render: give exactly one of --customer ID or --fixture")
+    from campaigns.keys import check_key
+
     s = settings(ctx)
+    check_key(s)
     definition = find_campaign(_templates_dir(s), campaign)
     eml = fmt is OutputFormat.eml
     options = BuildOptions(run_key=run_key, preview=not eml, messages=eml)

@@ -83,7 +83,10 @@ def send_cmd(
     from campaigns.factory import campaign_recommender
     from campaigns.runner import RunRequest
 
+    from campaigns.keys import check_key
+
     s = settings(ctx)
+    check_key(s)
     store = open_store(ctx)
     definition = find_campaign(Path(s.templates_dir), campaign)
     local = dry_run or out_path is not None

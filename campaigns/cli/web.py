@@ -64,7 +64,10 @@ def serve_command(
     from campaigns.web.public import create_public_app
     from campaigns.web.server import serve
 
+    from campaigns.keys import check_key
+
     s = settings(ctx)
+    check_key(s)
     _check_port(port)
     store = open_store(ctx)
     err.print(
