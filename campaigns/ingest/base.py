@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, cast
 
+from campaigns import csvsafe
 from campaigns.errors import ImportValidationError
 from campaigns.store.records import ImportBatch, ImportSummary
 
@@ -314,7 +315,7 @@ def write_rejects(path: Path, header: Sequence[str], rejected: list[tuple[int, l
     """The rejected rows as CSV: the original columns plus ``_line`` and ``_reason``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+        w = csvsafe.writer(fh)  # a rejected =HYPERLINK(...) name must not run in a spreadsheet
         w.writerow(["_line", "_reason", *header])
         for line, row, reason in rejected:
             w.writerow([line, reason, *row])
