@@ -27,6 +27,15 @@ import_app = typer.Typer(
 app.add_typer(import_app, name="import")
 
 
+@import_app.callback()
+def _import_bounds(ctx: typer.Context) -> None:
+    """Every import accepts dates from import_earliest_date to import_max_days_ahead days from now."""
+    from campaigns.ingest.base import date_range
+
+    s = settings(ctx)
+    ctx.with_resource(date_range(s.import_earliest_date, s.import_max_days_ahead))
+
+
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply the Alembic migrations to the database (safe to run again)."""
