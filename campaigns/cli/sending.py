@@ -81,9 +81,8 @@ def send_cmd(
     from campaigns.definition import find_campaign
     from campaigns.dispatch import resolve_dispatcher
     from campaigns.factory import campaign_recommender
-    from campaigns.runner import RunRequest
-
     from campaigns.keys import check_key
+    from campaigns.runner import RunRequest
 
     s = settings(ctx)
     check_key(s)
