@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -64,7 +65,7 @@ def _print_summary(summary: ImportSummary, as_json: bool, *, catalog: bool = Fal
         print_json(asdict(summary))
         return
     out.print(
-        f"Imported {summary.path} ({summary.source}) in {summary.seconds:.1f} s: {summary.rows_read:,} rows read"
+        f"Imported {escape(summary.path)} ({summary.source}) in {summary.seconds:.1f} s: {summary.rows_read:,} rows read"
     )
     table = Table(show_header=False, box=None, pad_edge=False)
     rows = (
@@ -84,13 +85,15 @@ def _print_summary(summary: ImportSummary, as_json: bool, *, catalog: bool = Fal
     if summary.set_aside:
         out.print("  set aside by the cleaning rules (the data's known shape, not errors):")
         for rule, n in sorted(summary.set_aside.items(), key=lambda kv: -kv[1]):
-            out.print(f"    {rule:<32} {n:,}")
+            out.print(f"    {escape(rule):<32} {n:,}")
     for kind, n in sorted(summary.events.items()):
         out.print(f"  {kind.replace('_', ' ')}: {n:,} (recorded as a product event)")
     for note in summary.notes:
-        out.print(f"  note: {note}")
+        out.print(f"  note: {escape(note)}")
     if summary.rejected:
-        out.print(f"  [yellow]{summary.rejected:,} invalid rows skipped[/yellow]; see {summary.rejects_path}")
+        out.print(
+            f"  [yellow]{summary.rejected:,} invalid rows skipped[/yellow]; see {escape(str(summary.rejects_path))}"
+        )
 
 
 SkipInvalid = Annotated[

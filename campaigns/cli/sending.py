@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,7 +24,7 @@ def print_summary(summary: RunSummary) -> None:
     data = summary.to_json()
     verb = "would send" if summary.dry_run else "sent"
     count = data.get("would_send", data.get("sent", 0))
-    line = f"[bold]{summary.campaign}[/bold] ({summary.run_key}): {summary.status}; {verb} {count:,}, holdout {summary.holdout:,}"
+    line = f"[bold]{escape(summary.campaign)}[/bold] ({escape(summary.run_key)}): {summary.status}; {verb} {count:,}, holdout {summary.holdout:,}"
     line += f", failed {summary.failed:,}"
     if summary.deferred:
         line += f", deferred {summary.deferred:,} (until {summary.next_attempt_at})"
@@ -31,21 +32,25 @@ def print_summary(summary: RunSummary) -> None:
     if summary.skipped:
         out.print(
             "  skipped: "
-            + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.skipped.items(), key=lambda kv: -kv[1]))
+            + ", ".join(
+                f"{escape(k)} {v:,}" for k, v in sorted(summary.skipped.items(), key=lambda kv: -kv[1])
+            )
         )
     if summary.failures:
         out.print(
             "  failures: "
-            + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.failures.items(), key=lambda kv: -kv[1]))
+            + ", ".join(
+                f"{escape(k)} {v:,}" for k, v in sorted(summary.failures.items(), key=lambda kv: -kv[1])
+            )
         )
     if summary.in_flight_resolved:
         out.print(
             f"  {summary.in_flight_resolved} messages were in flight during a crash: not re-sent (at most once)"
         )
     if summary.reason:
-        out.print(f"  [yellow]{summary.reason}[/yellow]")
+        out.print(f"  [yellow]{escape(summary.reason)}[/yellow]")
     if summary.report_path:
-        out.print(f"  report: {summary.report_path}")
+        out.print(f"  report: {escape(str(summary.report_path))}")
 
 
 @app.command("send")
@@ -97,7 +102,7 @@ def send_cmd(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} customers"),
             TimeElapsedColumn(), console=err, transient=True,
         ) as bar:  # fmt: skip
-            task = bar.add_task(f"{'dry run' if dry_run else 'sending'} {campaign}", total=None)
+            task = bar.add_task(f"{'dry run' if dry_run else 'sending'} {escape(campaign)}", total=None)
             request = replace(request, progress=lambda n: bar.advance(task, n))
             summary = dispatcher.send(store, s, request, recommender=recommender)
     else:
@@ -170,7 +175,7 @@ def runs_cmd(
         )
     for r in rows:
         t.add_row(
-            r["campaign"], r["key"], r["status"], r["started_at"], f"{r['sent']:,}", f"{r['in_flight']:,}",
+            escape(r["campaign"]), escape(r["key"]), r["status"], r["started_at"], f"{r['sent']:,}", f"{r['in_flight']:,}",
             f"{r['holdout']:,}", f"{r['failed']:,}", f"{r['deferred']:,}", f"{sum(r['skipped'].values()):,}",
         )  # fmt: skip
     out.print(t)
@@ -192,7 +197,7 @@ def run_show_cmd(
         print_json(row)
         return
     out.print(
-        f"[bold]{row['campaign']}[/bold] run {row['key']}: {row['status']} (started {row['started_at']}, dispatcher {row['dispatcher']})"
+        f"[bold]{escape(row['campaign'])}[/bold] run {escape(row['key'])}: {row['status']} (started {row['started_at']}, dispatcher {row['dispatcher']})"
     )
     for label in ("total", "sent", "in_flight", "holdout", "failed", "deferred"):
         out.print(f"  {label.replace('_', ' '):<10} {row[label]:,}")
@@ -200,6 +205,6 @@ def run_show_cmd(
         if data:
             out.print(f"  {title}:")
             for reason, n in sorted(data.items(), key=lambda kv: -kv[1]):
-                out.print(f"    {reason:<40} {n:,}")
+                out.print(f"    {escape(reason):<40} {n:,}")
     if row["reason"]:
-        out.print(f"  note: {row['reason']}")
+        out.print(f"  note: {escape(row['reason'])}")
