@@ -76,18 +76,32 @@ def send_cmd(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    allow_unsafe_send: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsafe-send",
+            help="Send through a real transport even when go-live checks fail (a test server; the run records it). "
+            "Also RETAIN_ALLOW_UNSAFE_SEND=1.",
+        ),
+    ] = False,
 ) -> None:
     """Send a campaign to its audience (exactly once per run key), or --dry-run it.
+
+    A send through a real transport (not outbox, console or memory) refuses while a go-live check fails
+    (`retain doctor` lists them): public https URL, a real From domain, the shop's address, no demo
+    identities, a good signing key.
 
     The run goes through the configured dispatcher: with dispatcher = "celery" it is split into batches
     for `retain worker` processes and this command waits for them (dry runs and --out reports always
     run here).
     """
+    from campaigns.clock import reference_now
     from campaigns.definition import find_campaign
     from campaigns.dispatch import resolve_dispatcher
     from campaigns.factory import campaign_recommender
+    from campaigns.golive import guard_send, overridden_text
     from campaigns.keys import check_key
-    from campaigns.runner import RunRequest
+    from campaigns.runner import RunRequest, default_run_key
 
     s = settings(ctx)
     check_key(s)
@@ -95,7 +109,18 @@ def send_cmd(
     definition = find_campaign(Path(s.templates_dir), campaign)
     local = dry_run or out_path is not None
     dispatcher = resolve_dispatcher("local" if local else s)
+    if allow_unsafe_send:
+        s = s.with_overrides(allow_unsafe_send=True)
+    overridden = [] if dry_run else guard_send(s, store, definition, sender or s.resolved_sender())
     recommender = campaign_recommender(definition, s, store) if dispatcher.loads_model else None
+    if overridden:
+        run_key = run_key or default_run_key(reference_now(s, store))
+        record = store.start_run(definition.name, run_key, owner=None)
+        store.mark_unsafe_send(record.id, overridden_text(overridden))
+        err.print(
+            "[yellow]warning:[/yellow] go-live checks overridden (--allow-unsafe-send), recorded on the run: "
+            + escape(overridden_text(overridden))
+        )
     request = RunRequest(definition, run_key=run_key, sender=sender, dry_run=dry_run, report_path=out_path)
     if show_progress(as_json):
         with Progress(
@@ -135,6 +160,7 @@ def _run_row(store: Any, run: Any) -> dict[str, Any]:
         "skipped": counts.skipped,
         "failures": counts.failed,
         "reason": run.reason,
+        "unsafe_send": run.unsafe_send,
     }
 
 
@@ -208,3 +234,7 @@ def run_show_cmd(
                 out.print(f"    {escape(reason):<40} {n:,}")
     if row["reason"]:
         out.print(f"  note: {escape(row['reason'])}")
+    if row["unsafe_send"]:
+        out.print(
+            f"  [yellow]sent with --allow-unsafe-send, overriding:[/yellow] {escape(row['unsafe_send'])}"
+        )

@@ -63,3 +63,56 @@ def secret_status_cmd(ctx: typer.Context) -> None:
     out.print(f"signing key: {escape(source)}")
     out.print(f"rotated keys kept: {len(kept)}")
     out.print(f"backed up: {'yes' if backed_up(s) else 'no (retain secret backup FILE)'}")
+
+
+@app.command("doctor")
+def doctor_cmd(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="The checklist as JSON.")] = False,
+) -> None:
+    """The go-live checklist: public URL, From domain, address, demo data, secret key and its backup, DKIM,
+    quiet hours, frequency cap, sender rate limit. Exit status 1 when a must is missing (offline checks)."""
+    from rich.table import Table
+
+    from campaigns.cli.app import open_store, print_json
+    from campaigns.golive import checklist, failed_musts, is_real_transport
+    from campaigns.senders.dsn import mask_dsn
+
+    s = settings(ctx)
+    store = open_store(ctx)
+    try:
+        checks = checklist(s, store)
+    finally:
+        store.close()
+    missing = failed_musts(checks)
+    if as_json:
+        print_json(
+            {
+                "ready": not missing,
+                "sender": mask_dsn(s.resolved_sender()),
+                "real_transport": is_real_transport(s.resolved_sender()),
+                "checks": [{"name": c.name, "ok": c.ok, "must": c.must, "detail": c.detail} for c in checks],
+            }
+        )
+    else:
+        t = Table(title="Go-live checklist", title_justify="left")
+        for col in ("", "check", "found / what to do"):
+            t.add_column(col)
+        for c in checks:
+            mark = (
+                "[green]ok[/green]" if c.ok else ("[red]MUST[/red]" if c.must else "[yellow]should[/yellow]")
+            )
+            t.add_row(mark, escape(c.name), escape(c.detail))
+        out.print(t)
+        sender = s.resolved_sender()
+        kind = "a real transport" if is_real_transport(sender) else "no real delivery"
+        out.print(f"sender: {escape(mask_dsn(sender))} ({kind})")
+        if missing:
+            out.print(
+                f"[red]not ready:[/red] {len(missing)} must(s) missing — a send through a real transport "
+                f"refuses until they are fixed (--allow-unsafe-send overrides, for a test server)"
+            )
+        else:
+            out.print("[green]ready to go live[/green]")
+    if missing:
+        raise typer.Exit(1)
