@@ -82,7 +82,9 @@ def open_store(ctx: typer.Context) -> Any:
     """The store for this invocation (migrated when empty)."""
     from campaigns.store import Store
 
-    return Store.open(settings(ctx).resolved_database_url())
+    store = Store.open(settings(ctx).resolved_database_url())
+    ctx.find_root().call_on_close(store.close)  # no connection outlives the command (PostgreSQL)
+    return store
 
 
 def finite(data: Any) -> Any:
