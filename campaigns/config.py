@@ -41,6 +41,9 @@ class Settings:
 
     # where things live
     database_url: str = ""  # default: sqlite:///<var_dir>/retain.db
+    #: set only in the checkout's demo retain.toml: the one database its settings are meant for; with any
+    #: other database Retain warns and the go-live checks fail (`retain init DIR` makes a shop's own config)
+    demo_database: str = ""
     var_dir: str = "var"
     templates_dir: str = "templates"
     segments_file: str = "segments.yaml"
@@ -195,6 +198,15 @@ def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def config_path(
+    config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Path:
+    """The retain.toml in use: ``config_file``, else ``$RETAIN_CONFIG``, else ``./retain.toml``."""
+    env = os.environ if env is None else env
+    explicit = config_file or env.get(f"{ENV_PREFIX}CONFIG")
+    return Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
+
+
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -210,7 +222,7 @@ def load_settings(
     values: dict[str, Any] = {}
 
     explicit = config_file or env.get(f"{ENV_PREFIX}CONFIG")
-    path = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
+    path = config_path(config_file, env)
     if explicit and not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     if path.exists():

@@ -163,6 +163,16 @@ def _demo_identities(store: Any) -> Check:
 def checklist(settings: Settings, store: Any = None, definition: Any = None) -> list[Check]:
     """Every go-live check; ``store`` adds the demo-identity check, ``definition`` the campaign's From."""
     checks = [_public_url(settings.public_url), _from_domain(settings.from_address, "from_address")]
+    if settings.demo_database:
+        checks.insert(
+            0,
+            Check(
+                "the shop's own configuration",
+                False,
+                True,
+                "retain.toml is the demo's (demo_database is set): run `retain init DIR` for your shop's own",
+            ),
+        )
     if definition is not None and definition.from_:
         checks.append(_from_domain(definition.from_, f"{definition.name}'s from:"))
     checks.append(_address(settings.shop_address))

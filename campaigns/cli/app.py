@@ -42,6 +42,13 @@ class CliState:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config, database_url=self.db)
+            demo = self._settings.demo_database
+            if demo and demo != self._settings.resolved_database_url():
+                err.print(
+                    "[yellow]warning:[/yellow] the demo's retain.toml (as_of = latest-order, its currency and "
+                    "shop) is being applied to another database; run `retain init DIR` for your shop's own "
+                    "settings, or pass --config"
+                )
         return self._settings
 
 

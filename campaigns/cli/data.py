@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from campaigns.analytics import PERIODS, KpiReport, kpi_report
-from campaigns.cli.app import app, err, open_store, out, print_json, settings, show_progress
+from campaigns.cli.app import app, err, open_store, out, print_json, settings, show_progress, state
 from campaigns.errors import ConfigError
 from campaigns.store.engine import create_db_engine, current_revision, safe_url, upgrade
 from campaigns.store.records import ImportSummary
@@ -26,6 +26,24 @@ import_app = typer.Typer(
     help="Import purchase history (all or nothing; re-importing changes nothing).", no_args_is_help=True
 )
 app.add_typer(import_app, name="import")
+
+
+def _adopt_currency(ctx: typer.Context, store: object, path: Path) -> None:
+    """A shop made by `retain init` takes its currency from its first order import (written to retain.toml)."""
+    from campaigns.config import config_path
+    from campaigns.shop_init import adopt_currency
+
+    totals = store.currency_totals()  # type: ignore[attr-defined]
+    config = config_path(state(ctx).config)
+    if totals and adopt_currency(config, totals[0].currency, str(path)):
+        out.print(f"  currency {totals[0].currency} written to {escape(str(config))} (from this first import)")
+
+
+def _currency_pending(ctx: typer.Context) -> bool:
+    from campaigns.config import config_path
+    from campaigns.shop_init import currency_pending
+
+    return currency_pending(config_path(state(ctx).config))
 
 
 @import_app.callback()
@@ -131,6 +149,7 @@ def import_online_retail_cmd(
             store, path, skip_invalid=skip_invalid, rejects_path=rejects, progress=progress
         )
     _print_summary(summary, as_json)
+    _adopt_currency(ctx, store, path)
 
 
 class OrderFormat(StrEnum):
@@ -216,6 +235,11 @@ def import_orders_cmd(
             categorise=categorise,
         )  # fmt: skip
         opts.check()
+        if not currency and "currency" not in parse_mapping(map) and _currency_pending(ctx):
+            raise ConfigError(
+                "this shop has no currency yet (retain init leaves it to the first import) and the file names "
+                "none: pass --currency, e.g. --currency EUR (it is then written to retain.toml)"
+            )
         store = open_store(ctx)
         with _progress(show_progress(as_json), "importing", None) as progress:
             summary = import_generic(
@@ -233,6 +257,7 @@ def import_orders_cmd(
             categorise=categorise == "keywords",
         )  # fmt: skip
     _print_summary(summary, as_json)
+    _adopt_currency(ctx, store, path)
 
 
 class CatalogFormat(StrEnum):

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from campaigns.cli.app import app, err, open_store, out, print_json, settings, show_progress
+from campaigns.errors import ConfigError
 from campaigns.status import DeliveryStatus, RunStatus
 from campaigns.summary import RunSummary
 
@@ -107,6 +108,11 @@ def send_cmd(
     check_key(s)
     store = open_store(ctx)
     definition = find_campaign(Path(s.templates_dir), campaign)
+    if not definition.enabled and not dry_run:
+        raise ConfigError(
+            f"campaign {campaign!r} is disabled (enabled: false in {definition.path}): set enabled: true in its "
+            f"front matter to send it (--dry-run works meanwhile)"
+        )
     local = dry_run or out_path is not None
     dispatcher = resolve_dispatcher("local" if local else s)
     if allow_unsafe_send:

@@ -116,3 +116,28 @@ def doctor_cmd(
             out.print("[green]ready to go live[/green]")
     if missing:
         raise typer.Exit(1)
+
+
+@app.command("init")
+def init_cmd(
+    folder: Annotated[Path, typer.Argument(help="The new shop's folder (created; must be new or empty).")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="The shop's name (default: the folder's).")
+    ] = None,
+) -> None:
+    """Create a shop folder: its own retain.toml (real clock; currency from the first import), templates/
+    with the starter campaigns disabled, segments.yaml and var/ with a new signing key."""
+    from campaigns.shop_init import init_shop
+
+    copied = init_shop(folder, name)
+    where = folder.resolve()
+    out.print(
+        f"created {escape(str(where))}: retain.toml, templates/ ({len(copied)} campaigns, all enabled: false), var/"
+    )
+    out.print("next:")
+    out.print(f"  cd {escape(str(where))}")
+    out.print("  retain import orders YOUR_EXPORT.csv --format shopify   # the currency is taken from it")
+    out.print("  retain train && retain send weekly-picks --dry-run")
+    out.print(
+        "  edit retain.toml (address, From, public_url), set enabled: true in a campaign, then retain doctor"
+    )
