@@ -36,7 +36,9 @@ def _adopt_currency(ctx: typer.Context, store: object, path: Path) -> None:
     totals = store.currency_totals()  # type: ignore[attr-defined]
     config = config_path(state(ctx).config)
     if totals and adopt_currency(config, totals[0].currency, str(path)):
-        out.print(f"  currency {totals[0].currency} written to {escape(str(config))} (from this first import)")
+        out.print(
+            f"  currency {totals[0].currency} written to {escape(str(config))} (from this first import)"
+        )
 
 
 def _currency_pending(ctx: typer.Context) -> bool:
