@@ -179,3 +179,14 @@ def test_doctor_exit_status_and_checklist(
     assert main(["doctor", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ready"] is True and all(c["ok"] for c in report["checks"])
+
+
+def test_scheduler_refuses_to_start_with_a_real_sender_and_unsafe_setup(
+    sqlite_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_shop(sqlite_store, customers=4)  # demo identities, demo settings
+    s = shop_settings(tmp_path, sender="smtp://127.0.0.1:1")
+    _cli(monkeypatch, s, sqlite_store, tmp_path)
+    assert main(["schedule", "run"]) == 1
+    err = capsys.readouterr().err
+    assert "refusing to start the scheduler" in err and "public URL" in err and "Traceback" not in err
