@@ -69,7 +69,7 @@ def segments_cmd(
     table.add_column("customers", justify="right")
     table.add_column("description")
     for name, seg in segments.items():
-        table.add_row(name, f"{sizes[name]:,}", escape(seg.description))
+        table.add_row(escape(name), f"{sizes[name]:,}", escape(seg.description))
     out.print(table)
 
 

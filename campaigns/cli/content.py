@@ -50,7 +50,12 @@ def list_campaigns(ctx: typer.Context) -> None:
         segment = d.segment or ("(inline rules)" if d.segment_rules else "(everyone)")
         schedule = d.schedule.describe() if d.schedule else "(manual)"
         table.add_row(
-            escape(d.name), d.kind, escape(segment), escape(schedule), "yes" if d.marketing else "no", ""
+            escape(d.name),
+            d.kind,
+            escape(segment),
+            escape(schedule) + ("" if d.enabled else " [dim](disabled)[/dim]"),
+            "yes" if d.marketing else "no",
+            "",
         )
     out.print(table)
     if bad:
