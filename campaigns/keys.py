@@ -24,6 +24,8 @@ import json
 import os
 import secrets
 import tempfile
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -164,6 +166,46 @@ def verification_keys(settings: Settings, now: datetime | None = None) -> tuple[
     keys = [signing_key(settings)]
     keys += [k.key.encode() for k in old_keys(settings.var_dir) if k.keep_until > when and len(k.key)]
     return tuple(keys)
+
+
+class LiveKeys(Sequence[bytes]):
+    """:func:`verification_keys` that follow a rotation without a restart (``retain serve`` holds one):
+    re-read when ``secret.key`` or the old-keys file changes, and at least every :attr:`REFRESH` seconds
+    (so a kept key stops verifying when its period ends)."""
+
+    REFRESH = 60.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stamp: tuple[Any, ...] | None = None
+        self._keys: tuple[bytes, ...] = ()
+        self._current()
+
+    def _files_stamp(self) -> tuple[Any, ...]:
+        out: list[Any] = [int(time.monotonic() // self.REFRESH)]
+        for name in (KEY_FILE, OLD_KEYS_FILE):
+            try:
+                st = (Path(self.settings.var_dir) / name).stat()
+                out.append((st.st_mtime_ns, st.st_ino, st.st_size))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def _current(self) -> tuple[bytes, ...]:
+        stamp = self._files_stamp()
+        if stamp != self._stamp:
+            self._keys = verification_keys(self.settings)
+            self._stamp = stamp
+        return self._keys
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._current()[index]
 
 
 def check_key(settings: Settings) -> None:

@@ -143,12 +143,17 @@ def test_rotate_cli_and_public_endpoint_accept_old_links(
     monkeypatch.delenv("RETAIN_SECRET_KEY", raising=False)
     s = Settings(var_dir=str(tmp_path))
     old_token = sign_token(s.resolved_secret_key(), UNSUBSCRIBE, customer=1, campaign="c")
-    assert main(["secret", "rotate", "--keep-days", "5"]) == 0
-    assert "back the keys up" in capsys.readouterr().out
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     try:
-        client = TestClient(create_public_app(store, s))
+        client = TestClient(create_public_app(store, s))  # a running `retain serve`
         assert client.get(f"/u/{old_token}").status_code == 200
+        assert main(["secret", "rotate", "--keep-days", "5"]) == 0
+        assert "back the keys up" in capsys.readouterr().out
+        new_token = sign_token(s.resolved_secret_key(), UNSUBSCRIBE, customer=1, campaign="c")
+        assert new_token != old_token
+        # without a restart: links in mail already sent, and links signed with the new key, both work
+        assert client.get(f"/u/{old_token}").status_code == 200
+        assert client.get(f"/u/{new_token}").status_code == 200
         forged = sign_token(b"x" * 43, UNSUBSCRIBE, customer=1, campaign="c")
         assert client.get(f"/u/{forged}").status_code == 400
     finally:
