@@ -198,17 +198,29 @@ def checklist(settings: Settings, store: Any = None, definition: Any = None) -> 
             else "none: set frequency_cap (e.g. 3) so customers are not flooded",
         )
     )
+    rate = _dsn_rate(settings.resolved_sender()) or settings.send_rate
     checks.append(
         Check(
             "sender rate limit",
-            settings.send_rate > 0,
+            rate > 0,
             False,
-            f"{settings.send_rate:g} messages/s"
-            if settings.send_rate > 0
-            else "unlimited: set send_rate to what your mail provider allows (e.g. 10)",
+            f"{rate:g} messages/s"
+            if rate > 0
+            else "unlimited: set send_rate (or ?rate= on the sender DSN) to what your mail provider allows (e.g. 10)",
         )
     )
     return checks
+
+
+def _dsn_rate(sender: str) -> float:
+    """The ``?rate=`` of a sender DSN (it overrides send_rate), 0 when absent or unreadable."""
+    from urllib.parse import parse_qs
+
+    values = parse_qs(urlsplit(sender).query).get("rate", [])
+    try:
+        return float(values[-1]) if values else 0.0
+    except ValueError:
+        return 0.0
 
 
 def failed_musts(checks: list[Check]) -> list[Check]:

@@ -190,3 +190,13 @@ def test_scheduler_refuses_to_start_with_a_real_sender_and_unsafe_setup(
     assert main(["schedule", "run"]) == 1
     err = capsys.readouterr().err
     assert "refusing to start the scheduler" in err and "public URL" in err and "Traceback" not in err
+
+
+def test_rate_limit_may_come_from_the_sender_dsn(tmp_path: Path) -> None:
+    def rate(**kw: Any) -> Any:
+        s = Settings(var_dir=str(tmp_path / "var"), **kw)
+        return next(c for c in checklist(s) if c.name == "sender rate limit")
+
+    assert not rate(sender="smtp://mail.shop.co.uk:587").ok
+    assert rate(sender="smtp://mail.shop.co.uk:587?rate=12").detail == "12 messages/s"
+    assert rate(send_rate=5).ok
