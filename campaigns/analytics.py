@@ -110,13 +110,28 @@ def _next_period(p: str, period: str) -> str:
     return f"{year:04d}-Q{quarter}"
 
 
+#: the retention series covers at most this many years before the last order
+MAX_SERIES_YEARS = 20
+
+
+def _period_index(p: str) -> int:
+    """A period ("2011-03" or "2011-Q1") as a number that sorts correctly past the year 9999."""
+    year, _, rest = p.partition("-")
+    if rest.startswith("Q"):
+        return int(year) * 4 + int(rest[1:]) - 1
+    return int(year) * 12 + int(rest) - 1
+
+
 def _period_end(p: str, period: str) -> datetime:
     nxt = _next_period(p, period)
     if period == "month":
         year, mon = map(int, nxt.split("-"))
-        return datetime(year, mon, 1)
-    year_s, q = nxt.split("-Q")
-    return datetime(int(year_s), (int(q) - 1) * 3 + 1, 1)
+    else:
+        year_s, q = nxt.split("-Q")
+        year, mon = int(year_s), (int(q) - 1) * 3 + 1
+    if year > datetime.max.year:  # an order stored in December 9999 (the importers refuse such dates)
+        return datetime.max
+    return datetime(year, mon, 1)
 
 
 def _months_between(a: str, b: str) -> int:
@@ -134,12 +149,18 @@ def retention_series(customer_months: list[tuple[int, str]], period: str = "mont
         active[_period_of(month, period)].add(customer)
     if not active:
         return []
-    periods = sorted(active)
+    periods = sorted(active, key=_period_index)
     points: list[RetentionPoint] = []
     p = periods[0]
-    while p <= periods[-1]:
+    per_year = 12 if period == "month" else 4
+    if _period_index(periods[-1]) - _period_index(p) > MAX_SERIES_YEARS * per_year:
+        # stored dates decades apart (a typo that reached the database): report the recent years only
+        start = _period_index(periods[-1]) - MAX_SERIES_YEARS * per_year
+        year, step = divmod(start, per_year)
+        p = f"{year:04d}-{step + 1:02d}" if period == "month" else f"{year:04d}-Q{step + 1}"
+    while _period_index(p) <= _period_index(periods[-1]):
         nxt = _next_period(p, period)
-        if nxt > periods[-1]:
+        if _period_index(nxt) > _period_index(periods[-1]):
             break
         prev, cur = active.get(p, set()), active.get(nxt, set())
         retained = len(prev & cur)

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -41,6 +41,9 @@ class Settings:
 
     # where things live
     database_url: str = ""  # default: sqlite:///<var_dir>/retain.db
+    #: set only in the checkout's demo retain.toml: the one database its settings are meant for; with any
+    #: other database Retain warns and the go-live checks fail (`retain init DIR` makes a shop's own config)
+    demo_database: str = ""
     var_dir: str = "var"
     templates_dir: str = "templates"
     segments_file: str = "segments.yaml"
@@ -83,12 +86,19 @@ class Settings:
     frequency_window_days: int = 7
     quiet_hours: str = "21-8"  # local hours with no sending: "start-end", empty = none
     soft_opt_in: bool = False  # treat customers with a purchase and no recorded refusal as opted in
+    # imports: dates outside [import_earliest_date, now + import_max_days_ahead] are refused
+    import_earliest_date: str = "1970-01-01"
+    import_max_days_ahead: int = 365
     # links and tracking
     utm_source: str = "retain"
     utm_medium: str = "email"
     # security
     secret_key: str = field(default="", repr=False)  # default: generated once into <var_dir>/secret.key
     token_max_age_days: int = 365
+    #: how long a key replaced by `retain secret rotate` still verifies links (days)
+    rotated_key_days: int = 365
+    #: send through a real transport even when the go-live checks fail (a test server; the run records it)
+    allow_unsafe_send: bool = False
     #: HTTP basic-auth password for `retain preview` (required, with --allow-remote, to bind beyond loopback)
     preview_password: str = field(default="", repr=False)
     # email checks (`retain check`, lint, the preview; docs/checks.md)
@@ -118,16 +128,18 @@ class Settings:
         return Path(self.model_path) if self.model_path else Path(self.var_dir) / "model" / "retain-model"
 
     def resolved_secret_key(self) -> bytes:
-        """The signing key; generated once into ``<var_dir>/secret.key`` when not configured."""
-        if self.secret_key:
-            return self.secret_key.encode()
-        path = Path(self.var_dir) / "secret.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(32))
-        return path.read_text().strip().encode()
+        """The signing key; generated once (atomically) into ``<var_dir>/secret.key`` when not configured.
+
+        ConfigError when the key file is empty or short (campaigns/keys.py)."""
+        from campaigns.keys import signing_key
+
+        return signing_key(self)
+
+    def verification_keys(self) -> tuple[bytes, ...]:
+        """Every key a link may be signed with: the current one, then rotated keys still kept."""
+        from campaigns.keys import verification_keys
+
+        return verification_keys(self)
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.shop_timezone)
@@ -172,7 +184,8 @@ def _cast(name: str, raw: Any, target: Any, source: str) -> Any:
             raise ValueError(raw)
         return raw
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}: setting {name!r} must be {target}, got {raw!r}") from None
+        shown = "(hidden: a secret)" if name in _SECRETS else repr(raw)
+        raise ConfigError(f"{source}: setting {name!r} must be {target}, got {shown}") from None
 
 
 def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,6 +196,15 @@ def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
+
+
+def config_path(
+    config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Path:
+    """The retain.toml in use: ``config_file``, else ``$RETAIN_CONFIG``, else ``./retain.toml``."""
+    env = os.environ if env is None else env
+    explicit = config_file or env.get(f"{ENV_PREFIX}CONFIG")
+    return Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
 
 
 def load_settings(
@@ -200,7 +222,7 @@ def load_settings(
     values: dict[str, Any] = {}
 
     explicit = config_file or env.get(f"{ENV_PREFIX}CONFIG")
-    path = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
+    path = config_path(config_file, env)
     if explicit and not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     if path.exists():
@@ -254,6 +276,14 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"setting 'locale' must be a language tag such as 'en', 'en-GB' or 'ar', got {s.locale!r}"
         )
+    try:
+        datetime.fromisoformat(s.import_earliest_date)
+    except ValueError:
+        raise ConfigError(
+            f"setting 'import_earliest_date' must be an ISO date such as 1970-01-01, got {s.import_earliest_date!r}"
+        ) from None
+    if s.import_max_days_ahead < 0 or s.rotated_key_days < 0:
+        raise ConfigError("settings 'import_max_days_ahead' and 'rotated_key_days' must be 0 or more")
     for name in ("batch_size", "send_concurrency", "max_email_kb"):
         if getattr(s, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")

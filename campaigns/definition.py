@@ -143,6 +143,9 @@ class CampaignDefinition:
     #: the kind's own front-matter keys, parsed by the kind's OptionSpecs (absent optional keys are missing)
     options: Mapping[str, Any] = field(default_factory=dict)
     marketing: bool = True
+    #: ``enabled: false``: `schedule sync` schedules nothing and `send` refuses (a dry run still works);
+    #: `retain init` copies the starter campaigns this way
+    enabled: bool = True
     holdout: float | None = None
     #: the language the template is written in (``locale:``, e.g. "de"); "" = the ``locale`` setting
     locale: str = ""
@@ -199,6 +202,7 @@ COMMON_KEYS = frozenset(
         "schedule",
         "recommend",
         "marketing",
+        "enabled",
         "holdout",
         "description",
         "locale",
@@ -610,6 +614,9 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
             "marketing",
             f"only transactional kinds ({', '.join(allowed)}) may be marked 'marketing: false'",
         )
+    enabled = fm.data.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise fm.fail("enabled", f"'enabled' must be true or false, got {enabled!r}")
     holdout = fm.data.get("holdout")
     if holdout is not None and (
         isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0 <= holdout < 1
@@ -652,6 +659,7 @@ def parse_campaign(path: Path, source: str) -> CampaignDefinition:
         recommend=recommend,
         options=options,
         marketing=marketing,
+        enabled=enabled,
         holdout=float(holdout) if holdout is not None else None,
         locale=locale,
         track_clicks=track_clicks,

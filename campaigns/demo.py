@@ -60,11 +60,28 @@ def main() -> None:
     step("Runs", "runs")
     n = len(list((outbox / "new").glob("*.eml"))) if (outbox / "new").exists() else 0
     console.print(Rule("[bold]Done[/bold]", align="left"))
+    cmd = retain_command()
     console.print(
         f"{n:,} messages are in {outbox}/new (one .eml each; open one in a mail client or `less`).\n"
-        f"Next: `retain preview` to see any email for a real customer; `retain send weekly-picks --dry-run`.\n"
+        f"Next: `{cmd} preview` to see any email for a real customer; `{cmd} send weekly-picks --dry-run`;\n"
+        f"for your own shop: `{cmd} init ../my-shop` (its own settings; the demo's stay with the demo).\n"
         f"Total {time.perf_counter() - started:.0f} s."
     )
+
+
+def retain_command() -> str:
+    """How to type the `retain` command here: `retain` when it is on PATH, else the virtualenv's script
+    (after `make demo` it is .venv/bin/retain, which a shell does not find by itself)."""
+    found = shutil.which("retain")
+    script = Path(sys.executable).parent / "retain"
+    if found and Path(found).resolve() == script.resolve():
+        return "retain"
+    if script.exists():
+        try:
+            return str(script.relative_to(Path.cwd()))
+        except ValueError:
+            return str(script)
+    return "retain"
 
 
 if __name__ == "__main__":

@@ -162,6 +162,8 @@ class Run(Base):
     scheduled_for: Mapped[datetime | None] = mapped_column(DateTime)
     dispatcher: Mapped[str] = mapped_column(String(20), default="local")
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: NULL, or the go-live checks a `send --allow-unsafe-send` overrode (migration 0003_secops)
+    unsafe_send: Mapped[str | None] = mapped_column(Text)
     # the process currently sending this run (a lease renewed by heartbeat; stale leases are taken over)
     owner: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)

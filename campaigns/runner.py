@@ -26,7 +26,6 @@ campaign, guaranteed by the ledger's unique (campaign, order) constraint.
 
 from __future__ import annotations
 
-import csv
 import functools
 import logging
 import time
@@ -36,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from campaigns import csvsafe
 from campaigns.clock import reference_now
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition
@@ -563,7 +563,7 @@ def _open_sender_and_report(run: _Run, settings: Settings, request: RunRequest) 
     if request.report_path is not None:
         request.report_path.parent.mkdir(parents=True, exist_ok=True)
         run.report_file = open(request.report_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
-        run.writer = csv.writer(run.report_file)
+        run.writer = csvsafe.writer(run.report_file)  # formula cells neutralised (campaigns/csvsafe.py)
         run.writer.writerow(["customer_id", "email", "status", "reason", "subject", "top_products"])
         run.summary.report_path = str(request.report_path)
 

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -80,9 +80,19 @@ def sign_token(secret: bytes, purpose: str, *, issued_at: float | None = None, *
 
 
 def verify_token(
-    secret: bytes, token: str, purpose: str, max_age_days: float, *, now: float | None = None
+    secret: bytes | Sequence[bytes],
+    token: str,
+    purpose: str,
+    max_age_days: float,
+    *,
+    now: float | None = None,
 ) -> dict[str, Any]:
-    """The fields of a valid token; TokenError when forged, malformed, expired or for another purpose."""
+    """The fields of a valid token; TokenError when forged, malformed, expired or for another purpose.
+
+    ``secret`` may be every live key (``Settings.verification_keys()``: the current one and those kept
+    after ``retain secret rotate``): a token signed with any of them verifies. An empty key never does.
+    """
+    keys = [secret] if isinstance(secret, bytes) else list(secret)
     if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
         raise TokenError("this link is not valid (malformed token)")
     payload, signature = token.split(".")
@@ -90,7 +100,7 @@ def verify_token(
         given = _unb64(signature)
     except (binascii.Error, ValueError):
         raise TokenError("this link is not valid (malformed token)") from None
-    if not hmac.compare_digest(given, _mac(secret, purpose, payload)):
+    if not any(key and hmac.compare_digest(given, _mac(key, purpose, payload)) for key in keys):
         raise TokenError("this link is not valid (bad signature or wrong purpose)")
     try:
         body = json.loads(_unb64(payload))

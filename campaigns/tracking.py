@@ -20,6 +20,7 @@ import base64
 import html as html_lib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,7 @@ def click_token(
 
 
 def read_click_token(
-    secret: bytes, token: str, max_age_days: float, *, now: float | None = None
+    secret: bytes | Sequence[bytes], token: str, max_age_days: float, *, now: float | None = None
 ) -> ClickToken:
     """The click a token stands for; TokenError when forged, malformed, expired or another purpose's."""
     fields = verify_token(secret, token, CLICK, max_age_days, now=now)

@@ -19,7 +19,7 @@ def templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(ROOT / "templates", root)
     monkeypatch.setenv("RETAIN_TEMPLATES_DIR", str(root))
     monkeypatch.setenv("RETAIN_VAR_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("RETAIN_SECRET_KEY", "cli-test")
+    monkeypatch.setenv("RETAIN_SECRET_KEY", "cli-test-secret-key-0123456789abcdef")
     monkeypatch.setenv("RETAIN_CONFIG", str(tmp_path / "retain.toml"))
     (tmp_path / "retain.toml").write_text("")
     return root

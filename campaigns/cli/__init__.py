@@ -20,6 +20,7 @@ from campaigns.cli import recs as _recs  # noqa: E402,F401
 from campaigns.cli import report as _report  # noqa: E402,F401
 from campaigns.cli import schedule as _schedule  # noqa: E402,F401
 from campaigns.cli import sending as _sending  # noqa: E402,F401
+from campaigns.cli import setup as _setup  # noqa: E402,F401
 from campaigns.cli import web as _web  # noqa: E402,F401
 from campaigns.cli import worker as _worker  # noqa: E402,F401
 from campaigns.cli.app import app, err

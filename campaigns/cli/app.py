@@ -7,6 +7,7 @@ a message with exit status 1 (never a traceback); usage errors exit with 2.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -41,6 +42,13 @@ class CliState:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config, database_url=self.db)
+            demo = self._settings.demo_database
+            if demo and demo != self._settings.resolved_database_url():
+                err.print(
+                    "[yellow]warning:[/yellow] the demo's retain.toml (as_of = latest-order, its currency and "
+                    "shop) is being applied to another database; run `retain init DIR` for your shop's own "
+                    "settings, or pass --config"
+                )
         return self._settings
 
 
@@ -81,12 +89,27 @@ def open_store(ctx: typer.Context) -> Any:
     """The store for this invocation (migrated when empty)."""
     from campaigns.store import Store
 
-    return Store.open(settings(ctx).resolved_database_url())
+    store = Store.open(settings(ctx).resolved_database_url())
+    ctx.find_root().call_on_close(store.close)  # no connection outlives the command (PostgreSQL)
+    return store
+
+
+def finite(data: Any) -> Any:
+    """``data`` with every non-finite float (inf, nan: overflowing sums of stored data) as ``None``."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(v) for v in data]
+    return data
 
 
 def print_json(data: Any) -> None:
-    """One JSON object on stdout, plain (no colours, no wrapping), for scripts."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    """One JSON object on stdout, plain (no colours, no wrapping), for scripts; standard JSON only
+    (never ``Infinity`` or ``NaN``: such values are written as null)."""
+    text = json.dumps(finite(data), indent=2, default=str, ensure_ascii=False, allow_nan=False)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 

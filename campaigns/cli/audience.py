@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from campaigns.cli.app import app, open_store, out, settings
+from campaigns.cli.app import app, finite, open_store, out, settings
 from campaigns.clock import reference_now
 from campaigns.segments import (
     DEFAULT_SEGMENTS_FILE,
@@ -62,14 +62,14 @@ def segments_cmd(
                 for name, seg in segments.items()
             ],
         }
-        typer.echo(json.dumps(payload))
+        typer.echo(json.dumps(finite(payload), allow_nan=False))
         return
     table = Table(title=f"Segments in {file} as of {now:%Y-%m-%d %H:%M} UTC", title_justify="left")
     table.add_column("segment")
     table.add_column("customers", justify="right")
     table.add_column("description")
     for name, seg in segments.items():
-        table.add_row(name, f"{sizes[name]:,}", escape(seg.description))
+        table.add_row(escape(name), f"{sizes[name]:,}", escape(seg.description))
     out.print(table)
 
 
@@ -112,7 +112,7 @@ def segment_cmd(
             "size": size,
             "sample": [_member_json(m) for m in members],
         }
-        typer.echo(json.dumps(payload))
+        typer.echo(json.dumps(finite(payload), allow_nan=False))
         return
     out.print(f"[bold]{escape(segment.name)}[/bold]: {escape(segment.description)}")
     out.print(f"rules (all must hold): {escape(json.dumps(segment.rules))}")

@@ -50,7 +50,12 @@ def list_campaigns(ctx: typer.Context) -> None:
         segment = d.segment or ("(inline rules)" if d.segment_rules else "(everyone)")
         schedule = d.schedule.describe() if d.schedule else "(manual)"
         table.add_row(
-            escape(d.name), d.kind, escape(segment), escape(schedule), "yes" if d.marketing else "no", ""
+            escape(d.name),
+            d.kind,
+            escape(segment),
+            escape(schedule) + ("" if d.enabled else " [dim](disabled)[/dim]"),
+            "yes" if d.marketing else "no",
+            "",
         )
     out.print(table)
     if bad:
@@ -120,7 +125,10 @@ def render_command(
     """
     if (customer is None) == (not fixture):
         raise RetainError("retain render: give exactly one of --customer ID or --fixture")
+    from campaigns.keys import check_key
+
     s = settings(ctx)
+    check_key(s)
     definition = find_campaign(_templates_dir(s), campaign)
     eml = fmt is OutputFormat.eml
     # eml is the send's wire message, tracked links included (html/text keep the plain links)

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from campaigns.analytics import PERIODS, KpiReport, kpi_report
-from campaigns.cli.app import app, err, open_store, out, print_json, settings, show_progress
+from campaigns.cli.app import app, err, open_store, out, print_json, settings, show_progress, state
 from campaigns.errors import ConfigError
 from campaigns.store.engine import create_db_engine, current_revision, safe_url, upgrade
 from campaigns.store.records import ImportSummary
@@ -25,6 +26,35 @@ import_app = typer.Typer(
     help="Import purchase history (all or nothing; re-importing changes nothing).", no_args_is_help=True
 )
 app.add_typer(import_app, name="import")
+
+
+def _adopt_currency(ctx: typer.Context, store: object, path: Path) -> None:
+    """A shop made by `retain init` takes its currency from its first order import (written to retain.toml)."""
+    from campaigns.config import config_path
+    from campaigns.shop_init import adopt_currency
+
+    totals = store.currency_totals()  # type: ignore[attr-defined]
+    config = config_path(state(ctx).config)
+    if totals and adopt_currency(config, totals[0].currency, str(path)):
+        out.print(
+            f"  currency {totals[0].currency} written to {escape(str(config))} (from this first import)"
+        )
+
+
+def _currency_pending(ctx: typer.Context) -> bool:
+    from campaigns.config import config_path
+    from campaigns.shop_init import currency_pending
+
+    return currency_pending(config_path(state(ctx).config))
+
+
+@import_app.callback()
+def _import_bounds(ctx: typer.Context) -> None:
+    """Every import accepts dates from import_earliest_date to import_max_days_ahead days from now."""
+    from campaigns.ingest.base import date_range
+
+    s = settings(ctx)
+    ctx.with_resource(date_range(s.import_earliest_date, s.import_max_days_ahead))
 
 
 @db_app.command("upgrade")
@@ -55,7 +85,7 @@ def _print_summary(summary: ImportSummary, as_json: bool, *, catalog: bool = Fal
         print_json(asdict(summary))
         return
     out.print(
-        f"Imported {summary.path} ({summary.source}) in {summary.seconds:.1f} s: {summary.rows_read:,} rows read"
+        f"Imported {escape(summary.path)} ({summary.source}) in {summary.seconds:.1f} s: {summary.rows_read:,} rows read"
     )
     table = Table(show_header=False, box=None, pad_edge=False)
     rows = (
@@ -75,13 +105,15 @@ def _print_summary(summary: ImportSummary, as_json: bool, *, catalog: bool = Fal
     if summary.set_aside:
         out.print("  set aside by the cleaning rules (the data's known shape, not errors):")
         for rule, n in sorted(summary.set_aside.items(), key=lambda kv: -kv[1]):
-            out.print(f"    {rule:<32} {n:,}")
+            out.print(f"    {escape(rule):<32} {n:,}")
     for kind, n in sorted(summary.events.items()):
         out.print(f"  {kind.replace('_', ' ')}: {n:,} (recorded as a product event)")
     for note in summary.notes:
-        out.print(f"  note: {note}")
+        out.print(f"  note: {escape(note)}")
     if summary.rejected:
-        out.print(f"  [yellow]{summary.rejected:,} invalid rows skipped[/yellow]; see {summary.rejects_path}")
+        out.print(
+            f"  [yellow]{summary.rejected:,} invalid rows skipped[/yellow]; see {escape(str(summary.rejects_path))}"
+        )
 
 
 SkipInvalid = Annotated[
@@ -119,6 +151,7 @@ def import_online_retail_cmd(
             store, path, skip_invalid=skip_invalid, rejects_path=rejects, progress=progress
         )
     _print_summary(summary, as_json)
+    _adopt_currency(ctx, store, path)
 
 
 class OrderFormat(StrEnum):
@@ -204,6 +237,11 @@ def import_orders_cmd(
             categorise=categorise,
         )  # fmt: skip
         opts.check()
+        if not currency and "currency" not in parse_mapping(map) and _currency_pending(ctx):
+            raise ConfigError(
+                "this shop has no currency yet (retain init leaves it to the first import) and the file names "
+                "none: pass --currency, e.g. --currency EUR (it is then written to retain.toml)"
+            )
         store = open_store(ctx)
         with _progress(show_progress(as_json), "importing", None) as progress:
             summary = import_generic(
@@ -221,6 +259,7 @@ def import_orders_cmd(
             categorise=categorise == "keywords",
         )  # fmt: skip
     _print_summary(summary, as_json)
+    _adopt_currency(ctx, store, path)
 
 
 class CatalogFormat(StrEnum):

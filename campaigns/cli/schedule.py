@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from campaigns.cli.app import app, err, open_store, out, print_json, settings
-from campaigns.errors import SchedulerError
+from campaigns.errors import ConfigError, SchedulerError
 
 schedule_app = typer.Typer(
     help="Scheduled sends: sync the jobs, list them, run the scheduler.", no_args_is_help=True
@@ -112,8 +112,23 @@ def schedule_list(
 
 @schedule_app.command("run")
 def schedule_run(ctx: typer.Context) -> None:
-    """Run the scheduler in the foreground (Ctrl-C or SIGTERM stops it cleanly; runs stay resumable)."""
+    """Run the scheduler in the foreground (Ctrl-C or SIGTERM stops it cleanly; runs stay resumable).
+
+    With a real transport it refuses to start while a go-live must fails (`retain doctor`), unless
+    allow_unsafe_send is set (RETAIN_ALLOW_UNSAFE_SEND=1)."""
+    from campaigns.golive import checklist, failed_musts, is_real_transport
     from campaigns.scheduling.service import run_forever
+
+    s = settings(ctx)
+    if is_real_transport(s.resolved_sender()) and not s.allow_unsafe_send:
+        store = open_store(ctx)
+        missing = failed_musts(checklist(s, store))
+        if missing:
+            lines = "\n".join(f"  - {c.name}: {c.detail}" for c in missing)
+            raise ConfigError(
+                f"refusing to start the scheduler with a real sender: fix these first\n{lines}\n"
+                f"`retain doctor` shows the whole checklist; RETAIN_ALLOW_UNSAFE_SEND=1 overrides it for a test server"
+            )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

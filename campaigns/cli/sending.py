@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from campaigns.cli.app import app, err, open_store, out, print_json, settings, show_progress
+from campaigns.errors import ConfigError
 from campaigns.status import DeliveryStatus, RunStatus
 from campaigns.summary import RunSummary
 
@@ -23,7 +25,7 @@ def print_summary(summary: RunSummary) -> None:
     data = summary.to_json()
     verb = "would send" if summary.dry_run else "sent"
     count = data.get("would_send", data.get("sent", 0))
-    line = f"[bold]{summary.campaign}[/bold] ({summary.run_key}): {summary.status}; {verb} {count:,}, holdout {summary.holdout:,}"
+    line = f"[bold]{escape(summary.campaign)}[/bold] ({escape(summary.run_key)}): {summary.status}; {verb} {count:,}, holdout {summary.holdout:,}"
     line += f", failed {summary.failed:,}"
     if summary.deferred:
         line += f", deferred {summary.deferred:,} (until {summary.next_attempt_at})"
@@ -31,21 +33,25 @@ def print_summary(summary: RunSummary) -> None:
     if summary.skipped:
         out.print(
             "  skipped: "
-            + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.skipped.items(), key=lambda kv: -kv[1]))
+            + ", ".join(
+                f"{escape(k)} {v:,}" for k, v in sorted(summary.skipped.items(), key=lambda kv: -kv[1])
+            )
         )
     if summary.failures:
         out.print(
             "  failures: "
-            + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.failures.items(), key=lambda kv: -kv[1]))
+            + ", ".join(
+                f"{escape(k)} {v:,}" for k, v in sorted(summary.failures.items(), key=lambda kv: -kv[1])
+            )
         )
     if summary.in_flight_resolved:
         out.print(
             f"  {summary.in_flight_resolved} messages were in flight during a crash: not re-sent (at most once)"
         )
     if summary.reason:
-        out.print(f"  [yellow]{summary.reason}[/yellow]")
+        out.print(f"  [yellow]{escape(summary.reason)}[/yellow]")
     if summary.report_path:
-        out.print(f"  report: {summary.report_path}")
+        out.print(f"  report: {escape(str(summary.report_path))}")
 
 
 @app.command("send")
@@ -71,31 +77,63 @@ def send_cmd(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    allow_unsafe_send: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsafe-send",
+            help="Send through a real transport even when go-live checks fail (a test server; the run records it). "
+            "Also RETAIN_ALLOW_UNSAFE_SEND=1.",
+        ),
+    ] = False,
 ) -> None:
     """Send a campaign to its audience (exactly once per run key), or --dry-run it.
+
+    A send through a real transport (not outbox, console or memory) refuses while a go-live check fails
+    (`retain doctor` lists them): public https URL, a real From domain, the shop's address, no demo
+    identities, a good signing key.
 
     The run goes through the configured dispatcher: with dispatcher = "celery" it is split into batches
     for `retain worker` processes and this command waits for them (dry runs and --out reports always
     run here).
     """
+    from campaigns.clock import reference_now
     from campaigns.definition import find_campaign
     from campaigns.dispatch import resolve_dispatcher
     from campaigns.factory import campaign_recommender
-    from campaigns.runner import RunRequest
+    from campaigns.golive import guard_send, overridden_text
+    from campaigns.keys import check_key
+    from campaigns.runner import RunRequest, default_run_key
 
     s = settings(ctx)
+    check_key(s)
     store = open_store(ctx)
     definition = find_campaign(Path(s.templates_dir), campaign)
+    if not definition.enabled and not dry_run:
+        raise ConfigError(
+            f"campaign {campaign!r} is disabled (enabled: false in {definition.path}): set enabled: true in its "
+            f"front matter to send it (--dry-run works meanwhile)"
+        )
     local = dry_run or out_path is not None
     dispatcher = resolve_dispatcher("local" if local else s)
+    if allow_unsafe_send:
+        s = s.with_overrides(allow_unsafe_send=True)
+    overridden = [] if dry_run else guard_send(s, store, definition, sender or s.resolved_sender())
     recommender = campaign_recommender(definition, s, store) if dispatcher.loads_model else None
+    if overridden:
+        run_key = run_key or default_run_key(reference_now(s, store))
+        record = store.start_run(definition.name, run_key, owner=None)
+        store.mark_unsafe_send(record.id, overridden_text(overridden))
+        err.print(
+            "[yellow]warning:[/yellow] go-live checks overridden (--allow-unsafe-send), recorded on the run: "
+            + escape(overridden_text(overridden))
+        )
     request = RunRequest(definition, run_key=run_key, sender=sender, dry_run=dry_run, report_path=out_path)
     if show_progress(as_json):
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} customers"),
             TimeElapsedColumn(), console=err, transient=True,
         ) as bar:  # fmt: skip
-            task = bar.add_task(f"{'dry run' if dry_run else 'sending'} {campaign}", total=None)
+            task = bar.add_task(f"{'dry run' if dry_run else 'sending'} {escape(campaign)}", total=None)
             request = replace(request, progress=lambda n: bar.advance(task, n))
             summary = dispatcher.send(store, s, request, recommender=recommender)
     else:
@@ -128,6 +166,7 @@ def _run_row(store: Any, run: Any) -> dict[str, Any]:
         "skipped": counts.skipped,
         "failures": counts.failed,
         "reason": run.reason,
+        "unsafe_send": run.unsafe_send,
     }
 
 
@@ -168,7 +207,7 @@ def runs_cmd(
         )
     for r in rows:
         t.add_row(
-            r["campaign"], r["key"], r["status"], r["started_at"], f"{r['sent']:,}", f"{r['in_flight']:,}",
+            escape(r["campaign"]), escape(r["key"]), r["status"], r["started_at"], f"{r['sent']:,}", f"{r['in_flight']:,}",
             f"{r['holdout']:,}", f"{r['failed']:,}", f"{r['deferred']:,}", f"{sum(r['skipped'].values()):,}",
         )  # fmt: skip
     out.print(t)
@@ -197,7 +236,7 @@ def run_show_cmd(
         print_json(row)
         return
     out.print(
-        f"[bold]{row['campaign']}[/bold] run {row['key']}: {row['status']} (started {row['started_at']}, dispatcher {row['dispatcher']})"
+        f"[bold]{escape(row['campaign'])}[/bold] run {escape(row['key'])}: {row['status']} (started {row['started_at']}, dispatcher {row['dispatcher']})"
     )
     for label in ("total", "sent", "in_flight", "holdout", "failed", "deferred"):
         out.print(f"  {label.replace('_', ' '):<10} {row[label]:,}")
@@ -205,14 +244,18 @@ def run_show_cmd(
         if data:
             out.print(f"  {title}:")
             for reason, n in sorted(data.items(), key=lambda kv: -kv[1]):
-                out.print(f"    {reason:<40} {n:,}")
+                out.print(f"    {escape(reason):<40} {n:,}")
     if row["reason"]:
-        out.print(f"  note: {row['reason']}")
+        out.print(f"  note: {escape(row['reason'])}")
+    if row["unsafe_send"]:
+        out.print(
+            f"  [yellow]sent with --allow-unsafe-send, overriding:[/yellow] {escape(row['unsafe_send'])}"
+        )
     if phase is not None:
-        out.print(f"  A/B phase: {phase}")
+        out.print(f"  A/B phase: {escape(str(phase))}")
         for k, v in (decision or {}).items():
             if k != "probabilities":
-                out.print(f"    {k:<16} {v}")
+                out.print(f"    {k:<16} {escape(str(v))}")
         if decision and decision.get("probabilities"):
-            shown = ", ".join(f"{n} {p:.1%}" for n, p in decision["probabilities"].items())
+            shown = ", ".join(f"{escape(str(n))} {p:.1%}" for n, p in decision["probabilities"].items())
             out.print(f"    {'probabilities':<16} {shown}")

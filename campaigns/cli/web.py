@@ -61,10 +61,12 @@ def serve_command(
 
     Put it behind the shop's domain (a reverse proxy) and set public_url to that address.
     """
+    from campaigns.keys import check_key
     from campaigns.web.public import create_public_app
     from campaigns.web.server import serve
 
     s = settings(ctx)
+    check_key(s)
     _check_port(port)
     store = open_store(ctx)
     err.print(

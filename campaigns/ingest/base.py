@@ -15,13 +15,17 @@ import io
 import re
 import time
 import unicodedata
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, cast
 
+from campaigns import csvsafe
 from campaigns.errors import ImportValidationError
 from campaigns.store.records import ImportBatch, ImportSummary
 
@@ -40,6 +44,12 @@ DATE_HINTS = (
 )  # fmt: skip
 
 Progress = Callable[[int], None]
+#: the largest quantity one order line may have (either sign); larger is a typo or a hostile file
+MAX_QUANTITY = 1_000_000
+#: the largest whole number a column may hold (ids, counts): beyond it databases overflow
+MAX_INTEGER = 2**53
+#: the largest amount (price, total) accepted
+MAX_NUMBER = 1e12
 
 
 class RowError(ValueError):
@@ -49,6 +59,10 @@ class RowError(ValueError):
         self.column = column
         self.message = message
         super().__init__(f"{column}: {message}")
+
+
+class OutOfRange(RowError):
+    """A value that parses but is outside what an import accepts (a quantity of 1e30, the year 9999)."""
 
 
 @dataclass
@@ -147,6 +161,9 @@ def open_csv(
     except csv.Error as exc:
         text.close()
         raise ImportValidationError(name, [f"{name}:1: malformed CSV: {exc}"]) from None
+    except (EOFError, OSError, zlib.error) as exc:
+        text.close()
+        raise ImportValidationError(name, [_damaged(name, reader.line_num, exc)]) from None
     first: list[str] | None = None if header else top
     columns = [h.strip() for h in top] if header else [str(i) for i in range(1, len(top) + 1)]
 
@@ -170,6 +187,8 @@ def open_csv(
             ) from None
         except csv.Error as exc:
             raise ImportValidationError(name, [f"{name}:{reader.line_num}: malformed CSV: {exc}"]) from None
+        except (EOFError, OSError, zlib.error) as exc:
+            raise ImportValidationError(name, [_damaged(name, reader.line_num, exc)]) from None
 
     csv_file = CsvFile(name, columns, iter(()), text)
     csv_file.rows = rows()
@@ -247,13 +266,29 @@ def identity_key(email: str) -> str:
     return email.lower()
 
 
-def parse_int(value: str, column: str) -> int:
+def check_range(number: float, column: str, text: str, limit: float = MAX_NUMBER) -> None:
+    """RowError unless ``-limit <= number <= limit`` (a value no shop writes: a typo or a hostile file)."""
+    if not -limit <= number <= limit:
+        raise OutOfRange(column, f"is out of range (at most {limit:,.0f}): {text.strip()[:30]!r}")
+
+
+def check_stock(qty: int, column: str) -> int:
+    """An inventory count a database integer column holds (at most 2,147,483,647 either way)."""
+    check_range(qty, column, str(qty), 2**31 - 1)
+    return qty
+
+
+def parse_int(value: str, column: str, limit: float = MAX_INTEGER) -> int:
+    """A whole number within ``limit`` either way (quantities pass ``MAX_QUANTITY``)."""
     text = value.strip()
     try:
         number = float(text)
     except ValueError:
         raise RowError(column, f"is not a number: {text[:30]!r}") from None
-    if number != number or number in (float("inf"), float("-inf")) or number != int(number):
+    if number != number or number in (float("inf"), float("-inf")):
+        raise RowError(column, f"is not a finite number: {text[:30]!r}")
+    check_range(number, column, text, limit)
+    if number != int(number):
         raise RowError(column, f"is not a whole number: {text[:30]!r}")
     return int(number)
 
@@ -267,7 +302,59 @@ def parse_float(value: str, column: str) -> float:
         raise RowError(column, f"is not a number: {value.strip()[:30]!r}") from None
     if number != number or number in (float("inf"), float("-inf")):
         raise RowError(column, f"is not a finite number: {value.strip()[:30]!r}")
+    check_range(number, column, value)
     return number
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """The dates an import accepts: ``earliest`` .. ``now + days_ahead`` (naive UTC)."""
+
+    earliest: datetime = datetime(1970, 1, 1)
+    days_ahead: int = 365
+
+    def latest(self) -> datetime:
+        from datetime import UTC, timedelta
+
+        try:
+            return datetime.now(UTC).replace(tzinfo=None) + timedelta(days=self.days_ahead)
+        except OverflowError:  # a huge import_max_days_ahead: no upper bound
+            return datetime.max
+
+
+_DATE_RANGE: ContextVar[DateRange | None] = ContextVar("import_date_range", default=None)
+
+
+@contextmanager
+def date_range(earliest: str | datetime, days_ahead: int) -> Iterator[DateRange]:
+    """Imports inside this block accept dates from ``earliest`` to ``days_ahead`` days from now
+    (settings ``import_earliest_date`` and ``import_max_days_ahead``; the CLI sets them)."""
+    first = earliest if isinstance(earliest, datetime) else datetime.fromisoformat(earliest)
+    bounds = DateRange(first.replace(tzinfo=None), days_ahead)
+    token = _DATE_RANGE.set(bounds)
+    try:
+        yield bounds
+    finally:
+        _DATE_RANGE.reset(token)
+
+
+def check_date(when: datetime, column: str, text: str) -> datetime:
+    """RowError for a date before the earliest accepted or too far in the future."""
+    bounds = _DATE_RANGE.get() or DateRange()
+    if when < bounds.earliest:
+        raise OutOfRange(
+            column,
+            f"is before {bounds.earliest:%Y-%m-%d}: {text.strip()[:40]!r} "
+            f"(a typo? set import_earliest_date to import older orders)",
+        )
+    latest = bounds.latest()
+    if when > latest:
+        raise OutOfRange(
+            column,
+            f"is more than {bounds.days_ahead} days in the future: {text.strip()[:40]!r} "
+            f"(a typo or a wrong --date-format? set import_max_days_ahead to allow it)",
+        )
+    return when
 
 
 def date_format_hint(text: str) -> str:
@@ -306,15 +393,18 @@ def parse_datetime(value: str, column: str, fmt: str | None = None, *, hint: boo
     if parsed.tzinfo is not None:
         from datetime import UTC
 
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
+        try:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01 00:00 +01:00 has no UTC time
+            raise OutOfRange(column, f"is out of range: {text[:40]!r}") from None
+    return check_date(parsed, column, text)
 
 
 def write_rejects(path: Path, header: Sequence[str], rejected: list[tuple[int, list[str], str]]) -> None:
     """The rejected rows as CSV: the original columns plus ``_line`` and ``_reason``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+        w = csvsafe.writer(fh)  # a rejected =HYPERLINK(...) name must not run in a spreadsheet
         w.writerow(["_line", "_reason", *header])
         for line, row, reason in rejected:
             w.writerow([line, reason, *row])
@@ -379,6 +469,16 @@ def finish_import(
         products_updated=counts.products_updated,
         events=dict(counts.events),
         notes=tuple(parsed.notes),
+    )
+
+
+def _damaged(name: str, line: int, exc: BaseException) -> str:
+    """The message for a file that cannot be read to its end (a truncated or corrupt .gz, a read error)."""
+    what = "truncated or corrupt compressed file" if name.endswith(".gz") else "read error"
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return (
+        f"{name}:{line + 1}: the file cannot be read past line {line} ({what}: {detail}); "
+        f"nothing was imported — download or export the file again"
     )
 
 

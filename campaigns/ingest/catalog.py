@@ -33,6 +33,7 @@ from campaigns.ingest.base import (
     ParseResult,
     Problems,
     RowError,
+    check_stock,
     clean_text,
     finish_import,
     open_csv,
@@ -170,7 +171,10 @@ def parse_generic_catalog(
                 sku = sku_text.upper() if sku_text else product_key_from_name(name)
                 check_sku(seen, sku, line, mapping.get("sku", mapping["name"]))
                 qty = (
-                    parse_int(get(row, "inventory_qty"), mapping["inventory_qty"])
+                    check_stock(
+                        parse_int(get(row, "inventory_qty"), mapping["inventory_qty"]),
+                        mapping["inventory_qty"],
+                    )
                     if get(row, "inventory_qty").strip()
                     else None
                 )

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from campaigns.errors import ConfigError
 from campaigns.ingest.base import (
+    MAX_QUANTITY,
     ParseResult,
     Problems,
     Progress,
@@ -226,7 +227,7 @@ def parse_generic(
                     raise RowError(str(which), "is empty: the line names no product")
                 qty = 1
                 if "qty" in has:
-                    value = numbers.parse(row[col["qty"]], label["qty"], line)
+                    value = numbers.parse(row[col["qty"]], label["qty"], line, MAX_QUANTITY)
                     if value != int(value):
                         raise RowError(
                             label["qty"], f"is not a whole number: {row[col['qty']].strip()[:30]!r}"

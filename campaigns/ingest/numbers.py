@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from campaigns.ingest.base import RowError
+from campaigns.ingest.base import MAX_NUMBER, RowError, check_range
 
 OPTION = "--decimal"
 _AFFIX = re.compile(r"^(?:[£€$¥₹₩₪]|[A-Z]{3})\s*|\s*(?:[£€$¥₹₩₪]|[A-Z]{3})$")
@@ -58,8 +58,14 @@ class NumberFormat:
             except RowError:
                 pass
 
-    def parse(self, text: str, column: str, line: int) -> float:
-        """The value as a float; RowError naming ``column`` (and ``--decimal`` where it would help)."""
+    def parse(self, text: str, column: str, line: int, limit: float = MAX_NUMBER) -> float:
+        """The value as a float; RowError naming ``column`` (and ``--decimal`` where it would help);
+        OutOfRange beyond ``MAX_NUMBER`` (``1e30`` or 40 digits is a typo or a hostile file)."""
+        value = self._parse(text, column, line)
+        check_range(value, column, text, limit)
+        return value
+
+    def _parse(self, text: str, column: str, line: int) -> float:
         raw = text.strip()
         body = _AFFIX.sub("", raw)
         if not body:

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from campaigns.ingest.base import (
+    MAX_QUANTITY,
     ParseResult,
     Problems,
     Progress,
@@ -126,7 +127,7 @@ def parse_online_retail(
                 sku = row[i_sku].strip().upper()
                 if not sku:
                     raise RowError("StockCode", "is empty")
-                qty = parse_int(row[i_qty], "Quantity")
+                qty = parse_int(row[i_qty], "Quantity", MAX_QUANTITY)
                 raw_date = row[i_date]
                 when = dates.get(raw_date)
                 if when is None:

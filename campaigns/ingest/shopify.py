@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 
 from campaigns.ingest.base import (
+    MAX_QUANTITY,
+    OutOfRange,
     ParseResult,
     Problems,
     Progress,
@@ -71,6 +73,8 @@ def _shopify_date(value: str, column: str) -> datetime:
     for fmt in DATE_FORMATS:
         try:
             return parse_datetime(value, column, fmt)
+        except OutOfRange:
+            raise
         except RowError:
             continue
     raise RowError(column, f"is not a Shopify date (2024-03-01 10:15:42 +0100): {value.strip()[:40]!r}")
@@ -169,7 +173,7 @@ def parse_shopify(
                             col,
                             f"{value!r} contradicts {head.raw[col].strip()!r} on the order's first line {head.line}",
                         )
-                qty = parse_int(cell(row, "Lineitem quantity"), "Lineitem quantity")
+                qty = parse_int(cell(row, "Lineitem quantity"), "Lineitem quantity", MAX_QUANTITY)
                 if qty <= 0:
                     raise RowError("Lineitem quantity", f"must be positive, got {qty}")
                 price = parse_float(cell(row, "Lineitem price"), "Lineitem price")

@@ -34,6 +34,7 @@ from campaigns.ingest.base import (
     ParseResult,
     Problems,
     RowError,
+    check_stock,
     clean_text,
     open_csv,
     parse_int,
@@ -201,7 +202,7 @@ def parse_shopify_products(
                     raise RowError(header[col["price"]], "is empty on a variant row")  # type: ignore[index]
                 price = numbers.parse(v["price"], header[col["price"]], line)  # type: ignore[index]
                 compare = numbers.parse(v["compare"], "Compare At Price", line) if v["compare"] else None
-                qty = parse_int(v["qty"], "Inventory Qty") if v["qty"] else None
+                qty = check_stock(parse_int(v["qty"], "Inventory Qty"), "Inventory Qty") if v["qty"] else None
                 tracked = bool(v["tracker"]) or (col["tracker"] is None and qty is not None)
                 keeps_selling = v["policy"].lower() == "continue" or (
                     bool(v["continue"]) and parse_flag(v["continue"], "Continue selling when out of stock")

@@ -31,6 +31,7 @@ from campaigns.ingest.base import (
     ParseResult,
     Problems,
     RowError,
+    check_stock,
     clean_text,
     open_csv,
     parsed_file,
@@ -134,7 +135,7 @@ def parse_woocommerce_products(
             if stock_flag not in ("1", "0", "backorder"):
                 raise RowError("In stock?", f"is not 1, 0 or backorder: {stock_flag[:10]!r}")
             qty_text = r.get("Stock", "")
-            qty = int(numbers.parse(qty_text, "Stock", line)) if qty_text else None
+            qty = check_stock(int(numbers.parse(qty_text, "Stock", line)), "Stock") if qty_text else None
             categories = inherited("Categories")
             category = categories.split(",")[0].split(">")[-1].strip() or None if categories else None
             images = [u.strip() for u in inherited("Images").split(",") if u.strip()]

@@ -139,6 +139,10 @@ def run_scheduled(
         for t in fires:
             _record_skipped(ctx, campaign, run_key(t, zone), t, reason)
         return FireOutcome(campaign, "skipped", reason=reason, skipped=len(fires))
+    if not definition.enabled:  # disabled after the last `schedule sync`
+        reason = f"campaign {campaign!r} has enabled: false; not sent (run `retain schedule sync`)"
+        log.warning("%s", reason)
+        return FireOutcome(campaign, "skipped", reason=reason)
     lateness = definition.schedule.max_lateness if definition.schedule else DEFAULT_MAX_LATENESS
     decision = decide_fires(fires, now, lateness)
     for t, reason in decision.skipped:

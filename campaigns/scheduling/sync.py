@@ -108,7 +108,10 @@ def _campaign_of(job_id: str) -> str | None:
 def sync_jobs(scheduler: Any, store: Any, settings: Settings, *, apply: bool = True) -> SyncReport:
     """Diff the started (possibly paused) ``scheduler``'s job store against the templates; apply when asked."""
     definitions, problems, broken = load_definitions(settings.templates_dir)
+    disabled = {d.name for d in definitions if not d.enabled}
+    definitions = [d for d in definitions if d.enabled]  # `enabled: false` in front matter: never scheduled
     specs, notes = plan_jobs(store, settings, definitions)
+    notes += [f"{name}: enabled: false — not scheduled" for name in sorted(disabled)]
     report = SyncReport(problems=problems, notes=notes, applied=apply)
     by_name = {d.name: d for d in definitions}
     existing = {j.id: j for j in scheduler.get_jobs() if is_managed(j.id)}
@@ -141,6 +144,8 @@ def sync_jobs(scheduler: Any, store: Any, settings: Settings, *, apply: bool = T
             continue
         if campaign is None:
             why = "no campaign is scheduled any more"
+        elif campaign in disabled:
+            why = f"campaign {campaign!r} is disabled (enabled: false)"
         elif campaign not in by_name:
             why = f"campaign {campaign!r} was removed from {Path(settings.templates_dir) / 'emails'}"
         elif by_name[campaign].schedule is None and not by_name[campaign].kind_plugin.ticks_without_schedule:

@@ -69,6 +69,14 @@ def product_record(row: Any) -> ProductRecord:
 class CatalogStore(ImportStore):
     # ------------------------------------------------------------------ reads
 
+    def customers_in_domains(self, domains: Sequence[str]) -> int:
+        """How many customers have an address at one of ``domains`` (the go-live guard's demo identities)."""
+        if not domains:
+            return 0
+        cond = or_(*[func.lower(C.c.email).like(f"%@{d.lower()}") for d in domains])
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(C).where(cond)).scalar_one())
+
     def catalog_counts(self) -> CatalogCounts:
         with self.engine.connect() as conn:
             one = conn.execute(

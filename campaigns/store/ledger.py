@@ -45,6 +45,7 @@ class RunRecord:
     started_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    unsafe_send: str | None = None  # the go-live checks overridden with --allow-unsafe-send
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,7 @@ def _run_record(row: Any) -> RunRecord:
         started_at=row.started_at,
         updated_at=row.updated_at,
         finished_at=row.finished_at,
+        unsafe_send=row.unsafe_send,
     )
 
 
@@ -226,6 +228,11 @@ class LedgerStore(StoreBase):
                     )
                 row = conn.execute(select(RUNS).where(RUNS.c.id == row.id)).one()
             return _run_record(row)
+
+    def mark_unsafe_send(self, run_id: int, overridden: str) -> None:
+        """Record on the run that it was sent with the go-live guard overridden, and what it overrode."""
+        with self.transaction() as conn:
+            conn.execute(RUNS.update().where(RUNS.c.id == run_id).values(unsafe_send=overridden))
 
     def heartbeat(self, run_id: int, owner: str) -> None:
         with self.transaction() as conn:

@@ -31,7 +31,9 @@ class ClickEndpoint:
     def __init__(self, store: Any, settings: Settings, *, clock: Any = None) -> None:
         self.store = store
         self.settings = settings
-        self.secret = settings.resolved_secret_key()
+        from campaigns.keys import LiveKeys
+
+        self.secret = LiveKeys(settings)  # the current key and rotated ones still kept (docs/security.md)
         self.clock = clock or (lambda: datetime.now(UTC))
 
     async def redirect(self, request: Request) -> Response:

@@ -57,7 +57,9 @@ class PublicEndpoints:
     def __init__(self, store: Any, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self.secret = settings.resolved_secret_key()
+        from campaigns.keys import LiveKeys
+
+        self.secret = LiveKeys(settings)  # the current key and rotated ones still kept, re-read on rotation
 
     def _verify(self, token: str, purpose: str) -> dict[str, Any]:
         fields = verify_token(self.secret, token, purpose, self.settings.token_max_age_days)

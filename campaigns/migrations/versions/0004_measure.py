@@ -1,7 +1,7 @@
 """measure: tracked clicks, the variant of each delivery, test-then-winner phases, coupon codes
 
-Revision ID: 0003_measure
-Revises: 0002_data
+Revision ID: 0004_measure
+Revises: 0003_secops
 Create Date: 2026-11-30 10:10:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_measure"
-down_revision = "0002_data"
+revision = "0004_measure"
+down_revision = "0003_secops"
 branch_labels = None
 depends_on = None
 
