@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from campaigns import csvsafe
+from campaigns.csvsafe import safe_cell
 from campaigns.errors import ImportValidationError, SenderPausedError
 
 if TYPE_CHECKING:
@@ -36,8 +38,6 @@ CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{3,63}$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{0,20}$")
 #: the column names a pool file's code may be under (Shopify's bulk discount export writes "Code")
 CODE_COLUMNS = ("code", "discount code", "coupon", "coupon code")
-#: spreadsheet formula starters neutralised in exported cells
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class CouponPoolExhausted(SenderPausedError):
@@ -120,18 +120,13 @@ def read_pool(path: Path) -> list[str]:
     return codes
 
 
-def safe_cell(value: object) -> str:
-    """A CSV cell a spreadsheet will not run as a formula (a leading quote before = + - @ tab CR)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
 def write_export(rows: Iterable[Sequence[object]], header: Sequence[str]) -> str:
+    """The export CSV as text, through :mod:`campaigns.csvsafe` (no cell a spreadsheet runs as a formula)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([safe_cell(h) for h in header])
+    writer = csvsafe.writer(out, lineterminator="\n")
+    writer.writerow(header)
     for row in rows:
-        writer.writerow([safe_cell(v) for v in row])
+        writer.writerow(["" if v is None else v for v in row])
     return out.getvalue()
 
 

@@ -705,7 +705,7 @@ def test_render_and_send_commands_refuse_a_hostile_template(
     line = inject(s, POPEN % marker, "thank-you-follow-up")
     for key, value in {
         "RETAIN_TEMPLATES_DIR": s.templates_dir,
-        "RETAIN_SECRET_KEY": "web-test-secret",
+        "RETAIN_SECRET_KEY": "web-test-secret-long-enough-for-the-key-check",
         "RETAIN_SENDER": "memory://web",
         "RETAIN_AS_OF": str(s.as_of),
         "RETAIN_QUIET_HOURS": "",
