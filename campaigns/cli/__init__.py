@@ -15,6 +15,7 @@ from campaigns.cli import audience as _audience  # noqa: E402,F401
 from campaigns.cli import check as _check  # noqa: E402,F401
 from campaigns.cli import content as _content  # noqa: E402,F401
 from campaigns.cli import data as _data  # noqa: E402,F401
+from campaigns.cli import lifecycle as _lifecycle  # noqa: E402,F401
 from campaigns.cli import recs as _recs  # noqa: E402,F401
 from campaigns.cli import schedule as _schedule  # noqa: E402,F401
 from campaigns.cli import sending as _sending  # noqa: E402,F401

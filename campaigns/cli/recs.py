@@ -232,7 +232,13 @@ def evaluation_json(result: dict[str, Any], holdout_days: int) -> dict[str, Any]
     }
 
 
-@app.command("evaluate")
+evaluate_app = typer.Typer(
+    help="Evaluate on a temporal holdout (the recommender; `lifecycle`: the predictions)."
+)
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.callback(invoke_without_command=True)
 def evaluate_cmd(
     ctx: typer.Context,
     holdout_days: HoldoutDays = 30,
@@ -246,7 +252,10 @@ def evaluate_cmd(
 
     Without --cutoff the test window is the last --holdout-days of data. Parameters that `retain tune`
     stored for this database are used for the als and blend rows unless --params says otherwise.
+    `retain evaluate lifecycle` evaluates the lifecycle predictions instead.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from campaigns.training import evaluate_store
 
     store = open_store(ctx)

@@ -13,6 +13,7 @@ from campaigns.store.batches import BatchStore
 from campaigns.store.catalog import CatalogStore
 from campaigns.store.engagement import EngagementStore
 from campaigns.store.ledger import LedgerStore
+from campaigns.store.predictions import PredictionStore
 from campaigns.store.records import (
     CatalogCounts,
     CustomerRecord,
@@ -26,7 +27,7 @@ from campaigns.store.records import (
 from campaigns.store.scheduling import SchedulingStore
 
 
-class Store(CatalogStore, LedgerStore, EngagementStore, SchedulingStore, BatchStore):
+class Store(CatalogStore, LedgerStore, EngagementStore, SchedulingStore, BatchStore, PredictionStore):
     """Every store operation; see the mixed-in classes for each family of tables."""
 
 
