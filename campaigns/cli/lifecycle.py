@@ -12,9 +12,8 @@ from rich.table import Table
 from campaigns.cli.app import app, open_store, out, print_json, settings
 from campaigns.cli.recs import evaluate_app
 from campaigns.errors import ConfigError, NotFoundError
+from campaigns.lifecycle.words import prediction_lines
 from campaigns.money import format_money
-
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 def _as_of(store: Any, ctx: typer.Context, value: str | None) -> datetime:
@@ -130,33 +129,6 @@ def _prediction_json(p: Any) -> dict[str, Any]:
     }
 
 
-def prediction_lines(p: Any, currency: str) -> list[tuple[str, str]]:
-    """The predictions in words (the CLI and the preview show these)."""
-
-    def interval(low: float | None, high: float | None, fmt: str = "{:.2f}") -> str:
-        return "" if low is None or high is None else f" (80%: {fmt.format(low)}-{fmt.format(high)})"
-
-    lines = [
-        ("chance still active", f"{p.p_alive:.0%}"),
-        ("expected orders, next 30 days", f"{p.expected_orders_30d:.2f}"),
-        (
-            "expected orders, next 90 days",
-            f"{p.expected_orders_90d:.2f}" + interval(p.expected_orders_90d_low, p.expected_orders_90d_high),
-        ),
-        ("expected next order (if active)", f"{p.next_order_at:%Y-%m-%d}" if p.next_order_at else "-"),
-    ]
-    if p.clv_12m is not None:
-        lines.append(("spend per order (expected)", format_money(p.spend_per_order, currency)))
-        low = format_money(p.clv_12m_low, currency) if p.clv_12m_low is not None else None
-        high = format_money(p.clv_12m_high, currency) if p.clv_12m_high is not None else None
-        extra = f" (80%: {low}-{high})" if low and high else ""
-        lines.append(("predicted 12-month value", format_money(p.clv_12m, currency) + extra))
-    if p.preferred_hour is not None:
-        day = WEEKDAYS[p.preferred_weekday] if p.preferred_weekday is not None else "-"
-        lines.append(("best send time (their time)", f"{p.preferred_hour:02d}:00, best day {day}"))
-    return lines
-
-
 def lifecycle_report(store: Any, ctx: typer.Context, cutoff: datetime | None, days: int) -> dict[str, Any]:
     """The whole evaluation: predictions, best send hour and replenishment, on one holdout."""
     from campaigns.lifecycle.evaluate import default_cutoff, evaluate_lifecycle
@@ -243,4 +215,4 @@ def evaluate_lifecycle_cmd(
         out.print(f"send hour: {hours['note']}", markup=False)
 
 
-__all__ = ["lifecycle_report", "predict_and_report", "prediction_lines"]
+__all__ = ["lifecycle_report", "predict_and_report"]
