@@ -132,6 +132,7 @@ def _prediction_json(p: Any) -> dict[str, Any]:
 def lifecycle_report(store: Any, ctx: typer.Context, cutoff: datetime | None, days: int) -> dict[str, Any]:
     """The whole evaluation: predictions, best send hour and replenishment, on one holdout."""
     from campaigns.lifecycle.evaluate import default_cutoff, evaluate_lifecycle
+    from campaigns.lifecycle.replenish import evaluate_replenishment
     from campaigns.lifecycle.sendhour import evaluate_send_hour
 
     orders = store.order_columns()
@@ -142,6 +143,10 @@ def lifecycle_report(store: Any, ctx: typer.Context, cutoff: datetime | None, da
     train = store.order_columns(until=cut)
     test = store.order_columns(since=cut, until=_plus_days(cut, days))
     report["send_hour"] = evaluate_send_hour(train, test, store.customer_zones(), settings(ctx).shop_timezone)
+    categories = {p.id: p.category for p in store.all_products()}
+    report["replenishment"] = evaluate_replenishment(
+        store.purchase_columns(until=_plus_days(cut, days)), categories, cut, days=days
+    )
     return report
 
 
@@ -213,6 +218,17 @@ def evaluate_lifecycle_cmd(
         )
     elif hours.get("note"):
         out.print(f"send hour: {hours['note']}", markup=False)
+    refill = report["replenishment"]
+    if refill.get("model"):
+        table = Table("reminder", "reminders", f"bought within {refill['hit_days']} days", "precision",
+                      title="replenishment reminders in the holdout")  # fmt: skip
+        for name, row in refill.items():
+            if isinstance(row, dict) and "reminders" in row:
+                precision = "-" if row["precision"] is None else f"{row['precision']:.1%}"
+                table.add_row(name, f"{row['reminders']:,}", f"{row['bought_within']:,}", precision)
+        out.print(table)
+    elif refill.get("note"):
+        out.print(f"replenishment: {refill['note']}", markup=False)
 
 
 __all__ = ["lifecycle_report", "predict_and_report"]
