@@ -63,7 +63,8 @@ def _offset_hours(epoch: int, zone: ZoneInfo) -> int:
 def _window_best(dist: np.ndarray) -> np.ndarray:
     """Per row of a (n, 24) distribution: the hour whose +-WINDOW circular window has the most mass."""
     windowed = sum(np.roll(dist, k, axis=1) for k in range(-WINDOW, WINDOW + 1))
-    return np.asarray(np.argmax(windowed, axis=1))
+    # ties (a window holding the same orders wherever it is centred) go to the hour with most orders itself
+    return np.asarray(np.argmax(windowed + 1e-3 * dist, axis=1))
 
 
 def fit_preferred_hours(
