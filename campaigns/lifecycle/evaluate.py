@@ -90,7 +90,7 @@ def drifting_scores(
     return (ratio > DRIFT_FACTOR).astype(np.float64), ratio
 
 
-def decile_calibration(predicted: np.ndarray, actual: np.ndarray) -> list[dict[str, float]]:
+def decile_calibration(predicted: np.ndarray, actual: np.ndarray) -> list[dict[str, Any]]:
     """Customers sorted by prediction in ten equal groups: sums of predicted and actual, and their ratio."""
     order = np.argsort(predicted, kind="stable")
     out = []
