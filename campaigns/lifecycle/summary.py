@@ -43,6 +43,17 @@ class Summary:
         return int(self.customer_id.shape[0])
 
 
+def _customer_days(cid: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (customer, day) pairs sorted by customer then day, and each input row's pair index."""
+    if len(cid) == 0:
+        return np.empty(0, np.int64), np.empty(0), np.empty(0, np.intp)
+    base = int(day.min())
+    offset = (day - base).astype(np.int64)
+    span = int(offset.max()) + 1
+    keys, inverse = np.unique(cid.astype(np.int64) * span + offset, return_inverse=True)
+    return keys // span, (keys % span + base).astype(np.float64), inverse.reshape(-1)
+
+
 def summarize(orders: OrderColumns, as_of: datetime) -> Summary:
     """The summary of every customer's orders strictly before ``as_of``."""
     now = datetime_days(as_of)
@@ -50,13 +61,11 @@ def summarize(orders: OrderColumns, as_of: datetime) -> Summary:
     keep = days < now
     cid, day, total = orders.customer_id[keep], days[keep], orders.total[keep]
     order_cid, order_counts = np.unique(cid, return_counts=True)
-    # one row per (customer, day): value summed (NaN propagates: a day with an unpriced order is unknown)
-    pairs = np.column_stack([cid.astype(np.float64), day])
-    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    value = np.zeros(len(uniq))
+    # one row per (customer, day): value summed (NaN propagates: a day with an unpriced order is unknown);
+    # one int64 key per pair sorts far faster than np.unique(axis=0) on 1M customers
+    ucid, uday, inverse = _customer_days(cid, day)
+    value = np.zeros(len(ucid))
     np.add.at(value, inverse, total)
-    ucid, uday = uniq[:, 0].astype(np.int64), uniq[:, 1]
     customers, start, n_days = np.unique(ucid, return_index=True, return_counts=True)
     first = uday[start]
     last = uday[start + n_days - 1]
@@ -84,8 +93,8 @@ def future_counts(orders: OrderColumns, customers: np.ndarray, start: datetime, 
     s = datetime_days(start)
     day = np.floor(to_days(orders.ordered_at))
     keep = (day >= s) & (day < s + days)
-    pairs = np.unique(np.column_stack([orders.customer_id[keep].astype(np.float64), day[keep]]), axis=0)
-    ids, counts = np.unique(pairs[:, 0].astype(np.int64), return_counts=True)
+    pair_customers, _, _ = _customer_days(orders.customer_id[keep], day[keep])
+    ids, counts = np.unique(pair_customers, return_counts=True)
     out = np.zeros(len(customers))
     pos = np.searchsorted(ids, customers)
     hit = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == customers)

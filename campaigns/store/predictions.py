@@ -97,7 +97,7 @@ class PredictionStore:
             conn.execute(delete(CP))
             batch: list[dict[str, Any]] = []
             for row in rows:
-                batch.append(asdict(row))
+                batch.append({f: getattr(row, f) for f in _FIELDS})  # asdict deep-copies: 3x slower
                 if len(batch) >= chunk:
                     conn.execute(insert(CP), batch)
                     n += len(batch)
