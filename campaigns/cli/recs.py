@@ -256,9 +256,7 @@ def evaluation_json(result: dict[str, Any], holdout_days: int) -> dict[str, Any]
     }
 
 
-evaluate_app = typer.Typer(
-    help="Evaluate on a temporal holdout (the recommender; `lifecycle`: the predictions)."
-)
+evaluate_app = typer.Typer()  # help: the callback's docstring
 app.add_typer(evaluate_app, name="evaluate")
 
 
