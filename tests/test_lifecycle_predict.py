@@ -104,3 +104,13 @@ def test_rfm_and_calibration_helpers() -> None:
     assert auc(np.array([1.0]), np.array([True])) is None
     deciles = decile_calibration(np.arange(20.0), np.arange(20.0) * 2)
     assert len(deciles) == 10 and deciles[-1]["error"] == pytest.approx(-0.5)
+
+
+def test_without_intervals_the_rows_say_none() -> None:
+    shop, _ = simulated_orders(150, seed=8)
+    result = predict_customers(shop, AS_OF, bootstrap=0)
+    assert result.orders_90d_interval is None and result.details["bootstrap_refits"] == 0
+    rows = result.records({1: (19, 4)})
+    assert all(r.expected_orders_90d_low is None and r.clv_12m_low is None for r in rows)
+    assert rows[0].preferred_hour == 19 and rows[1].preferred_hour is None
+    assert "no interval" in result.details["uncertainty"]

@@ -27,11 +27,13 @@ def _as_of(store: Any, ctx: typer.Context, value: str | None) -> datetime:
         raise ConfigError(f"option --as-of: {value!r} is not an ISO date such as 2011-12-10") from None
 
 
-def predict_and_report(store: Any, ctx: typer.Context, as_of: datetime, *, as_json: bool = False) -> None:
-    """Fit, store and summarize the predictions (shared by `retain predict` and `retain train`)."""
+def predict_and_report(
+    store: Any, ctx: typer.Context, as_of: datetime, *, as_json: bool = False, intervals: bool = True
+) -> None:
+    """Fit, store and summarize the predictions."""
     from campaigns.lifecycle import refresh_predictions
 
-    result = refresh_predictions(store, settings(ctx), as_of)
+    result = refresh_predictions(store, settings(ctx), as_of, **({} if intervals else {"bootstrap": 0}))
     if as_json:
         print_json({"as_of": as_of.isoformat(), **result.details})
         return
@@ -56,11 +58,17 @@ def predict_cmd(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the fit as JSON.")] = False,
+    intervals: Annotated[
+        bool,
+        typer.Option(
+            "--intervals/--no-intervals", help="80% intervals from refits (most of the time on big shops)."
+        ),
+    ] = True,
 ) -> None:
     """Predict per customer: chance still active, expected orders in 30/90 days, next order date, 12-month
     CLV, best send hour (docs/predictions.md). `retain train` runs this too."""
     store = open_store(ctx)
-    predict_and_report(store, ctx, _as_of(store, ctx, as_of), as_json=as_json)
+    predict_and_report(store, ctx, _as_of(store, ctx, as_of), as_json=as_json, intervals=intervals)
 
 
 @app.command("customer")
