@@ -1,4 +1,4 @@
-"""The nightly `train` job refreshes the lifecycle predictions too (SQLite and PostgreSQL)."""
+"""`retain train` and the nightly `train` job refresh the lifecycle predictions too."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from campaigns.scheduling.jobs import SchedulerContext, train_scheduled
 from campaigns.store.records import CustomerIn, ImportBatch, OrderIn, ProductIn
 from tests.scheduling_fixtures import AS_OF, PEOPLE
 from tests.test_scheduling_runs import FIRE, setup  # noqa: F401 - the fixture
+from tests.test_training import TINY, shop  # noqa: F401 - the fixture
 
 
 def test_nightly_train_refreshes_predictions(
@@ -41,3 +42,20 @@ def test_nightly_train_refreshes_predictions(
     stored = store.predictions_for(ids)
     assert out.status == "sent" and len(stored) == len(PEOPLE)
     assert store.latest_prediction_fit().customers == len(PEOPLE)
+
+
+def test_retain_train_refreshes_predictions(shop: Any, tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:  # noqa: F811
+    import json
+
+    from campaigns.cli import main
+
+    db_url = f"sqlite:///{tmp_path / 'retain.db'}"  # the file behind the sqlite_store fixture
+    monkeypatch.setenv("RETAIN_MODEL_PATH", str(tmp_path / "cli-model"))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["--db", db_url, "train", "--params", json.dumps(TINY), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    ids = [c.id for b in shop.iter_customers() for c in b]
+    stored = shop.predictions_for(ids)
+    assert payload["lifecycle"]["customers"] == len(stored) > 0
+    assert "80% interval" in payload["lifecycle"]["uncertainty"]
