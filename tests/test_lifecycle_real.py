@@ -144,3 +144,16 @@ def test_restock_reminders_for_real_customers(shop_db: tuple[str, str], tmp_path
         assert "time to restock" in item.rendered.subject
         bought = {line.product.id for line in item.member.order.lines}
         assert any(p["id"] in bought for p in item.context["restock"])
+
+
+def test_evaluate_lifecycle_bad_cutoffs_are_clear(
+    shop_db: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, db = shop_db
+    for cutoff, needle in (
+        ("2000-01-01", "nothing to learn before 2000-01-01"),
+        ("2030-01-01", "runs past the last order"),
+    ):
+        capsys.readouterr()
+        assert main(["--db", db, "evaluate", "lifecycle", "--cutoff", cutoff]) == 1
+        assert needle in capsys.readouterr().err

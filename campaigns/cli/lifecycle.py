@@ -14,6 +14,7 @@ from campaigns.cli.recs import evaluate_app
 from campaigns.errors import ConfigError, NotFoundError
 from campaigns.lifecycle.words import prediction_lines
 from campaigns.money import format_money
+from recommender.clv import CLVFitError
 
 
 def _as_of(store: Any, ctx: typer.Context, value: str | None) -> datetime:
@@ -147,7 +148,18 @@ def lifecycle_report(store: Any, ctx: typer.Context, cutoff: datetime | None, da
     if len(orders) == 0:
         raise NotFoundError("no orders to evaluate on: import orders first (retain import ...)")
     cut = cutoff or default_cutoff(orders, days)
-    report = evaluate_lifecycle(orders, cut, days=days)
+    latest = default_cutoff(orders, days)
+    if cut > latest:
+        raise ConfigError(
+            f"option --cutoff: the {days}-day holdout after {cut:%Y-%m-%d} runs past the last order; "
+            f"choose {latest:%Y-%m-%d} or earlier (or a shorter --days)"
+        )
+    try:
+        report = evaluate_lifecycle(orders, cut, days=days)
+    except CLVFitError as exc:
+        raise NotFoundError(
+            f"nothing to learn before {cut:%Y-%m-%d}: {exc} (choose a later --cutoff)"
+        ) from None
     train = store.order_columns(until=cut)
     test = store.order_columns(since=cut, until=_plus_days(cut, days))
     report["send_hour"] = evaluate_send_hour(train, test, store.customer_zones(), settings(ctx).shop_timezone)

@@ -96,6 +96,8 @@ def future_counts(orders: OrderColumns, customers: np.ndarray, start: datetime, 
     pair_customers, _, _ = _customer_days(orders.customer_id[keep], day[keep])
     ids, counts = np.unique(pair_customers, return_counts=True)
     out = np.zeros(len(customers))
+    if len(ids) == 0:
+        return out
     pos = np.searchsorted(ids, customers)
     hit = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == customers)
     out[hit] = counts[pos[hit]]
