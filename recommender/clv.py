@@ -143,9 +143,11 @@ def fit_bgnbd(
     *,
     penalizer: float = 0.0,
     modified: bool = False,
+    start: BGNBD | None = None,
 ) -> BGNBD:
     """Maximum-likelihood BG/NBD (``modified``: MBG/NBD) on per-customer summaries (days). ``penalizer``
-    adds an L2 pull of the log-parameters toward 0 (useful for very small shops)."""
+    adds an L2 pull of the log-parameters toward 0 (useful for very small shops); ``start`` (a previous
+    fit, e.g. on the full data before bootstrap refits) is where the search begins."""
     x = np.asarray(frequency, np.float64)
     tx = np.asarray(recency, np.float64)
     T = np.asarray(age, np.float64)
@@ -164,10 +166,13 @@ def fit_bgnbd(
         return value if np.isfinite(value) else 1e12
 
     scale = max(float(np.mean(T)), 1.0)
-    start = np.log(np.array([0.5, scale / 4, 0.8, 2.5]))
+    if start is None:
+        x0 = np.log(np.array([0.5, scale / 4, 0.8, 2.5]))
+    else:
+        x0 = np.log(np.array([start.r, start.alpha, start.a, start.b]))
     best = None
     for method in ("L-BFGS-B", "Nelder-Mead"):
-        res = optimize.minimize(negll, start, method=method, options={"maxiter": 4000})
+        res = optimize.minimize(negll, x0, method=method, options={"maxiter": 4000})
         if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
             best = res
         if res.success:
@@ -217,7 +222,9 @@ def _gg_loglik(params: FloatArray, x: FloatArray, m: FloatArray) -> FloatArray:
     return out
 
 
-def fit_gamma_gamma(frequency: FloatArray, monetary: FloatArray, *, penalizer: float = 0.0) -> GammaGamma:
+def fit_gamma_gamma(
+    frequency: FloatArray, monetary: FloatArray, *, penalizer: float = 0.0, start: GammaGamma | None = None
+) -> GammaGamma:
     """Maximum-likelihood Gamma-Gamma on the customers with at least one repeat purchase and a positive
     mean spend. ``q`` is kept above 1 so the expected spend is finite."""
     x = np.asarray(frequency, np.float64)
@@ -234,10 +241,13 @@ def fit_gamma_gamma(frequency: FloatArray, monetary: FloatArray, *, penalizer: f
         value = -float(np.sum(_gg_loglik(params, x, m))) / n + penalizer * float(np.dot(logp, logp))
         return value if np.isfinite(value) else 1e12
 
-    start = np.log(np.array([2.0, 2.0, max(float(np.median(m)), 1.0)]))
+    if start is None:
+        x0 = np.log(np.array([2.0, 2.0, max(float(np.median(m)), 1.0)]))
+    else:
+        x0 = np.log(np.array([start.p, max(start.q - 1.0, 1e-6), start.v]))
     best = None
     for method in ("L-BFGS-B", "Nelder-Mead"):
-        res = optimize.minimize(negll, start, method=method, options={"maxiter": 4000})
+        res = optimize.minimize(negll, x0, method=method, options={"maxiter": 4000})
         if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
             best = res
         if res.success:

@@ -125,7 +125,7 @@ def predict_summary(summary: Summary, *, bootstrap: int | None = None, seed: int
         for _ in range(boots):
             pick = rng.integers(0, n, n)
             try:
-                b_bg = fit_bgnbd(x[pick], tx[pick], T[pick], penalizer=pen, modified=True)
+                b_bg = fit_bgnbd(x[pick], tx[pick], T[pick], penalizer=pen, modified=True, start=bg)
             except CLVFitError:
                 failures += 1
                 continue
@@ -133,7 +133,7 @@ def predict_summary(summary: Summary, *, bootstrap: int | None = None, seed: int
             samples_90.append(b90)
             if gg is not None:
                 try:
-                    b_gg = fit_gamma_gamma(x[pick], s.monetary[pick], penalizer=pen)
+                    b_gg = fit_gamma_gamma(x[pick], s.monetary[pick], penalizer=pen, start=gg)
                 except CLVFitError:
                     b_gg = gg
                 known = np.where(np.isfinite(s.monetary), s.monetary, 0.0)
