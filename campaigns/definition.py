@@ -65,6 +65,10 @@ class ScheduleSpec:
     once: date | None = None
     timezone: str = "recipient"
     max_lateness: timedelta = DEFAULT_MAX_LATENESS
+    #: "fixed": everyone at the cron's hour; "preferred": each recipient at their own predicted hour
+    #: (docs/predictions.md), within ``send_window`` (local hours, inclusive), on the cron's days
+    send_time: str = "fixed"
+    send_window: tuple[int, int] = (8, 20)
 
     def describe(self) -> str:
         if self.cron:
@@ -73,6 +77,8 @@ class ScheduleSpec:
             what = f"every {self.interval}"
         else:
             what = f"once on {self.once}"
+        if self.send_time == "preferred":
+            what += f", each at their preferred hour {self.send_window[0]:02d}-{self.send_window[1]:02d}h"
         return f"{what} ({self.timezone} time)"
 
 
@@ -383,7 +389,11 @@ def _schedule(fm: FrontMatter) -> ScheduleSpec | None:
     spec: dict[str, Any] = (
         {"cron": raw}
         if isinstance(raw, str)
-        else _mapping(fm, "schedule", {"cron", "interval", "once", "timezone", "max_lateness"})
+        else _mapping(
+            fm,
+            "schedule",
+            {"cron", "interval", "once", "timezone", "max_lateness", "send_time", "send_window"},
+        )
     )
     chosen = [k for k in ("cron", "interval", "once") if spec.get(k) is not None]
     if len(chosen) != 1:
@@ -423,7 +433,59 @@ def _schedule(fm: FrontMatter) -> ScheduleSpec | None:
             raise fm.fail(
                 "schedule", f"schedule.once must be a date (YYYY-MM-DD), got {spec['once']!r}", "once"
             )
-    return ScheduleSpec(cron=cron, interval=interval, once=once, timezone=timezone, max_lateness=lateness)
+    send_time, window = _send_time(fm, spec, cron, timezone)
+    return ScheduleSpec(
+        cron=cron,
+        interval=interval,
+        once=once,
+        timezone=timezone,
+        max_lateness=lateness,
+        send_time=send_time,
+        send_window=window,
+    )
+
+
+def _send_time(
+    fm: FrontMatter, spec: dict[str, Any], cron: str | None, timezone: str
+) -> tuple[str, tuple[int, int]]:
+    """``send_time: fixed | preferred`` and ``send_window: [8, 20]`` (preferred needs a daily-hour cron
+    in recipient time: the cron's hour is the hour of recipients without a predicted one)."""
+    send_time = spec.get("send_time", "fixed")
+    if send_time not in ("fixed", "preferred"):
+        raise fm.fail(
+            "schedule", f"schedule.send_time must be 'fixed' or 'preferred', got {send_time!r}", "send_time"
+        )
+    window = (8, 20)
+    if "send_window" in spec:
+        raw = spec["send_window"]
+        if (
+            not isinstance(raw, list)
+            or len(raw) != 2
+            or not all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 23 for h in raw)
+            or raw[0] > raw[1]
+        ):
+            raise fm.fail(
+                "schedule",
+                f"schedule.send_window must be [first hour, last hour] (0-23, local), e.g. [8, 20], got {raw!r}",
+                "send_window",
+            )
+        window = (raw[0], raw[1])
+    if send_time == "preferred":
+        fields = (cron or "").split()
+        if not fields or not fields[1].isdigit() or timezone != "recipient":
+            raise fm.fail(
+                "schedule",
+                "schedule.send_time: preferred needs a cron with one hour (e.g. '0 9 * * MON') and "
+                "timezone: recipient; the cron's hour is used for recipients without a preferred hour",
+                "send_time",
+            )
+        if not window[0] <= int(fields[1]) <= window[1]:
+            raise fm.fail(
+                "schedule",
+                f"the cron's hour {fields[1]} is outside send_window {list(window)}",
+                "send_window",
+            )
+    return send_time, window
 
 
 def _cron(fm: FrontMatter, expr: str) -> str:

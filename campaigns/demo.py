@@ -2,7 +2,8 @@
 
 1. a fresh SQLite database under ``var/`` (the previous demo database and outbox are removed);
 2. ``retain import online-retail data/online_retail.csv.gz`` and ``retain stats``;
-3. ``retain train`` and ``retain evaluate`` (every model beside both baselines);
+3. ``retain train`` and ``retain evaluate`` (every model beside both baselines), ``retain evaluate
+   lifecycle`` (the lifecycle predictions beside RFM, recency and the drifting rule);
 4. ``retain send`` for every starter campaign, to the local outbox (``var/outbox``, a Maildir).
 
 The bundled data ends on 2011-12-09, so the repository's ``retain.toml`` sets
@@ -52,6 +53,11 @@ def main() -> None:
     step("Retention KPIs", "stats")
     step("Train the recommender", "train")
     step("Does it beat the baselines? (temporal holdout, last 30 days)", "evaluate")
+    step(
+        "Lifecycle predictions against RFM, recency and the drifting rule (last 90 days)",
+        "evaluate",
+        "lifecycle",
+    )
     step("Campaigns defined in templates/emails", "campaigns")
     from campaigns.definition import load_campaigns
 

@@ -331,3 +331,37 @@ class CouponCode(Base):
     variant: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     assigned_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class CustomerPrediction(Base):
+    """Lifecycle predictions per customer, written by ``retain predict`` / ``retain train``
+    (docs/predictions.md). One row per customer; a new prediction run replaces them all."""
+
+    __tablename__ = "customer_predictions"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(DateTime)  # the "now" the predictions are for
+    p_alive: Mapped[float] = mapped_column(Float, index=True)
+    expected_orders_30d: Mapped[float] = mapped_column(Float)
+    expected_orders_90d: Mapped[float] = mapped_column(Float, index=True)
+    expected_orders_90d_low: Mapped[float | None] = mapped_column(Float)  # 80% interval (parameter
+    expected_orders_90d_high: Mapped[float | None] = mapped_column(Float)  # uncertainty, bootstrap)
+    next_order_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    spend_per_order: Mapped[float | None] = mapped_column(Float)  # NULL: the shop has no prices
+    clv_12m: Mapped[float | None] = mapped_column(Float, index=True)
+    clv_12m_low: Mapped[float | None] = mapped_column(Float)
+    clv_12m_high: Mapped[float | None] = mapped_column(Float)
+    preferred_hour: Mapped[int | None] = mapped_column(Integer)  # 0-23, customer-local
+    preferred_weekday: Mapped[int | None] = mapped_column(Integer)  # 0 = Monday
+
+
+class PredictionFit(Base):
+    """One prediction run: the fitted parameters, how many customers, and the stated uncertainty."""
+
+    __tablename__ = "prediction_fits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    as_of: Mapped[datetime] = mapped_column(DateTime)
+    customers: Mapped[int] = mapped_column(Integer)
+    details: Mapped[dict[str, object]] = mapped_column(JSON)

@@ -121,15 +121,19 @@ def iter_audience(
     store: AudienceStore, settings: Settings, request: RunRequest, *, now: datetime
 ) -> Iterator[list[Member]]:
     """:func:`iter_members` restricted to ``request.zone``, with ``request.checkpoint`` between batches."""
+    from campaigns.lifecycle.sendtime import preferred_hour_filter
     from campaigns.scheduling.zones import effective_zone
 
     shop_zone = settings.shop_timezone
+    hour_filter = preferred_hour_filter(store, request.definition, request.zone, request.scheduled_for)
     batches = iter_members(store, settings, request.definition, now=now, segments_file=request.segments_file)
     for batch in batches:
         if request.checkpoint is not None:
             request.checkpoint()
         if request.zone is not None:
             batch = [m for m in batch if effective_zone(m.customer.timezone, shop_zone) == request.zone]
+        if batch and hour_filter is not None:
+            batch = hour_filter(batch)
         if batch:
             yield batch
 

@@ -16,6 +16,7 @@ from campaigns.cli import check as _check  # noqa: E402,F401
 from campaigns.cli import content as _content  # noqa: E402,F401
 from campaigns.cli import coupons as _coupons  # noqa: E402,F401
 from campaigns.cli import data as _data  # noqa: E402,F401
+from campaigns.cli import lifecycle as _lifecycle  # noqa: E402,F401
 from campaigns.cli import recs as _recs  # noqa: E402,F401
 from campaigns.cli import report as _report  # noqa: E402,F401
 from campaigns.cli import schedule as _schedule  # noqa: E402,F401

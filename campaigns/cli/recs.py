@@ -83,7 +83,7 @@ def train_cmd(
     By default the model is selected for this shop: candidate models and blends are compared on rolling
     validation windows carved from the training data, within --budget seconds, per block (buy_again,
     discover), never shipping one that validates below the strongest baseline. --model or --params train
-    that configuration instead.
+    that configuration instead. The lifecycle predictions (`retain predict`) are refreshed too.
     """
     from campaigns.training import train_model
 
@@ -103,11 +103,35 @@ def train_cmd(
     )
     seconds = (datetime.now() - started).total_seconds()
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    lifecycle = _lifecycle_predictions(ctx, store, as_json)
     if as_json:
-        print_json(meta)
+        print_json({**meta, "lifecycle": lifecycle})
         return
     _show_model(meta)
     out.print(f"trained in {seconds:.1f} s -> {path}", markup=False, highlight=False)
+
+
+def _lifecycle_predictions(ctx: typer.Context, store: Any, quiet: bool) -> dict[str, Any]:
+    """`retain train` also refreshes the lifecycle predictions (docs/predictions.md); a shop where they
+    cannot be learned yet gets a note, not an error."""
+    from campaigns.clock import reference_now
+    from campaigns.errors import NotFoundError
+    from campaigns.lifecycle import refresh_predictions
+
+    try:
+        result = refresh_predictions(store, settings(ctx), reference_now(settings(ctx), store))
+    except NotFoundError as exc:
+        if not quiet:
+            err.print(f"lifecycle predictions: {exc}", markup=False, highlight=False)
+        return {"error": str(exc)}
+    if not quiet:
+        err.print(
+            f"lifecycle predictions for {result.details['customers']:,} customers "
+            f"({result.details['seconds']} s): {result.details['uncertainty']}",
+            markup=False,
+            highlight=False,
+        )
+    return result.details
 
 
 def _show_model(meta: dict[str, Any]) -> None:
@@ -232,7 +256,11 @@ def evaluation_json(result: dict[str, Any], holdout_days: int) -> dict[str, Any]
     }
 
 
-@app.command("evaluate")
+evaluate_app = typer.Typer()  # help: the callback's docstring
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.callback(invoke_without_command=True)
 def evaluate_cmd(
     ctx: typer.Context,
     holdout_days: HoldoutDays = 30,
@@ -246,7 +274,10 @@ def evaluate_cmd(
 
     Without --cutoff the test window is the last --holdout-days of data. Parameters that `retain tune`
     stored for this database are used for the als and blend rows unless --params says otherwise.
+    `retain evaluate lifecycle` evaluates the lifecycle predictions instead.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from campaigns.training import evaluate_store
 
     store = open_store(ctx)

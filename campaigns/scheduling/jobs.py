@@ -282,7 +282,21 @@ def train_scheduled(*, fire_times: Sequence[datetime] = ()) -> FireOutcome:
         log.error("train failed: %s", exc)
         return FireOutcome("train", "failed", reason=str(exc))
     log.info("train: model saved to %s", path)
+    _refresh_predictions(ctx)
     return FireOutcome("train", "sent", reason=str(path))
+
+
+def _refresh_predictions(ctx: SchedulerContext) -> None:
+    """The nightly retrain also refreshes the lifecycle predictions (segments and send hours read them)."""
+    from campaigns.clock import reference_now
+    from campaigns.lifecycle import refresh_predictions
+
+    try:
+        result = refresh_predictions(ctx.store, ctx.settings, reference_now(ctx.settings, ctx.store))
+    except RetainError as exc:
+        log.warning("lifecycle predictions not refreshed: %s", exc)
+        return
+    log.info("lifecycle predictions refreshed for %d customers", result.details["customers"])
 
 
 train_scheduled.accepts_fire_times = True  # type: ignore[attr-defined]

@@ -72,6 +72,11 @@ def is_managed(job_id: str) -> bool:
 def build_trigger(spec: ScheduleSpec, zone: str) -> BaseTrigger:
     """The APScheduler trigger for ``spec`` evaluated in ``zone`` (an IANA name)."""
     tz = ZoneInfo(zone)
+    if spec.cron and spec.send_time == "preferred":
+        # every hour of the window on the cron's days: each fire sends to the recipients of that hour
+        minute, _, *rest = spec.cron.lower().split()
+        hours = f"{spec.send_window[0]}-{spec.send_window[1]}"
+        return CronTrigger.from_crontab(" ".join([minute, hours, *rest]), timezone=tz)
     if spec.cron:
         return CronTrigger.from_crontab(spec.cron.lower(), timezone=tz)
     if spec.interval:

@@ -37,10 +37,11 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from campaigns.models import Customer, CustomerTag, Order, OrderLine, Product
+from campaigns.models import Customer, CustomerPrediction, CustomerTag, Order, OrderLine, Product
 
 C, O, L, P = Customer.__table__, Order.__table__, OrderLine.__table__, Product.__table__  # noqa: E741
 T = CustomerTag.__table__
+CP = CustomerPrediction.__table__
 
 #: consecutive orders closer than this are one shopping trip; their gap is not a "usual gap"
 MIN_GAP_DAYS = 1.0
@@ -139,6 +140,7 @@ class Population:
     rfm_cuts: dict[str, dict[int, Any]] = field(default_factory=dict)
     top_spend_cut: float | None = None
     shop_gap: dict[str, float | None] = field(default_factory=dict)
+    clv_cut: float | None = None
 
 
 _RFM_ORDER = {"r": "last_at", "f": "n", "m": "spend"}
@@ -175,6 +177,18 @@ def measure_population(conn: Connection, rules: dict[str, Any], now: datetime) -
     if "drifting" in rules:
         kind = rules["drifting"]["gap"]
         pop.shop_gap[kind] = shop_median_gap(conn, now, kind)
+    if "clv_top_pct" in rules:
+        valued = select(func.count()).select_from(CP).where(CP.c.clv_12m.is_not(None))
+        count = int(conn.execute(valued).scalar_one())
+        if count:
+            slots = math.ceil(Fraction(str(rules["clv_top_pct"])) * count / 100)
+            pop.clv_cut = conn.execute(
+                select(CP.c.clv_12m)
+                .where(CP.c.clv_12m.is_not(None))
+                .order_by(CP.c.clv_12m.desc())
+                .limit(1)
+                .offset(slots - 1)
+            ).scalar()
     return pop
 
 
@@ -281,6 +295,17 @@ def segment_query(
         fallback = pop.shop_gap.get(rule["gap"])
         gap = usual.c.gap if fallback is None else func.coalesce(usual.c.gap, fallback)
         conds.append(days_between(_now(now), stats.c.last_at) > rule["factor"] * gap)
+    if any(
+        key in rules for key in ("p_alive", "expected_orders_90d", "clv_top_pct", "next_order_within_days")
+    ):
+        source = source.join(CP, CP.c.customer_id == C.c.id)
+        for key in ("p_alive", "expected_orders_90d"):
+            if key in rules:
+                conds += _range_conds(CP.c[key], rules[key])
+        if "clv_top_pct" in rules:
+            conds.append(false() if pop.clv_cut is None else CP.c.clv_12m >= pop.clv_cut)
+        if "next_order_within_days" in rules:
+            conds.append(CP.c.next_order_at <= now + timedelta(days=rules["next_order_within_days"]))
     if columns is None:
         columns = [*C.c, stats.c.n, stats.c.spend, stats.c.first_at, stats.c.last_at]
     return select(*columns).select_from(source).where(*conds).order_by(C.c.id)

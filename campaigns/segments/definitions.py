@@ -17,6 +17,10 @@ Rule keys (see docs/segments.md for the exact definitions)::
     first_time_buyers: true                      # exactly one order
     top_spenders_pct: 10                         # the top 10% of customers by spend
     drifting: {factor: 1.5, gap: median}         # overdue against their own rhythm
+    p_alive: {min: 0.2, max: 0.6}                # predicted chance still active (retain predict)
+    expected_orders_90d: {min: 1}                # predicted orders in the next 90 days
+    clv_top_pct: 10                              # the top 10% by predicted 12-month value
+    next_order_within_days: 14                   # expected next order at most 14 days from now
 
 Errors: a bad ``segments.yaml`` raises ConfigError naming ``file:line``; bad inline rules (from a
 campaign's front matter) raise TemplateError naming the source; an unknown segment name raises
@@ -42,7 +46,10 @@ DEFAULT_SEGMENT = "all-buyers"
 RANGE_RULES = ("days_since_last_order", "days_since_first_order", "orders", "spend")
 RULE_KEYS = (
     *RANGE_RULES, "rfm", "bought", "country", "tags", "first_time_buyers", "top_spenders_pct", "drifting",
+    "p_alive", "expected_orders_90d", "clv_top_pct", "next_order_within_days",
 )  # fmt: skip
+#: rules on the stored lifecycle predictions (customers without predictions never match them)
+PREDICTION_RULES = ("p_alive", "expected_orders_90d", "clv_top_pct", "next_order_within_days")
 RFM_LETTERS = ("r", "f", "m")
 GAP_KINDS = ("median", "mean")
 _SCORE = re.compile(r"^\s*(?:(>=|<=|>|<|=)?\s*([1-5])|([1-5])\s*-\s*([1-5]))\s*$")
@@ -218,6 +225,17 @@ def validate_rules(rules: Any) -> dict[str, Any]:
             out[key] = pct
         elif key == "drifting":
             out[key] = _drifting(value)
+        elif key in ("p_alive", "expected_orders_90d"):
+            out[key] = _range(key, value)
+            if key == "p_alive" and any(v > 1 for v in out[key].values()):
+                raise RuleError(path, f"is a probability between 0 and 1, got {value!r}")
+        elif key == "clv_top_pct":
+            pct = _number(path, value)
+            if not 0 < pct <= 100:
+                raise RuleError(path, f"must be a percentage in (0, 100], got {value!r}")
+            out[key] = pct
+        elif key == "next_order_within_days":
+            out[key] = _number(path, value)
         else:
             raise RuleError(path, f"unknown rule {key!r} (known: {', '.join(RULE_KEYS)})")
     return out

@@ -15,6 +15,7 @@ from campaigns.store.clicks import ClickStore
 from campaigns.store.coupons import CouponStore
 from campaigns.store.engagement import EngagementStore
 from campaigns.store.ledger import LedgerStore
+from campaigns.store.predictions import PredictionStore
 from campaigns.store.records import (
     CatalogCounts,
     CustomerRecord,
@@ -28,7 +29,16 @@ from campaigns.store.records import (
 from campaigns.store.scheduling import SchedulingStore
 
 
-class Store(CatalogStore, LedgerStore, EngagementStore, SchedulingStore, BatchStore, ClickStore, CouponStore):
+class Store(
+    CatalogStore,
+    LedgerStore,
+    EngagementStore,
+    SchedulingStore,
+    BatchStore,
+    ClickStore,
+    CouponStore,
+    PredictionStore,
+):
     """Every store operation; see the mixed-in classes for each family of tables."""
 
 

@@ -29,6 +29,7 @@ from campaigns.store.records import (
     OrderRecord,
     ProductEventRecord,
     ProductRecord,
+    PurchaseColumns,
     PurchaseHistory,
 )
 
@@ -77,6 +78,10 @@ class AudienceStore(Catalogue, Protocol):
     ) -> list[tuple[int, int, datetime, int]]: ...
 
     def followed_up_orders(self, campaign: str, order_ids: Sequence[int]) -> set[int]: ...
+
+    def purchase_columns(
+        self, *, until: datetime | None = None, since: datetime | None = None
+    ) -> PurchaseColumns: ...
 
     def buyers_of(self, product_ids: Iterable[int], categories: Iterable[str] = ()) -> list[int]: ...
 

@@ -28,6 +28,7 @@ from campaigns.errors import ConfigError, NotFoundError, RetainError, SenderErro
 from campaigns.factory import BuildOptions, EmailFactory, Prepared, Recommends
 from campaigns.kinds import AudienceRequest, ContextInputs, Member, ModelUse
 from campaigns.kinds.fixture import fixture_member, load_fixture
+from campaigns.lifecycle.words import prediction_lines
 from campaigns.render import CampaignRenderer, RenderedEmail
 from campaigns.segments import (
     count_segment,
@@ -114,6 +115,7 @@ class PreviewResult:
     skip_reason: str | None = None
     error: str | None = None
     sources: list[tuple[str, str]] = field(default_factory=list)  # (file name, text)
+    predictions: list[tuple[str, str]] = field(default_factory=list)  # lifecycle predictions in words
 
     @property
     def sender_name(self) -> str:
@@ -398,6 +400,9 @@ class PreviewService:
         if customer_id is not None:
             result.source_label = f"customer {customer.id} (shop id {customer.external_id})"
             result.eligibility = self._eligibility(d, customer)
+            stored = self.store.predictions_for([customer.id]).get(customer.id)
+            if stored is not None:
+                result.predictions = prediction_lines(stored, self.settings.currency)
         factory = self._factory(d)
         item = factory.prepare_inputs(member, inputs) if inputs is not None else factory.prepare([member])[0]
         if not isinstance(item, Prepared):
