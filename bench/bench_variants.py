@@ -20,7 +20,7 @@ def main() -> None:
     n_a, n_b = int((arms == 0).sum()), int((arms == 1).sum())
     print(
         f"synthetic shop: {CUSTOMERS:,} recipients, test share {TEST_SHARE:.0%} -> A {n_a:,} / B {n_b:,}; "
-        f"A converts {BASE_RATE:.0%}; metric conversion; confidence 0.95 (bar 97.5% for two variants)"
+        f"A converts {BASE_RATE:.0%}; metric conversion; confidence 0.97 (bar 98.5% for two variants)"
     )
     print(f"{'seed':>4}  {'B +20%: B picked':>17}  {'A/A: B picked':>14}  {'A/A: any winner declared':>25}")
     for seed in SEEDS:

@@ -58,7 +58,7 @@ def simulate(
     customers: int = CUSTOMERS,
     share: float = TEST_SHARE,
     base_rate: float = BASE_RATE,
-    confidence: float = 0.95,
+    confidence: float = 0.97,
     seed: int = 1,
     split: np.ndarray | None = None,
 ) -> Simulation:

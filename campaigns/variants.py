@@ -16,7 +16,7 @@
       share: 0.2                     # of the eligible audience, split between the variants by weight
       wait: 4h                       # between the end of the test send and the decision
       metric: click_rate             # click_rate | conversion | revenue_per_recipient | uplift
-      confidence: 0.95               # see campaigns/winner.py for the rule
+      confidence: 0.97               # see campaigns/winner.py for the rule
 
 Assignment is deterministic per (campaign, customer): a SHA-256 bucket in [0, 1) picks the variant by weight,
 so a resumed or re-run send gives everyone the same variant. The holdout is decided first
@@ -65,7 +65,7 @@ class TestSpec:
     share: float
     wait: timedelta
     metric: str = "click_rate"
-    confidence: float = 0.95
+    confidence: float = 0.97
     default: str = ""  # "" = the first variant
 
 
@@ -243,7 +243,7 @@ def parse_test(fm: FrontMatter, variants: Sequence[VariantSpec]) -> TestSpec | N
     metric = raw.get("metric", "click_rate")
     if metric not in METRICS:
         raise fm.fail("test", f"test.metric must be one of {', '.join(METRICS)}, got {metric!r}", "metric")
-    confidence = raw.get("confidence", 0.95)
+    confidence = raw.get("confidence", 0.97)
     if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not 0.5 <= confidence < 1:
         raise fm.fail("test", f"test.confidence must be in [0.5, 1), got {confidence!r}", "confidence")
     default = raw.get("default", "")

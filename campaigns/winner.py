@@ -1,6 +1,6 @@
 """Picking the winner of an A/B test: Bayesian probability to be best, with a stated fallback.
 
-The rule, for a test of ``k`` variants on ``metric`` with ``confidence`` c (default 0.95):
+The rule, for a test of ``k`` variants on ``metric`` with ``confidence`` c (default 0.97):
 
 1. Each variant's metric gets a posterior from the test phase:
 
@@ -14,8 +14,8 @@ The rule, for a test of ``k`` variants on ``metric`` with ``confidence`` c (defa
 2. The probability to be best is estimated from :data:`DRAWS` joint posterior draws (a fixed seed, so the
    same figures always give the same decision).
 
-3. A variant wins when its probability to be best is at least ``1 - (1 - c) / k`` — 97.5% for two
-   variants at c = 0.95. Dividing the error budget by the number of variants (Bonferroni) keeps the
+3. A variant wins when its probability to be best is at least ``1 - (1 - c) / k`` — 98.5% for two
+   variants at c = 0.97. Dividing the error budget by the number of variants (Bonferroni) keeps the
    chance of declaring *any* winner between equal variants at about 1 - c; with the plain "≥ c" rule
    two equal variants would produce a winner about twice as often (measured in bench/bench_variants.py).
 

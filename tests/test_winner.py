@@ -63,5 +63,5 @@ def test_equal_variants_rarely_produce_a_wrong_winner(split: np.ndarray) -> None
     result = simulate(campaigns=200, lift=0.0, split=split, seed=1)
     # the default (a) is what is sent without evidence: a challenger taking over is the wrong winner
     assert result.share("b") <= 0.05, result.picks
-    # and a winner (either) is declared between equal variants near the nominal 5% only
-    assert result.declared_share() <= 0.08, result.declared
+    # and no winner at all (either variant) is declared between equal variants in more than 5%
+    assert result.declared_share() <= 0.05, result.declared
