@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from campaigns.config import Settings
-from campaigns.errors import SenderPausedError
+from campaigns.errors import ConfigError, SenderPausedError
 from campaigns.senders import OutgoingMessage, SendResult, SendStatus, resolve_sender
 from campaigns.senders.smtp import SmtpSender
 
@@ -139,12 +139,14 @@ def test_connection_dropped_after_the_payload_is_unknown_and_never_retried(sink_
 
 
 def test_a_final_reply_slower_than_the_timeout_is_unknown_not_a_retry(sink_factory) -> None:
-    """The sink stores each message, then holds its reply after DATA far beyond the client's timeout: the
-    message was delivered, so a retry would duplicate it. The sender reports UNKNOWN after one attempt."""
+    """The sink stores each message, then holds its reply after DATA far beyond the client's final-reply
+    timeout: the message was delivered, so a retry would duplicate it. The sender reports UNKNOWN after one
+    attempt."""
     sink = sink_factory(FaultPlan(slow_reply_s=120, slow_reply_first=1))  # only the first try is slow
     messages = [message(i) for i in range(3)]
     results: list[SendResult] = []
-    with resolve_sender(sink.dsn + "&timeout=1.5&concurrency=3&backoff=0.01", Settings()) as sender:
+    dsn = sink.dsn + "&final_reply_timeout=1.5&concurrency=3&backoff=0.01"
+    with resolve_sender(dsn, Settings()) as sender:
         assert isinstance(sender, SmtpSender)
         sender.send_batch(messages, results.append)
         assert sender.connections_opened == 3
@@ -158,6 +160,31 @@ def test_a_final_reply_slower_than_the_timeout_is_unknown_not_a_retry(sink_facto
     assert sink.stats.faults["slow_reply"] == 3  # one DATA per message: the sender never retried
     assert sink.counts == {m.rcpt_to: 1 for m in messages} | {"c9@example.test": 1}  # stored once each
     assert later[0].ok
+
+
+def test_a_slow_final_reply_within_final_reply_timeout_is_sent_once(sink_factory) -> None:
+    """The per-command ``timeout`` does not cut the wait for the reply after the message data: a server
+    that stores the message and acknowledges it after 2.5 s (longer than timeout=1) is waited for."""
+    sink = sink_factory(FaultPlan(slow_reply_s=2.5))
+    messages = [message(i) for i in range(2)]
+    results: list[SendResult] = []
+    with resolve_sender(sink.dsn + "&timeout=1&final_reply_timeout=30&concurrency=2", Settings()) as sender:
+        assert isinstance(sender, SmtpSender)
+        assert sender.options.timeout == 1 and sender.options.final_reply_timeout == 30
+        sender.send_batch(messages, results.append)
+    assert all(r.ok and r.attempts == 1 for r in results)
+    assert sink.counts == {m.rcpt_to: 1 for m in messages}
+
+
+def test_final_reply_timeout_defaults_to_rfc_5321s_ten_minutes() -> None:
+    with resolve_sender("smtp://127.0.0.1:2525?tls=none", Settings()) as sender:
+        assert isinstance(sender, SmtpSender)
+        assert sender.options.final_reply_timeout == 600.0
+        assert sender.options.timeout == 30.0
+    with pytest.raises(ConfigError, match="final_reply_timeout"):
+        resolve_sender("smtp://127.0.0.1:2525?final_reply_timeout=0", Settings())
+    with pytest.raises(ConfigError, match="final_reply_timeout=.* must be float"):
+        resolve_sender("smtp://127.0.0.1:2525?final_reply_timeout=soon", Settings())
 
 
 def test_random_faults_never_duplicate_or_lose_a_message(sink_factory) -> None:
