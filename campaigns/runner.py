@@ -17,7 +17,8 @@ its batch. The steps, each a named method below:
    holdout, deferred, or to send);
 6. **send** (:meth:`RunProcessor._send_fresh` / :meth:`RunProcessor._send_resumed`): a row to send is
    claimed per send window directly as ``sending`` (with its frequency-cap slot, atomically), just before
-   the sender sees it; the suppression list is read again for each window right before it is handed over;
+   the sender sees it; the suppression list is read again for each window right before it is handed over,
+   and while it is sent (unstarted messages of newly suppressed addresses are withdrawn);
    each result is recorded as it arrives (:meth:`RunProcessor._on_result`);
 7. **close** (:func:`close_run`): completed, deferred (quiet hours) or paused (temporary failures).
 
@@ -65,6 +66,9 @@ RESULT_FLUSH_SECONDS = 0.05
 SUPPRESSING = {SendStatus.HARD_BOUNCE: "hard_bounce", SendStatus.COMPLAINT: "complaint"}
 #: the reason of a row whose address was suppressed after it was judged, before it was handed over
 SUPPRESSED_BEFORE_SEND = "suppressed_before_send"
+#: while a window is being sent, the suppression list is read again at most this often (as results
+#: arrive), and messages no worker has started yet are taken back from a sender that supports it
+SUPPRESSION_RECHECK_SECONDS = 0.2
 
 Progress = Callable[[int], None]
 #: called between audience batches; raises to stop the run (it stays resumable under the same key)
@@ -360,19 +364,38 @@ class RunProcessor:
         if not messages:
             return
         recorded: set[int] = set()
+        watch = _SuppressionWatch(self.store, self.sender, messages)
+        on_result = functools.partial(self._on_result, items, recorded, watch)
         try:
-            self.sender.send_batch(messages, functools.partial(self._on_result, items, recorded))
+            self.sender.send_batch(messages, on_result)
             self.flush_results()
         except SenderPausedError:
             self.flush_results()
-            released = self.store.release_unsent(d for d in owned if d not in recorded)
+            self._record_withdrawn(watch, recorded)
+            released = self.store.release_unsent(
+                d for d in owned if d not in recorded and str(d) not in watch.withdrawn
+            )
             log.warning("sender paused; %d claimed messages left for the resume", released)
             raise
+        self._record_withdrawn(watch, recorded)
 
-    def _on_result(self, items: dict[int, Prepared], recorded: set[int], res: SendResult) -> None:
+    def _record_withdrawn(self, watch: _SuppressionWatch, recorded: set[int]) -> None:
+        """Rows the sender gave back unsent because their address was suppressed meanwhile."""
+        assert self.sender is not None
+        gone = [int(k) for k in watch.withdrawn if int(k) not in recorded]
+        if gone:
+            self.store.record_results(
+                [DeliveryOutcome(d, DeliveryStatus.SKIPPED, SUPPRESSED_BEFORE_SEND) for d in gone],
+                sender=self.sender.name,
+            )
+
+    def _on_result(
+        self, items: dict[int, Prepared], recorded: set[int], watch: _SuppressionWatch, res: SendResult
+    ) -> None:
         """Buffer one message's outcome; results are written in small groups (see ``RESULT_FLUSH``)."""
         did = int(res.key)
         recorded.add(did)
+        watch.poll(res.key)
         prepared = items[did]
         if res.ok:
             message_id = prepared.email.message_id if prepared.email else None
@@ -445,6 +468,35 @@ class RunProcessor:
                 " | ".join(prepared.top_products) if prepared else "",
             ]
         )
+
+
+class _SuppressionWatch:
+    """While a window is being sent: reads the suppression list for the window's addresses not yet
+    done, at most every ``SUPPRESSION_RECHECK_SECONDS`` (driven by arriving results), and withdraws
+    newly suppressed messages from a sender that can take them back (``withdraw``; the policy-based
+    senders can). Memory, outbox and console senders hand a window over at once: nothing to take back."""
+
+    def __init__(self, store: PipelineStore, sender: Sender, messages: Sequence[OutgoingMessage]) -> None:
+        self.store = store
+        self.withdraw: Callable[[Sequence[str]], None] | None = getattr(sender, "withdraw", None)
+        self.pending = {m.key: m.rcpt_to.strip().lower() for m in messages}
+        self.withdrawn: set[str] = set()
+        self.last = time.monotonic()
+
+    def poll(self, done_key: str) -> None:
+        self.pending.pop(done_key, None)
+        if self.withdraw is None or not self.pending:
+            return
+        if time.monotonic() - self.last < SUPPRESSION_RECHECK_SECONDS:
+            return
+        self.last = time.monotonic()
+        suppressed = self.store.suppressed_emails(set(self.pending.values()))
+        keys = [k for k, email in self.pending.items() if email in suppressed]
+        if keys:
+            self.withdraw(keys)
+            self.withdrawn.update(keys)
+            for k in keys:
+                del self.pending[k]
 
 
 #: the ledger row a verdict starts as (an eligible customer's row becomes claimed or skipped)

@@ -6,6 +6,7 @@ it; one follow-up per order holds under concurrent runs too."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -235,3 +236,37 @@ def test_two_concurrent_runs_with_cap_one_mail_each_customer_once(shop: dict[str
     # every eligible customer: one sent row in one run, skipped at the cap in the other (none lost)
     assert all(sorted(by_customer[c]) == ["sent", "skipped:frequency_cap"] for c in eligible), by_customer
     assert sum(s.sent for s in summaries.values()) == len(mailed) == len(eligible)
+
+
+def test_an_unsubscribe_while_a_window_is_sent_withdraws_its_unstarted_messages(shop: dict[str, Any]) -> None:
+    """Real SMTP sink, two connections, ~0.1 s per message: a window of 64 takes seconds. Ten customers at
+    the back of the window being sent unsubscribe mid-window; the sender gives their messages back."""
+    store = shop["store"]
+    victims: list[str] = []
+    with SmtpSink(FaultPlan(delay_ms=20)) as sink:
+
+        def unsubscribe_mid_window() -> None:
+            deadline = time.monotonic() + 120
+            while sum(sink.counts.values()) < 5 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with store.engine.connect() as conn:
+                rows = conn.execute(
+                    select(Delivery.id, Delivery.email)
+                    .where(Delivery.status == "sending")
+                    .order_by(Delivery.id.desc())
+                ).all()
+            for _, email in rows[:10]:
+                store.suppress(email, "unsubscribed")
+                victims.append(email)
+
+        watcher = threading.Thread(target=unsubscribe_mid_window)
+        watcher.start()
+        summary = send(shop, run_key="mid-window", sender=sink.dsn + "&concurrency=2")
+        watcher.join(timeout=150)
+        counts = sink.counts
+    assert len(victims) == 10
+    assert not set(victims) & set(counts)  # none of them mailed after the unsubscribe
+    rows = {r.email: r for r in ledger(store)}
+    assert all((rows[v].status, rows[v].reason) == ("skipped", "suppressed_before_send") for v in victims)
+    assert summary.status == "completed" and summary.sent == sum(counts.values())
+    assert max(counts.values()) == 1
