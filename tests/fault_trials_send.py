@@ -19,9 +19,11 @@ The trials (every wait is on progress, every loop bounded in time):
     and rerun: rows left ``sending`` become ``unknown`` (``in_flight_at_crash``), nothing is sent twice.
 ``unsubscribe_mid_run``
     A send against a slowed sink (windows of 64 messages); once the sink has taken a random 20-60
-    messages, 20 customers who have no ledger row yet unsubscribe (recorded in the database, as the
-    public endpoint does). A victim mailed although its row was claimed after the unsubscribe counts as a
-    mail after unsubscribe.
+    messages, 20 customers who have no ledger row yet unsubscribe (recorded in the database one by one,
+    as the public endpoint does). A victim mailed although its row was claimed (and so its window handed
+    over) after its unsubscribe was committed counts as a mail after unsubscribe; a victim whose window
+    was claimed while the 20 unsubscribes were being written may still be mailed (``victims_mailed_at_all``
+    reports them) unless the sender had not started it yet (then it is withdrawn).
 ``concurrent_cap``
     A manual send and a scheduled-style run (``sched:`` key) of the same campaign, started together as two
     processes, frequency cap 1: every eligible customer ends with exactly one message, the other run's row
@@ -53,8 +55,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from sqlalchemy import create_engine, select, text  # noqa: E402
 
 from campaigns.config import Settings, postgres_test_url  # noqa: E402
-from campaigns.models import Customer, Delivery, Suppression  # noqa: E402
+from campaigns.models import Customer, Delivery  # noqa: E402
 from campaigns.store import Store  # noqa: E402
+from campaigns.store.base import utcnow  # noqa: E402
 from campaigns.training import train_model  # noqa: E402
 
 from .smtp_sink import FaultPlan, SinkProcess  # noqa: E402
@@ -248,22 +251,19 @@ def unsubscribe_mid_run(db: str, tmp: Path, seed: int) -> TrialResult:
                     conn.execute(select(Customer.id, Customer.email).where(Customer.id.in_(victims))).all()
                 )
             emails = {c: str(found[c]) for c in victims}
+            recorded_at: dict[str, datetime] = {}
             for c, email in emails.items():
                 s.store.suppress(email, "unsubscribed", customer_id=c)
+                recorded_at[email] = utcnow()  # committed by now (created_at is taken before the commit)
             summary = finish(proc)
             counts = sink.counts()
-        with s.store.engine.connect() as conn:
-            unsubscribed_at = dict(
-                conn.execute(select(Suppression.email, Suppression.created_at).where(
-                    Suppression.email.in_(list(emails.values())))).all()
-            )  # fmt: skip
         rows = {r.email: r for r in s.rows()}
         after = 0
         stopped = 0
         for email in emails.values():
             row = rows.get(email)
-            when: datetime = unsubscribed_at[email]
-            if row is not None and row.created_at >= when and counts.get(email):
+            when = recorded_at[email]
+            if row is not None and row.created_at > when and counts.get(email):
                 after += 1  # claimed after the unsubscribe was recorded, and still mailed
             if row is not None and row.status == "skipped" and (row.reason or "").startswith("suppressed"):
                 stopped += 1

@@ -5,6 +5,9 @@ it; one follow-up per order holds under concurrent runs too."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -27,7 +30,7 @@ from campaigns.store.ledger import CapRule, LedgerRow
 from campaigns.training import load_recommender, train_model
 
 from .smtp_sink import FaultPlan, SmtpSink
-from .synthetic import AS_OF, make_shop, shop_settings
+from .synthetic import AS_OF, ROOT, cli_env, make_shop, shop_settings
 
 
 @pytest.fixture
@@ -270,3 +273,46 @@ def test_an_unsubscribe_while_a_window_is_sent_withdraws_its_unstarted_messages(
     assert all((rows[v].status, rows[v].reason) == ("skipped", "suppressed_before_send") for v in victims)
     assert summary.status == "completed" and summary.sent == sum(counts.values())
     assert max(counts.values()) == 1
+
+
+@pytest.mark.slow
+def test_cli_counts_unknown_and_at_least_once_resends(
+    shop: dict[str, Any], db_url: str, tmp_path: Path
+) -> None:
+    """`retain send --json` counts unknown, `retain runs` / `run show` show it, a rerun sends nothing,
+    `--at-least-once` sends those messages again (real processes, real SMTP sink)."""
+    env = cli_env(replace(shop["settings"], database_url=db_url), tmp_path, COLUMNS="300")
+
+    def retain(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", "from campaigns.cli import run; run()", *args],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    fast = "&max_consecutive_failures=1000&backoff=0.01"
+    with SmtpSink(FaultPlan(slow_reply_s=2, slow_reply_first=1)) as sink:
+        first = retain(
+            "send",
+            "weekly-picks",
+            "--run-key",
+            "k",
+            "--sender",
+            sink.dsn + "&final_reply_timeout=0.3" + fast,
+            "--json",
+        )
+        assert first.returncode == 0, first.stderr
+        summary = json.loads(first.stdout)
+        assert summary["unknown"] > 0 and summary["sent"] == 0
+        assert sum(summary["unknown_reasons"].values()) == summary["unknown"]
+        human = retain("run", "show", "k")
+        assert f"unknown    {summary['unknown']:,}" in human.stdout and "no final reply" in human.stdout
+        assert "unknown" in retain("runs").stdout
+        stored = sum(sink.counts.values())
+        rerun = json.loads(
+            retain("send", "weekly-picks", "--run-key", "k", "--sender", sink.dsn + fast, "--json").stdout
+        )
+        assert rerun["unknown"] == summary["unknown"] and sum(sink.counts.values()) == stored
+        forced = retain(
+            "send", "weekly-picks", "--run-key", "k", "--sender", sink.dsn + fast, "--at-least-once"
+        )
+        assert forced.returncode == 0, forced.stderr
+        assert f"{summary['unknown']} unknown messages sent again (--at-least-once)" in forced.stdout
+        assert sum(sink.counts.values()) == stored + summary["unknown"]

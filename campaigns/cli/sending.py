@@ -181,19 +181,21 @@ def runs_cmd(
         "in flight",
         "holdout",
         "failed",
+        "unknown",
         "deferred",
         "skipped",
     ):
         t.add_column(
             col,
             justify="right"
-            if col in {"sent", "in flight", "holdout", "failed", "deferred", "skipped"}
+            if col in {"sent", "in flight", "holdout", "failed", "unknown", "deferred", "skipped"}
             else "left",
         )
     for r in rows:
         t.add_row(
             r["campaign"], r["key"], r["status"], r["started_at"], f"{r['sent']:,}", f"{r['in_flight']:,}",
-            f"{r['holdout']:,}", f"{r['failed']:,}", f"{r['deferred']:,}", f"{sum(r['skipped'].values()):,}",
+            f"{r['holdout']:,}", f"{r['failed']:,}", f"{r['unknown']:,}", f"{r['deferred']:,}",
+            f"{sum(r['skipped'].values()):,}",
         )  # fmt: skip
     out.print(t)
 
