@@ -316,3 +316,33 @@ def test_cli_counts_unknown_and_at_least_once_resends(
         assert forced.returncode == 0, forced.stderr
         assert f"{summary['unknown']} unknown messages sent again (--at-least-once)" in forced.stdout
         assert sum(sink.counts.values()) == stored + summary["unknown"]
+
+
+def test_two_concurrent_follow_up_runs_follow_each_order_up_once(shop: dict[str, Any]) -> None:
+    """Two follow-up ticks of the same campaign at once (different run keys): the ledger's unique
+    (campaign, order) lets only one of them claim each due order."""
+    start = threading.Barrier(2)
+    summaries: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def run(key: str) -> None:
+        try:
+            start.wait(timeout=30)
+            summaries[key] = send(shop, "thank-you-follow-up", run_key=key, sender=_SlowMemory())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in ("followup:2024-06-03", "manual:2024-06-03")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    with shop["store"].engine.connect() as conn:
+        rows = conn.execute(
+            select(Delivery.order_id, Delivery.status).where(Delivery.campaign == "thank-you-follow-up")
+        ).all()
+    orders = Counter(order for order, _ in rows)
+    assert orders and max(orders.values()) == 1  # one row per order across both runs
+    sent = sum(1 for _, status in rows if status == "sent")
+    assert sent == len(memory.outbox()) == sum(s.sent for s in summaries.values()) > 0
