@@ -215,6 +215,7 @@ def test_a_server_rejecting_everything_pauses_instead_of_burning_the_list(sink_f
     with sender, pytest.raises(SenderPausedError, match="5 messages in a row failed") as info:
         sender.send_batch([message(i) for i in range(50)], results.append)
     assert "run the same command again to resume" in str(info.value)
+    assert f"last: MAIL FROM: {code}" in str(info.value)  # the reason, for the summary and run show
     assert 5 <= len(results) < 50  # the rest were never attempted and got no result
     # left for a later pass of the run, nobody failed for good
     assert all(r.status is SendStatus.DEFERRED and r.code == f"smtp_{code}" for r in results)

@@ -466,7 +466,8 @@ class PolicySender(SenderBase, ABC, Generic[C]):
         self._consecutive_failures += 1
         limit = self.policy.max_consecutive_failures
         if self._consecutive_failures >= limit and not batch.paused:
-            self._pause(batch, f"{limit} messages in a row failed at {self.target}")
+            last = f" (last: {result.detail})" if result is not None and result.detail else ""
+            self._pause(batch, f"{limit} messages in a row failed at {self.target}{last}")
 
     # -- the connection pool -----------------------------------------------------------------------------
     async def _checkout(self, conn: C | None) -> C:
