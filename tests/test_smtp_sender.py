@@ -300,3 +300,23 @@ def test_sink_in_a_separate_process_counts_in_its_log(tmp_path: Path) -> None:
     assert sum(r.ok for r in results) == 5
     assert read_log(log) == {f"c{i}@example.test": 1 for i in range(5)}
     assert "<m0@example.test>" in log.read_text()
+
+
+def test_withdrawn_messages_are_not_started_and_get_no_result(sink_factory) -> None:
+    """``withdraw`` (from the caller's thread, mid-batch) takes back messages no worker has started."""
+    sink = sink_factory(FaultPlan(delay_ms=15))
+    messages = [message(i) for i in range(20)]
+    results: list[SendResult] = []
+    with resolve_sender(sink.dsn + FAST + "&concurrency=1", Settings()) as sender:
+        assert isinstance(sender, SmtpSender)
+
+        def on_result(res: SendResult) -> None:
+            results.append(res)
+            if len(results) == 2:
+                sender.withdraw([m.key for m in messages[10:]])
+
+        sender.send_batch(messages, on_result)
+    keys = {r.key for r in results}
+    assert all(r.ok for r in results)
+    assert keys <= {m.key for m in messages[:10]}  # nothing withdrawn was sent or reported
+    assert len(keys) >= 2 and not set(sink.counts) & {m.rcpt_to for m in messages[10:]}
