@@ -29,7 +29,7 @@ from campaigns.models import Customer, Delivery, Order, Run
 from campaigns.status import CAP_HOLDING, CLOSED_RUN, FINAL_DELIVERY, DeliveryStatus, RunStatus
 from campaigns.store.base import StoreBase, chunked, utcnow
 
-RUNS, DEL, ORD, CUST = (cast(Table, m.__table__) for m in (Run, Delivery, Order, Customer))
+RUNS, DEL, ORD = (cast(Table, m.__table__) for m in (Run, Delivery, Order))
 
 #: a run lease not renewed for this long is considered abandoned (the process died)
 LEASE_SECONDS = 120
@@ -166,6 +166,17 @@ _PG_RESULTS = text(
     "CAST(:message_ids AS varchar[]), CAST(:sent_ats AS timestamp[]), CAST(:attempts AS integer[])) "
     "AS u(id, status, reason, message_id, sent_at, attempts) "
     "WHERE d.id = u.id AND d.status = 'sending'"
+)
+#: PostgreSQL: serialise claimers on these customers (row locks in id order: no deadlock between claimers)
+_PG_LOCK_CUSTOMERS = text(
+    f"SELECT id FROM {Customer.__tablename__} WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR UPDATE"
+)
+#: PostgreSQL: per customer, the marketing rows of other runs that hold a frequency-cap slot
+_PG_CAP_COUNTS = text(
+    f"SELECT customer_id, count(*) FROM {Delivery.__tablename__} "
+    "WHERE customer_id = ANY(CAST(:ids AS integer[])) AND run_id <> :run_id AND is_marketing "
+    "AND status = ANY(CAST(:statuses AS varchar[])) AND coalesce(sent_at, created_at) >= :since "
+    "GROUP BY customer_id"
 )
 
 
@@ -342,10 +353,15 @@ class LedgerStore(StoreBase):
         if not ids:
             return set()
         if self.dialect == "postgresql":
-            for part in chunked(ids, 900):
-                conn.execute(
-                    select(CUST.c.id).where(CUST.c.id.in_(part)).order_by(CUST.c.id).with_for_update()
-                )
+            # fixed statements with one array each (a long IN list is a new statement text per window)
+            conn.execute(_PG_LOCK_CUSTOMERS, {"ids": ids})
+            params = {
+                "ids": ids,
+                "run_id": run_id,
+                "statuses": [str(x) for x in CAP_HOLDING],
+                "since": cap.since,
+            }
+            return {int(c) for c, n in conn.execute(_PG_CAP_COUNTS, params) if n >= cap.cap}
         else:
             # the first statement of the transaction writes, so it holds SQLite's write lock (waiting up
             # to the busy timeout for another claimer) before anything is counted
