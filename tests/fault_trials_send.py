@@ -196,6 +196,8 @@ def account(result: TrialResult, s: TrialShop, sink_counts: Counter[str]) -> Non
     maybe = {r.email for r in rows if r.status == "unknown"}
     result.notes["sent_not_at_sink"] = len(sent_emails - set(sink_counts))
     result.notes["at_sink_not_in_ledger"] = len(set(sink_counts) - sent_emails - maybe)
+    # the price of at most once: counted unknown, but the server never stored them
+    result.notes["unknown_not_at_sink"] = len(maybe - set(sink_counts) - sent_emails)
 
 
 # ---------------------------------------------------------------------------- the trials
