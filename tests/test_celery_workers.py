@@ -181,7 +181,7 @@ def check_exactly_once(trial: Trial, summary: Any) -> dict[str, int]:
     assert set(counts) - sent <= in_flight  # anything else was in flight at a crash
     eligible = len(rows) - sum(1 for _, s, _ in rows if s in ("holdout", "skipped"))
     assert len(sent) + len(in_flight) == eligible
-    assert {s for _, s, _ in rows} <= {"sent", "holdout", "skipped", "unknown"}
+    assert {s for _, s, _ in rows} <= {"sent", "holdout", "skipped", "failed", "unknown"}
     return {"sent": len(sent), "in_flight": len(in_flight), "eligible": eligible}
 
 
