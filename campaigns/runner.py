@@ -472,7 +472,8 @@ class RunProcessor:
 
 class _SuppressionWatch:
     """While a window is being sent: reads the suppression list for the window's addresses not yet
-    done, at most every ``SUPPRESSION_RECHECK_SECONDS`` (driven by arriving results), and withdraws
+    done at its first result, then at most every ``SUPPRESSION_RECHECK_SECONDS`` (driven by arriving
+    results), and withdraws
     newly suppressed messages from a sender that can take them back (``withdraw``; the policy-based
     senders can). Memory, outbox and console senders hand a window over at once: nothing to take back."""
 
@@ -481,7 +482,7 @@ class _SuppressionWatch:
         self.withdraw: Callable[[Sequence[str]], None] | None = getattr(sender, "withdraw", None)
         self.pending = {m.key: m.rcpt_to.strip().lower() for m in messages}
         self.withdrawn: set[str] = set()
-        self.last = time.monotonic()
+        self.last = float("-inf")  # the first result of the window looks at once
 
     def poll(self, done_key: str) -> None:
         self.pending.pop(done_key, None)
