@@ -127,7 +127,7 @@ def test_tls_failure_shows_in_the_send_summary_and_run_show(
     summary = run_campaign(store, settings, definition, recommender=load_recommender(settings, store),
                            run_key="tls", sender=_dsn(tls_sink, ""))  # fmt: skip
     assert summary.status == "paused"
-    assert "certificate verify failed" in (summary.reason or "")
+    assert "certificate verify failed" in (summary.reason or ""), summary.reason
     # the CLI (real processes): `retain send` prints it, `retain run show` shows it as the run's note
     env = cli_env(settings, tmp_path, COLUMNS="400")
 
@@ -137,10 +137,12 @@ def test_tls_failure_shows_in_the_send_summary_and_run_show(
 
     sent = retain("send", "weekly-picks", "--run-key", "tls2", "--sender", _dsn(tls_sink, ""))
     assert sent.returncode == 3, sent.stdout + sent.stderr
-    assert "certificate verify failed" in sent.stdout and "cafile=" in sent.stdout
+    said = " ".join(sent.stdout.split())  # Rich wraps long lines at the terminal width
+    assert "certificate verify failed" in said and "cafile=" in said, sent.stdout
     shown = retain("run", "show", "tls")
     assert shown.returncode == 0, shown.stderr
-    assert "paused" in shown.stdout and "certificate verify failed" in shown.stdout
+    said = " ".join(shown.stdout.split())
+    assert "paused" in said and "certificate verify failed" in said, shown.stdout
     as_json = json.loads(retain("run", "show", "tls", "--json").stdout)
     assert as_json["status"] == "paused" and "certificate verify failed" in as_json["reason"]
     # with the CA given, the same run resumes and sends
