@@ -70,7 +70,7 @@ def test_no_final_reply_is_unknown_counted_and_never_resent_unless_at_least_once
 ) -> None:
     """A server that stores each message and answers the final "." after 3 s, with a client that waits
     0.5 s: every message is ``unknown``; a rerun sends nothing; an --at-least-once rerun sends again."""
-    fast = "&max_consecutive_failures=1000&backoff=0.01&concurrency=8"
+    fast = "&max_consecutive_failures=1000&backoff=0.01&backoff_max=0.05&concurrency=8"
     with SmtpSink(FaultPlan(slow_reply_s=3, slow_reply_first=1)) as sink:
         first = send(shop, run_key="slow", sender=sink.dsn + "&final_reply_timeout=0.5" + fast)
         eligible = first.unknown
@@ -287,7 +287,7 @@ def test_cli_counts_unknown_and_at_least_once_resends(
         return subprocess.run([sys.executable, "-c", "from campaigns.cli import run; run()", *args],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
 
-    fast = "&max_consecutive_failures=1000&backoff=0.01"
+    fast = "&max_consecutive_failures=1000&backoff=0.01&backoff_max=0.05"
     with SmtpSink(FaultPlan(slow_reply_s=2, slow_reply_first=1)) as sink:
         first = retain(
             "send",
