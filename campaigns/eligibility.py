@@ -8,8 +8,10 @@ failing check is the reason)::
     suppressed       on the suppression list (unsubscribed, hard bounce, complaint, manual) - always,
                      for transactional mail too
     no_consent       marketing mail without consent (or the soft opt-in rule, when enabled)
-    frequency_cap    already sent settings.frequency_cap marketing emails within
-                     settings.frequency_window_days (marketing mail only; 0 = no cap)
+    frequency_cap    already settings.frequency_cap marketing emails within
+                     settings.frequency_window_days (marketing mail only; 0 = no cap), counting
+                     messages sent, being sent, claimed or of unknown fate in other runs; the claim
+                     counts again atomically (campaigns/store/ledger.py), so concurrent runs hold it
     holdout          in the campaign's deterministic control group (status "holdout")
     quiet_hours      local time inside settings.quiet_hours: status "deferred" with defer_until
 
@@ -140,12 +142,14 @@ def judge_batch(
     now: datetime,
     holdout_share: float,
     marketing: bool = True,
+    run_id: int | None = None,
 ) -> list[Verdict]:
     """One verdict per customer, in input order (see the module docstring for the checks).
 
     Makes one suppression query and (for marketing mail with a cap) one frequency-cap query per
     batch. ``now`` is naive UTC; ``marketing=False`` (transactional follow-ups) skips the consent
-    and frequency-cap checks but never the suppression list.
+    and frequency-cap checks but never the suppression list. ``run_id``: this run's own rows do not
+    count toward the cap (a resumed run).
     """
     if not 0.0 <= holdout_share < 1.0:
         raise ConfigError(f"holdout share must be in [0, 1), got {holdout_share}")
@@ -154,7 +158,7 @@ def judge_batch(
     cap = settings.frequency_cap if marketing else 0
     if cap > 0:
         since = now - timedelta(days=settings.frequency_window_days)
-        sends = store.marketing_sends_since([c.id for c in customers], since)
+        sends = store.marketing_sends_since([c.id for c in customers], since, exclude_run=run_id)
     hours = parse_quiet_hours(settings.quiet_hours)
     shop_zone = ZoneInfo(settings.shop_timezone)
     zones: dict[str | None, ZoneInfo] = {}

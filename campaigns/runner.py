@@ -7,16 +7,19 @@ its batch. The steps, each a named method below:
 1. **audience** (:func:`iter_audience`): the kind's own audience (post-purchase: due orders) or the
    campaign's segment, streamed in batches of ``settings.batch_size``;
 2. **open rows** (:meth:`RunProcessor._open_rows`): a resumed run skips customers already final; a row
-   found ``sending`` was in flight when a process died: resolved **at most once** (failed,
-   ``in_flight_at_crash``), never re-sent (docs/sending.md);
+   found ``sending`` was in flight when a process died: resolved **at most once** (``unknown``,
+   ``in_flight_at_crash``), never re-sent (docs/sending.md) — unless the run is ``at_least_once``,
+   which re-opens its ``unknown`` rows;
 3. **judge** (:func:`campaigns.eligibility.judge_batch`): consent, suppression, frequency cap, quiet hours,
    address, holdout;
 4. **build** (:class:`campaigns.factory.EmailFactory`): recommend -> context -> render -> wire message;
 5. **ledger rows** (:meth:`RunProcessor._ledger_rows`): one row per customer per run (skipped + reason,
    holdout, deferred, or to send);
 6. **send** (:meth:`RunProcessor._send_fresh` / :meth:`RunProcessor._send_resumed`): a row to send is
-   claimed per send window directly as ``sending``, just before the sender sees it; each result is
-   recorded as it arrives (:meth:`RunProcessor._on_result`);
+   claimed per send window directly as ``sending`` (with its frequency-cap slot, atomically), just before
+   the sender sees it; the suppression list is read again for each window right before it is handed over,
+   and while it is sent (unstarted messages of newly suppressed addresses are withdrawn);
+   each result is recorded as it arrives (:meth:`RunProcessor._on_result`);
 7. **close** (:func:`close_run`): completed, deferred (quiet hours) or paused (temporary failures).
 
 A template error stops the run before anything else is sent; a sender that keeps failing pauses the run
@@ -31,7 +34,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,7 +51,7 @@ from campaigns.segments import iter_segment, load_segments, resolve_segment
 from campaigns.senders import resolve_sender
 from campaigns.senders.base import OutgoingMessage, Sender, SendResult, SendStatus
 from campaigns.status import CLOSED_RUN, OPEN_DELIVERY, DeliveryStatus, RunStatus
-from campaigns.store.ledger import DeliveryOutcome, DeliveryState, LedgerRow
+from campaigns.store.ledger import CapRule, DeliveryOutcome, DeliveryState, LedgerRow
 from campaigns.store.protocols import AudienceStore, PipelineStore
 from campaigns.summary import ALREADY_DONE, RunSummary, summarise_run
 from campaigns.variants import with_variants
@@ -62,6 +65,11 @@ RESULT_FLUSH = 64
 RESULT_FLUSH_SECONDS = 0.05
 #: send outcomes that put the recipient's address on the suppression list, with the list's reason
 SUPPRESSING = {SendStatus.HARD_BOUNCE: "hard_bounce", SendStatus.COMPLAINT: "complaint"}
+#: the reason of a row whose address was suppressed after it was judged, before it was handed over
+SUPPRESSED_BEFORE_SEND = "suppressed_before_send"
+#: while a window is being sent, the suppression list is read again at most this often (as results
+#: arrive), and messages no worker has started yet are taken back from a sender that supports it
+SUPPRESSION_RECHECK_SECONDS = 0.2
 
 Progress = Callable[[int], None]
 #: called between audience batches; raises to stop the run (it stays resumable under the same key)
@@ -87,6 +95,8 @@ class RunRequest:
     segments_file: Path | None = None
     progress: Progress | None = None
     checkpoint: Checkpoint | None = None
+    #: re-send this run's ``unknown`` rows (may deliver twice; the operator's explicit choice)
+    at_least_once: bool = False
 
 
 def default_run_key(now: datetime) -> str:
@@ -161,8 +171,10 @@ class RunProcessor:
         sender: Sender | None,
         report: Any | None,
         summary: RunSummary,
+        at_least_once: bool = False,
     ) -> None:
         self.store, self.settings, self.factory = store, settings, factory
+        self.at_least_once = at_least_once
         self.definition = factory.definition
         self.run_id, self.owner, self.now = run_id, owner, now
         self.sender, self.report, self.summary = sender, report, summary
@@ -218,7 +230,21 @@ class RunProcessor:
             in_flight = [s.id for s in states.values() if s.status == DeliveryStatus.SENDING]
             if in_flight:
                 self.summary.in_flight_resolved += self.store.resolve_in_flight(in_flight)
+            if self.at_least_once:
+                unknown = [s.id for s in states.values() if s.status == DeliveryStatus.UNKNOWN]
+                reopened = set(self.store.reopen_unknown(unknown)) if unknown else set()
+                self.summary.resent_unknown += len(reopened)
+                for cid, st in list(states.items()):
+                    if st.id in reopened:
+                        states[cid] = DeliveryState(st.id, cid, DeliveryStatus.CLAIMED, None, st.attempts)
         return states
+
+    def _cap(self) -> CapRule | None:
+        """The frequency cap the claim enforces (marketing mail with a cap only)."""
+        cap = self.settings.frequency_cap if self.definition.marketing else 0
+        if cap <= 0:
+            return None
+        return CapRule(cap, self.now - timedelta(days=self.settings.frequency_window_days))
 
     def _judge(self, members: Sequence[Member]) -> list[Verdict]:
         return judge_batch(
@@ -229,6 +255,7 @@ class RunProcessor:
             now=self.now,
             holdout_share=self.holdout_share,
             marketing=self.definition.marketing,
+            run_id=self.run_id,
         )
 
     def _ledger_rows(
@@ -294,83 +321,102 @@ class RunProcessor:
         ]
         if not resumed and not to_claim:
             return
-        # last look at suppressions: an unsubscribe may have arrived since the batch was judged
-        emails = {p.member.customer.email for p in resumed.values()} | {
-            p.member.customer.email for _, p in to_claim
-        }
-        suppressed = self.store.suppressed_emails(emails) if emails else set()
-        self._send_resumed(resumed, suppressed)
-        self._send_fresh(to_claim, suppressed)
+        self._send_resumed(resumed)
+        self._send_fresh(to_claim)
 
     def _window(self) -> int:
         return max(self.settings.send_concurrency * 2, 64)
 
-    def _send_resumed(self, resumed: dict[int, Prepared], suppressed: set[str]) -> None:
+    def _send_resumed(self, resumed: dict[int, Prepared]) -> None:
         """Existing ``claimed`` rows of a resumed run: moved to ``sending`` window by window by an atomic
-        conditional update (only the rows this process moved are its to send)."""
+        conditional update (only the rows this process moved are its to send; the frequency cap is
+        counted again in the same transaction)."""
         ids = list(resumed)
         window = self._window()
         for start in range(0, len(ids), window):
-            owned = self.store.begin_sending(ids[start : start + window])
-            self._send_window(owned, resumed, suppressed)
+            owned = self.store.begin_sending(ids[start : start + window], cap=self._cap())
+            self._send_window(owned, resumed)
 
-    def _send_fresh(self, to_claim: Sequence[tuple[LedgerRow, Prepared]], suppressed: set[str]) -> None:
+    def _send_fresh(self, to_claim: Sequence[tuple[LedgerRow, Prepared]]) -> None:
         """New rows: claimed and moved to ``sending`` by one INSERT per window (only the rows that INSERT
-        created are this process's to send), so a crash leaves at most one window in flight."""
+        created are this process's to send), so a crash leaves at most one window in flight. The
+        frequency cap is counted in the INSERT's transaction (a customer at the cap gets ``skipped``)."""
         assert self.sender is not None and self.run_id is not None
         window = self._window()
         for start in range(0, len(to_claim), window):
             part = to_claim[start : start + window]
             rows: list[LedgerRow] = []
-            for row, p in part:
-                if _address(p) in suppressed:
-                    row.status, row.reason = DeliveryStatus.FAILED, "suppressed_before_send"
-                else:
-                    row.status = DeliveryStatus.SENDING
+            for row, _p in part:
+                row.status = DeliveryStatus.SENDING
                 row.sender = self.sender.name
                 rows.append(row)
-            got = self.store.record_deliveries(self.run_id, self.definition.name, rows)
+            got = self.store.record_deliveries(self.run_id, self.definition.name, rows, cap=self._cap())
             mine: dict[int, Prepared] = {}
             for row, p in part:
                 did = got.get(row.customer_id)
                 if did is not None and row.status == DeliveryStatus.SENDING:
                     mine[did] = p
-            self._send_window(list(mine), mine, set())
+            self._send_window(list(mine), mine)
 
-    def _send_window(self, owned: list[int], items: dict[int, Prepared], suppressed: set[str]) -> None:
+    def _send_window(self, owned: list[int], items: dict[int, Prepared]) -> None:
         """Hand the ``sending`` rows ``owned`` by this process to the sender; results are recorded as
-        they arrive. Suppressed addresses are failed instead (``suppressed_before_send``)."""
+        they arrive. The suppression list is read for this window right before it is handed over (an
+        unsubscribe recorded since the batch was judged stops the message): those rows become
+        ``skipped`` / ``suppressed_before_send``."""
         assert self.sender is not None
+        if not owned:
+            return
+        emails = {_address(items[did]) for did in owned}
+        suppressed = self.store.suppressed_emails(emails)
         messages: list[OutgoingMessage] = []
+        stopped: list[DeliveryOutcome] = []
         for did in owned:
             p = items[did]
             if _address(p) in suppressed:
-                self.store.record_result(
-                    DeliveryOutcome(did, DeliveryStatus.FAILED, "suppressed_before_send"),
-                    sender=self.sender.name,
-                )
+                stopped.append(DeliveryOutcome(did, DeliveryStatus.SKIPPED, SUPPRESSED_BEFORE_SEND))
                 continue
             email = p.email
             assert email is not None
             messages.append(
                 OutgoingMessage(str(did), email.mail_from, email.rcpt_to, email.data, email.message_id)
             )
+        if stopped:
+            self.store.record_results(stopped, sender=self.sender.name)
         if not messages:
             return
         recorded: set[int] = set()
+        watch = _SuppressionWatch(self.store, self.sender, messages)
+        on_result = functools.partial(self._on_result, items, recorded, watch)
         try:
-            self.sender.send_batch(messages, functools.partial(self._on_result, items, recorded))
+            self.sender.send_batch(messages, on_result)
             self.flush_results()
         except SenderPausedError:
             self.flush_results()
-            released = self.store.release_unsent(d for d in owned if d not in recorded)
+            self._record_withdrawn(watch, recorded)
+            released = self.store.release_unsent(
+                d for d in owned if d not in recorded and str(d) not in watch.withdrawn
+            )
             log.warning("sender paused; %d claimed messages left for the resume", released)
             raise
+        self._record_withdrawn(watch, recorded)
 
-    def _on_result(self, items: dict[int, Prepared], recorded: set[int], res: SendResult) -> None:
+    def _record_withdrawn(self, watch: _SuppressionWatch, recorded: set[int]) -> None:
+        """Rows the sender gave back unsent because their address was suppressed meanwhile."""
+        assert self.sender is not None
+        gone = [int(k) for k in watch.withdrawn if int(k) not in recorded]
+        if gone:
+            self.store.record_results(
+                [DeliveryOutcome(d, DeliveryStatus.SKIPPED, SUPPRESSED_BEFORE_SEND) for d in gone],
+                sender=self.sender.name,
+            )
+
+    def _on_result(
+        self, items: dict[int, Prepared], recorded: set[int], watch: _SuppressionWatch, res: SendResult
+    ) -> None:
         """Buffer one message's outcome; results are written in small groups (see ``RESULT_FLUSH``)."""
         did = int(res.key)
         recorded.add(did)
+        watch.poll(res.key)
         prepared = items[did]
         if res.ok:
             message_id = prepared.email.message_id if prepared.email else None
@@ -379,6 +425,10 @@ class RunProcessor:
             self.summary.retry_later += 1
             outcome = DeliveryOutcome(
                 did, DeliveryStatus.CLAIMED, _failure_reason(res), attempts=res.attempts
+            )
+        elif res.status is SendStatus.UNKNOWN:  # may have been delivered: recorded, never re-sent
+            outcome = DeliveryOutcome(
+                did, DeliveryStatus.UNKNOWN, _failure_reason(res), attempts=res.attempts
             )
         else:
             outcome = DeliveryOutcome(did, DeliveryStatus.FAILED, _failure_reason(res), attempts=res.attempts)
@@ -439,6 +489,36 @@ class RunProcessor:
                 " | ".join(prepared.top_products) if prepared else "",
             ]
         )
+
+
+class _SuppressionWatch:
+    """While a window is being sent: reads the suppression list for the window's addresses not yet
+    done at its first result, then at most every ``SUPPRESSION_RECHECK_SECONDS`` (driven by arriving
+    results), and withdraws
+    newly suppressed messages from a sender that can take them back (``withdraw``; the policy-based
+    senders can). Memory, outbox and console senders hand a window over at once: nothing to take back."""
+
+    def __init__(self, store: PipelineStore, sender: Sender, messages: Sequence[OutgoingMessage]) -> None:
+        self.store = store
+        self.withdraw: Callable[[Sequence[str]], None] | None = getattr(sender, "withdraw", None)
+        self.pending = {m.key: m.rcpt_to.strip().lower() for m in messages}
+        self.withdrawn: set[str] = set()
+        self.last = float("-inf")  # the first result of the window looks at once
+
+    def poll(self, done_key: str) -> None:
+        self.pending.pop(done_key, None)
+        if self.withdraw is None or not self.pending:
+            return
+        if time.monotonic() - self.last < SUPPRESSION_RECHECK_SECONDS:
+            return
+        self.last = time.monotonic()
+        suppressed = self.store.suppressed_emails(set(self.pending.values()))
+        keys = [k for k, email in self.pending.items() if email in suppressed]
+        if keys:
+            self.withdraw(keys)
+            self.withdrawn.update(keys)
+            for k in keys:
+                del self.pending[k]
 
 
 #: the ledger row a verdict starts as (an eligible customer's row becomes claimed or skipped)
@@ -502,17 +582,19 @@ def run_campaign(
     segments_file: Path | None = None,
     members: Iterator[list[Member]] | None = None,
     progress: Progress | None = None,
+    at_least_once: bool = False,
 ) -> RunSummary:
     """Run (or resume) one campaign in this process; see the module docstring. Returns its summary.
 
     ``now`` defaults to the reference clock (settings.as_of). ``sender`` is a Sender or a DSN/alias
     (default: settings.resolved_sender()). ``members`` replaces the campaign's audience. Raises
     RenderError (run marked failed), RunBusyError, NotFoundError for an unknown segment; returns status
-    "paused" when the sender gave up.
+    "paused" when the sender gave up. ``at_least_once`` re-sends this run's ``unknown`` rows.
     """
     request = RunRequest(
         definition, run_key=run_key, now=now, sender=sender, dry_run=dry_run, report_path=report_path,
         scheduled_for=scheduled_for, segments_file=segments_file, progress=progress,
+        at_least_once=at_least_once,
     )  # fmt: skip
     return execute_run(store, settings, request, recommender=recommender, members=members)
 
@@ -534,6 +616,16 @@ def execute_run(
     if not request.dry_run:
         record = store.start_run(definition.name, key, owner=run.owner, scheduled_for=request.scheduled_for)
         run.run_id = record.id
+        if (
+            request.at_least_once
+            and record.status == RunStatus.COMPLETED
+            and store.run_counts(record.id).get(DeliveryStatus.UNKNOWN)
+        ):
+            # the operator chose to re-send the completed run's unknown rows: reopen it for this pass
+            store.finish_run(record.id, None, RunStatus.PAUSED, "reopened --at-least-once")
+            record = store.start_run(
+                definition.name, key, owner=run.owner, scheduled_for=request.scheduled_for
+            )
         if record.status in CLOSED_RUN:
             return summarise_run(
                 store, run.summary, record.id, record.status, started=run.started, reason=ALREADY_DONE
@@ -547,6 +639,7 @@ def execute_run(
         processor = RunProcessor(
             store, settings, factory, run_id=run.run_id, owner=run.owner, now=now,
             sender=run.sender, report=run.writer, summary=run.summary,
+            at_least_once=request.at_least_once,
         )  # fmt: skip
         if definition.ab_test is not None and not request.dry_run:
             from campaigns.abtest import drive_test_then_winner
@@ -647,10 +740,14 @@ def close_run(
 
 
 def process_leftovers(store: PipelineStore, processor: RunProcessor, run_id: int, now: datetime) -> None:
-    """Rows of this run not reached through the audience (left the segment since): claimed or due deferred."""
+    """Rows of this run not reached through the audience (left the segment since): claimed or due deferred
+    (and ``unknown`` in an at-least-once run)."""
     seen: set[int] = set()
+    open_states = [DeliveryStatus.CLAIMED]
+    if processor.at_least_once:
+        open_states.append(DeliveryStatus.UNKNOWN)
     while True:
-        ids = [i for i in store.customers_in_state(run_id, (DeliveryStatus.CLAIMED,)) if i not in seen]
+        ids = [i for i in store.customers_in_state(run_id, open_states) if i not in seen]
         ids += [i for i in store.due_deferred_customers(run_id, now) if i not in seen]
         if not ids:
             return

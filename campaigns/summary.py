@@ -30,7 +30,10 @@ class RunSummary:
     deferred: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
+    unknown_reasons: dict[str, int] = field(default_factory=dict)
+    unknown: int = 0  # handed to the transport, no final reply: may have arrived, never re-sent
     in_flight_resolved: int = 0
+    resent_unknown: int = 0  # unknown rows an --at-least-once run sent again
     retry_later: int = 0  # temporary failures left claimed for the next run of this key
     audience: int = 0
     seconds: float = 0.0
@@ -50,7 +53,10 @@ class RunSummary:
             "deferred": self.deferred,
             "skipped": dict(sorted(self.skipped.items())),
             "failures": dict(sorted(self.failures.items())),
+            "unknown": self.unknown,
+            "unknown_reasons": dict(sorted(self.unknown_reasons.items())),
             "in_flight_resolved": self.in_flight_resolved,
+            "resent_unknown": self.resent_unknown,
             "retry_later": self.retry_later,
             "audience": self.audience,
             "seconds": round(self.seconds, 2),
@@ -89,9 +95,11 @@ def summarise_run(
         k: v for k, v in counts.skipped.items() if k != "quiet_hours" or counts.get(DeliveryStatus.DEFERRED)
     }
     summary.failures = dict(counts.failed)
+    summary.unknown = counts.get(DeliveryStatus.UNKNOWN)
+    summary.unknown_reasons = dict(counts.unknown)
     if not counted_here:
         summary.audience = counts.total
-        summary.in_flight_resolved = counts.failed.get("in_flight_at_crash", 0)
+        summary.in_flight_resolved = counts.unknown.get("in_flight_at_crash", 0)
         summary.retry_later = counts.get(DeliveryStatus.CLAIMED)
     if reason is not None:
         summary.reason = reason

@@ -31,6 +31,7 @@ import os
 import random
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -260,14 +261,21 @@ def _authenticator(user: str, password: str) -> Any:
 
 
 async def start_server(
-    handler: FaultHandler, port: int = 0, reuse_port: bool = False, auth: tuple[str, str] | None = None
+    handler: FaultHandler,
+    port: int = 0,
+    reuse_port: bool = False,
+    auth: tuple[str, str] | None = None,
+    tls_context: ssl.SSLContext | None = None,
 ) -> asyncio.AbstractServer:
-    """Listen on 127.0.0.1:``port`` in the running loop (port 0 = a free one)."""
+    """Listen on 127.0.0.1:``port`` in the running loop (port 0 = a free one); ``tls_context`` offers
+    STARTTLS with that (server) context."""
     loop = asyncio.get_running_loop()
     delay = handler.plan.delay_ms / 1000.0
     extra: dict[str, Any] = {}
     if auth:
         extra = {"authenticator": _authenticator(*auth), "auth_required": True, "auth_require_tls": False}
+    if tls_context is not None:
+        extra["tls_context"] = tls_context
 
     def factory() -> SMTP:
         with warnings.catch_warnings():
@@ -289,11 +297,13 @@ class SmtpSink:
         log_path: str | os.PathLike[str] | None = None,
         keep_messages: bool = True,
         auth: tuple[str, str] | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.handler = FaultHandler(plan or FaultPlan(), log_path, keep_messages)
         self.host = "127.0.0.1"
         self.port = port
         self._auth = auth
+        self._tls_context = tls_context
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -321,7 +331,7 @@ class SmtpSink:
         self._thread = threading.Thread(target=self._loop.run_forever, name="smtp-sink", daemon=True)
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            start_server(self.handler, self.port, auth=self._auth), self._loop
+            start_server(self.handler, self.port, auth=self._auth, tls_context=self._tls_context), self._loop
         )
         self._server = future.result(timeout=10)
         assert isinstance(self._server, asyncio.Server)

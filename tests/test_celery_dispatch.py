@@ -126,7 +126,7 @@ def test_a_dead_holders_batch_is_taken_over_and_its_in_flight_rows_resolved_once
     outcome = _batch(shop, 0)
     assert outcome.status == "done" and outcome.in_flight_resolved == 1
     counts = store.run_counts(run.id)
-    assert counts.failed == {"in_flight_at_crash": 1}
+    assert counts.unknown == {"in_flight_at_crash": 1}
     recipients = {m.rcpt_to for m in memory.outbox()}
     assert all(c.email not in recipients for c in store.customers_by_ids([c1]).values())
     assert any(c.email in recipients for c in store.customers_by_ids([c2]).values()) or counts.get("holdout")
@@ -188,7 +188,7 @@ def test_a_crash_leaves_at_most_one_window_in_flight_and_nothing_claimed(store: 
     outcome = run_batch(rt, run_id=run.id, batch_no=0, campaign=CAMPAIGN, run_key="k", now=AS_OF)
     assert outcome.status == "done" and outcome.in_flight_resolved == counts.get("sending")
     after = store.run_counts(run.id)
-    assert after.failed == {"in_flight_at_crash": counts.get("sending")}
+    assert after.unknown == {"in_flight_at_crash": counts.get("sending")}
     assert after.get("sending") == after.get("claimed") == 0
     assert after.total == 300  # every member has exactly one ledger row
     sent = memory.outbox()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from campaigns.config import Settings
-from campaigns.errors import SenderPausedError
+from campaigns.errors import ConfigError, SenderPausedError
 from campaigns.senders import OutgoingMessage, SendResult, SendStatus, resolve_sender
 from campaigns.senders.smtp import SmtpSender
 
@@ -139,12 +139,14 @@ def test_connection_dropped_after_the_payload_is_unknown_and_never_retried(sink_
 
 
 def test_a_final_reply_slower_than_the_timeout_is_unknown_not_a_retry(sink_factory) -> None:
-    """The sink stores each message, then holds its reply after DATA far beyond the client's timeout: the
-    message was delivered, so a retry would duplicate it. The sender reports UNKNOWN after one attempt."""
+    """The sink stores each message, then holds its reply after DATA far beyond the client's final-reply
+    timeout: the message was delivered, so a retry would duplicate it. The sender reports UNKNOWN after one
+    attempt."""
     sink = sink_factory(FaultPlan(slow_reply_s=120, slow_reply_first=1))  # only the first try is slow
     messages = [message(i) for i in range(3)]
     results: list[SendResult] = []
-    with resolve_sender(sink.dsn + "&timeout=1.5&concurrency=3&backoff=0.01", Settings()) as sender:
+    dsn = sink.dsn + "&final_reply_timeout=1.5&concurrency=3&backoff=0.01"
+    with resolve_sender(dsn, Settings()) as sender:
         assert isinstance(sender, SmtpSender)
         sender.send_batch(messages, results.append)
         assert sender.connections_opened == 3
@@ -158,6 +160,31 @@ def test_a_final_reply_slower_than_the_timeout_is_unknown_not_a_retry(sink_facto
     assert sink.stats.faults["slow_reply"] == 3  # one DATA per message: the sender never retried
     assert sink.counts == {m.rcpt_to: 1 for m in messages} | {"c9@example.test": 1}  # stored once each
     assert later[0].ok
+
+
+def test_a_slow_final_reply_within_final_reply_timeout_is_sent_once(sink_factory) -> None:
+    """The per-command ``timeout`` does not cut the wait for the reply after the message data: a server
+    that stores the message and acknowledges it after 2.5 s (longer than timeout=1) is waited for."""
+    sink = sink_factory(FaultPlan(slow_reply_s=2.5))
+    messages = [message(i) for i in range(2)]
+    results: list[SendResult] = []
+    with resolve_sender(sink.dsn + "&timeout=1&final_reply_timeout=30&concurrency=2", Settings()) as sender:
+        assert isinstance(sender, SmtpSender)
+        assert sender.options.timeout == 1 and sender.options.final_reply_timeout == 30
+        sender.send_batch(messages, results.append)
+    assert all(r.ok and r.attempts == 1 for r in results)
+    assert sink.counts == {m.rcpt_to: 1 for m in messages}
+
+
+def test_final_reply_timeout_defaults_to_rfc_5321s_ten_minutes() -> None:
+    with resolve_sender("smtp://127.0.0.1:2525?tls=none", Settings()) as sender:
+        assert isinstance(sender, SmtpSender)
+        assert sender.options.final_reply_timeout == 600.0
+        assert sender.options.timeout == 30.0
+    with pytest.raises(ConfigError, match="final_reply_timeout"):
+        resolve_sender("smtp://127.0.0.1:2525?final_reply_timeout=0", Settings())
+    with pytest.raises(ConfigError, match="final_reply_timeout=.* must be float"):
+        resolve_sender("smtp://127.0.0.1:2525?final_reply_timeout=soon", Settings())
 
 
 def test_random_faults_never_duplicate_or_lose_a_message(sink_factory) -> None:
@@ -188,6 +215,7 @@ def test_a_server_rejecting_everything_pauses_instead_of_burning_the_list(sink_f
     with sender, pytest.raises(SenderPausedError, match="5 messages in a row failed") as info:
         sender.send_batch([message(i) for i in range(50)], results.append)
     assert "run the same command again to resume" in str(info.value)
+    assert f"last: MAIL FROM: {code}" in str(info.value)  # the reason, for the summary and run show
     assert 5 <= len(results) < 50  # the rest were never attempted and got no result
     # left for a later pass of the run, nobody failed for good
     assert all(r.status is SendStatus.DEFERRED and r.code == f"smtp_{code}" for r in results)
@@ -272,3 +300,23 @@ def test_sink_in_a_separate_process_counts_in_its_log(tmp_path: Path) -> None:
     assert sum(r.ok for r in results) == 5
     assert read_log(log) == {f"c{i}@example.test": 1 for i in range(5)}
     assert "<m0@example.test>" in log.read_text()
+
+
+def test_withdrawn_messages_are_not_started_and_get_no_result(sink_factory) -> None:
+    """``withdraw`` (from the caller's thread, mid-batch) takes back messages no worker has started."""
+    sink = sink_factory(FaultPlan(delay_ms=15))
+    messages = [message(i) for i in range(20)]
+    results: list[SendResult] = []
+    with resolve_sender(sink.dsn + FAST + "&concurrency=1", Settings()) as sender:
+        assert isinstance(sender, SmtpSender)
+
+        def on_result(res: SendResult) -> None:
+            results.append(res)
+            if len(results) == 2:
+                sender.withdraw([m.key for m in messages[10:]])
+
+        sender.send_batch(messages, on_result)
+    keys = {r.key for r in results}
+    assert all(r.ok for r in results)
+    assert keys <= {m.key for m in messages[:10]}  # nothing withdrawn was sent or reported
+    assert len(keys) >= 2 and not set(sink.counts) & {m.rcpt_to for m in messages[10:]}

@@ -27,6 +27,8 @@ def print_summary(summary: RunSummary) -> None:
     count = data.get("would_send", data.get("sent", 0))
     line = f"[bold]{escape(summary.campaign)}[/bold] ({escape(summary.run_key)}): {summary.status}; {verb} {count:,}, holdout {summary.holdout:,}"
     line += f", failed {summary.failed:,}"
+    if summary.unknown:
+        line += f", unknown {summary.unknown:,}"
     if summary.deferred:
         line += f", deferred {summary.deferred:,} (until {summary.next_attempt_at})"
     out.print(line + f"  [{summary.seconds:.1f} s]")
@@ -44,10 +46,19 @@ def print_summary(summary: RunSummary) -> None:
                 f"{escape(k)} {v:,}" for k, v in sorted(summary.failures.items(), key=lambda kv: -kv[1])
             )
         )
+    if summary.unknown_reasons:
+        out.print(
+            "  unknown (handed over, no final reply; not re-sent): "
+            + ", ".join(
+                f"{k} {v:,}" for k, v in sorted(summary.unknown_reasons.items(), key=lambda kv: -kv[1])
+            )
+        )
     if summary.in_flight_resolved:
         out.print(
             f"  {summary.in_flight_resolved} messages were in flight during a crash: not re-sent (at most once)"
         )
+    if summary.resent_unknown:
+        out.print(f"  {summary.resent_unknown} unknown messages sent again (--at-least-once)")
     if summary.reason:
         out.print(f"  [yellow]{escape(summary.reason)}[/yellow]")
     if summary.report_path:
@@ -85,6 +96,14 @@ def send_cmd(
             "Also RETAIN_ALLOW_UNSAFE_SEND=1.",
         ),
     ] = False,
+    at_least_once: Annotated[
+        bool,
+        typer.Option(
+            "--at-least-once",
+            help="Also re-send this run's `unknown` messages (handed to the server, no final reply): "
+            "each may then arrive twice. Default: at most once, never re-sent.",
+        ),
+    ] = False,
 ) -> None:
     """Send a campaign to its audience (exactly once per run key), or --dry-run it.
 
@@ -93,8 +112,8 @@ def send_cmd(
     identities, a good signing key.
 
     The run goes through the configured dispatcher: with dispatcher = "celery" it is split into batches
-    for `retain worker` processes and this command waits for them (dry runs and --out reports always
-    run here).
+    for `retain worker` processes and this command waits for them (dry runs, --out reports and
+    --at-least-once runs always run here).
     """
     from campaigns.clock import reference_now
     from campaigns.definition import find_campaign
@@ -113,7 +132,7 @@ def send_cmd(
             f"campaign {campaign!r} is disabled (enabled: false in {definition.path}): set enabled: true in its "
             f"front matter to send it (--dry-run works meanwhile)"
         )
-    local = dry_run or out_path is not None
+    local = dry_run or out_path is not None or at_least_once
     dispatcher = resolve_dispatcher("local" if local else s)
     if allow_unsafe_send:
         s = s.with_overrides(allow_unsafe_send=True)
@@ -127,7 +146,10 @@ def send_cmd(
             "[yellow]warning:[/yellow] go-live checks overridden (--allow-unsafe-send), recorded on the run: "
             + escape(overridden_text(overridden))
         )
-    request = RunRequest(definition, run_key=run_key, sender=sender, dry_run=dry_run, report_path=out_path)
+    request = RunRequest(
+        definition, run_key=run_key, sender=sender, dry_run=dry_run, report_path=out_path,
+        at_least_once=at_least_once,
+    )  # fmt: skip
     if show_progress(as_json):
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} customers"),
@@ -162,9 +184,11 @@ def _run_row(store: Any, run: Any) -> dict[str, Any]:
         "in_flight": counts.get(DeliveryStatus.SENDING) + counts.get(DeliveryStatus.CLAIMED),
         "holdout": counts.get(DeliveryStatus.HOLDOUT),
         "failed": counts.get(DeliveryStatus.FAILED),
+        "unknown": counts.get(DeliveryStatus.UNKNOWN),
         "deferred": counts.get(DeliveryStatus.DEFERRED),
         "skipped": counts.skipped,
         "failures": counts.failed,
+        "unknown_reasons": counts.unknown,
         "reason": run.reason,
         "unsafe_send": run.unsafe_send,
     }
@@ -196,19 +220,21 @@ def runs_cmd(
         "in flight",
         "holdout",
         "failed",
+        "unknown",
         "deferred",
         "skipped",
     ):
         t.add_column(
             col,
             justify="right"
-            if col in {"sent", "in flight", "holdout", "failed", "deferred", "skipped"}
+            if col in {"sent", "in flight", "holdout", "failed", "unknown", "deferred", "skipped"}
             else "left",
         )
     for r in rows:
         t.add_row(
             escape(r["campaign"]), escape(r["key"]), r["status"], r["started_at"], f"{r['sent']:,}", f"{r['in_flight']:,}",
-            f"{r['holdout']:,}", f"{r['failed']:,}", f"{r['deferred']:,}", f"{sum(r['skipped'].values()):,}",
+            f"{r['holdout']:,}", f"{r['failed']:,}", f"{r['unknown']:,}", f"{r['deferred']:,}",
+            f"{sum(r['skipped'].values()):,}",
         )  # fmt: skip
     out.print(t)
 
@@ -238,9 +264,14 @@ def run_show_cmd(
     out.print(
         f"[bold]{escape(row['campaign'])}[/bold] run {escape(row['key'])}: {row['status']} (started {row['started_at']}, dispatcher {row['dispatcher']})"
     )
-    for label in ("total", "sent", "in_flight", "holdout", "failed", "deferred"):
+    for label in ("total", "sent", "in_flight", "holdout", "failed", "unknown", "deferred"):
         out.print(f"  {label.replace('_', ' '):<10} {row[label]:,}")
-    for title, data in (("skipped", row["skipped"]), ("failures", row["failures"])):
+    sections = (
+        ("skipped", row["skipped"]),
+        ("failures", row["failures"]),
+        ("unknown (handed over, no final reply; not re-sent)", row["unknown_reasons"]),
+    )
+    for title, data in sections:
         if data:
             out.print(f"  {title}:")
             for reason, n in sorted(data.items(), key=lambda kv: -kv[1]):

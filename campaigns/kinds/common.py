@@ -186,6 +186,8 @@ def block_context(
         "name": name,
         "title": BLOCK_TITLES.get(name, name.replace("_", " ").capitalize()),
         "products": cards,
+        # why the block is not personal (e.g. a customer the model does not know yet), or None
+        "fallback": block.fallback if block is not None and cards else None,
     }
 
 
@@ -197,11 +199,19 @@ def recommendation_blocks(
     *,
     category: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The campaign's blocks, in its order, without empty ones; ``category`` keeps only that category."""
+    """The campaign's blocks, in its order, without empty ones; ``category`` keeps only that category.
+
+    A customer the model does not know (joined after the last training) gets the recommender's stated
+    fallback block (``popular``, its ``fallback`` set) even when the campaign does not list ``popular``:
+    they get popular products, not a skip for "no recommendations".
+    """
     wanted = {item.product_id for b in recommendation.blocks for item in b.items} if recommendation else set()
     seen: set[int] = set()
     blocks = []
-    for name in definition.recommend.blocks:
+    names = list(definition.recommend.blocks)
+    if recommendation is not None:
+        names += [b.name for b in recommendation.blocks if b.fallback and b.name not in names and b.items]
+    for name in names:
         block = recommendation.block(name) if recommendation else None
         if block is not None:
             items = tuple(

@@ -109,6 +109,9 @@ _SMTP_OPTIONS: dict[str, Callable[[str], Any]] = {
     "timeout": float,
     "max_per_connection": int,
     "helo": str,
+    "final_reply_timeout": float,
+    "cafile": str,
+    "capath": str,
 }
 
 

@@ -31,6 +31,10 @@ but SENT, HARD_BOUNCE, COMPLAINT) backs off before taking the next message, so a
 the whole list. Reaching the limit, or a hook raising :class:`PauseSending` (a refused login), pauses: no
 new message is attempted, messages in flight finish, messages waiting for a retry are reported DEFERRED,
 and ``send_batch`` raises SenderPausedError.
+
+:meth:`PolicySender.withdraw` (any thread) takes messages of the running batch back before a worker starts
+them: the caller's last look at its suppression list while the batch is being sent. A withdrawn message gets
+no result; one already being attempted is not recalled.
 """
 
 from __future__ import annotations
@@ -187,6 +191,7 @@ class _Batch:
         self.emit = emit
         self.done = asyncio.Event()
         self.paused: str = ""  # the reason, once paused
+        self.withdrawn: set[str] = set()  # keys the caller took back (see PolicySender.withdraw)
         self.timers: dict[int, tuple[asyncio.TimerHandle, _Job]] = {}
 
     def put(self, priority: int, job: _Job | None) -> None:
@@ -278,6 +283,18 @@ class PolicySender(SenderBase, ABC, Generic[C]):
                 raise
             future.result()
 
+    def withdraw(self, keys: Sequence[str]) -> None:
+        """Take these messages of the running batch back (thread-safe): a worker that has not started one
+        drops it without a result; one being attempted goes on. For the caller's suppression look while
+        the batch is sent (an unsubscribe arrived)."""
+        loop = self._loop
+        if loop is not None and keys:
+            loop.call_soon_threadsafe(self._withdraw, frozenset(keys))
+
+    def _withdraw(self, keys: frozenset[str]) -> None:
+        if self._current is not None:
+            self._current.withdrawn |= keys
+
     def close(self) -> None:
         """Close every pooled connection (gracefully) and stop the loop thread; safe to call twice."""
         with self._lock:
@@ -351,6 +368,9 @@ class PolicySender(SenderBase, ABC, Generic[C]):
             while (job := (await batch.queue.get())[2]) is not None:
                 if batch.paused:
                     batch.finish(job, self._gave_up(job, "paused before retrying"))
+                    continue
+                if job.message.key in batch.withdrawn:  # nothing of it was delivered: drop it
+                    batch.finish(job, None)
                     continue
                 conn, healthy = await self._attempt(batch, job, conn)
                 failed_in_a_row = 0 if healthy else failed_in_a_row + 1
@@ -446,7 +466,8 @@ class PolicySender(SenderBase, ABC, Generic[C]):
         self._consecutive_failures += 1
         limit = self.policy.max_consecutive_failures
         if self._consecutive_failures >= limit and not batch.paused:
-            self._pause(batch, f"{limit} messages in a row failed at {self.target}")
+            last = f" (last: {result.detail})" if result is not None and result.detail else ""
+            self._pause(batch, f"{limit} messages in a row failed at {self.target}{last}")
 
     # -- the connection pool -----------------------------------------------------------------------------
     async def _checkout(self, conn: C | None) -> C:

@@ -18,12 +18,16 @@ Reply codes onto statuses (``code`` is ``"smtp_<reply>"``):
   the policy retries (another connection, exponential backoff) before reporting it.
 * a connection lost or timed out *after* the payload was written, before the server's final reply:
   UNKNOWN, never retried. The server may hold the message; sending it again could deliver it twice
-  (at most once, docs/sending.md).
-* a refused login: the batch pauses (PauseSending); a host that cannot be reached: DEFERRED.
+  (at most once, docs/sending.md). The wait for that final reply is ``final_reply_timeout`` (default
+  600 s, RFC 5321 4.5.3.2.6's ten minutes), not the per-command ``timeout``: a server that stores the
+  message and then takes long to say so is not cut off after 30 s.
+* a refused login, or a server certificate that does not verify: the batch pauses (PauseSending) with the
+  reason (for TLS: which CA options to set); a host that cannot be reached: DEFERRED.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import ssl
 from dataclasses import dataclass, field
@@ -39,12 +43,17 @@ TLS_MODES = ("auto", "none", "starttls", "implicit")
 #: basic reply codes on RCPT that mean the mailbox is bad, when the server gives no enhanced status code
 HARD_BOUNCE_CODES = frozenset({550, 551, 553})
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
+#: RFC 5321 4.5.3.2.6: the client should wait at least 10 minutes for the reply to the final "."
+FINAL_REPLY_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
 class SmtpOptions:
     """How to reach the server: ``tls`` is ``auto`` (STARTTLS when offered), ``none``, ``starttls``
-    (required) or ``implicit`` (smtps). How hard to push it is the :class:`DeliveryPolicy`."""
+    (required) or ``implicit`` (smtps); ``cafile`` / ``capath`` name the CA certificates to verify the
+    server against instead of the system's (a PEM file / a directory hashed by ``openssl rehash``).
+    ``timeout`` bounds each command; ``final_reply_timeout`` the wait for the reply after the message
+    data. How hard to push it is the :class:`DeliveryPolicy`."""
 
     host: str
     port: int = 25
@@ -55,6 +64,9 @@ class SmtpOptions:
     timeout: float = 30.0
     max_per_connection: int = 1000
     local_hostname: str | None = None
+    final_reply_timeout: float = FINAL_REPLY_TIMEOUT
+    cafile: str = ""
+    capath: str = ""
 
     def __post_init__(self) -> None:
         if self.tls not in TLS_MODES:
@@ -65,6 +77,30 @@ class SmtpOptions:
             )
         if self.timeout < 0:
             raise ConfigError(f"smtp option timeout must not be negative, got {self.timeout}")
+        if self.final_reply_timeout <= 0:
+            raise ConfigError(
+                f"smtp option final_reply_timeout must be positive, got {self.final_reply_timeout}"
+            )
+        if (self.cafile or self.capath) and not self.verify:
+            raise ConfigError("smtp options cafile/capath verify the server: they cannot go with verify=0")
+        if self.cafile and not os.path.isfile(self.cafile):
+            raise ConfigError(
+                f"smtp option cafile={self.cafile!r}: no such file (a PEM file of CA certificates)"
+            )
+        if self.capath and not os.path.isdir(self.capath):
+            raise ConfigError(f"smtp option capath={self.capath!r}: no such directory")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for ``cafile`` / ``capath`` (None: aiosmtplib's default, the system's CAs).
+
+        Raises ConfigError naming the option when the certificates cannot be read."""
+        if not (self.cafile or self.capath):
+            return None
+        try:
+            return ssl.create_default_context(cafile=self.cafile or None, capath=self.capath or None)
+        except (ssl.SSLError, OSError) as exc:
+            which = f"cafile={self.cafile!r}" if self.cafile else f"capath={self.capath!r}"
+            raise ConfigError(f"smtp option {which}: cannot load CA certificates ({exc})") from None
 
 
 @dataclass(slots=True)
@@ -83,6 +119,7 @@ class SmtpSender(PolicySender[SmtpConnection]):
     def __init__(self, options: SmtpOptions, policy: DeliveryPolicy | None = None) -> None:
         super().__init__(policy)
         self.options = options
+        self._tls_context = options.tls_context()
 
     def __repr__(self) -> str:
         o = self.options
@@ -108,6 +145,7 @@ class SmtpSender(PolicySender[SmtpConnection]):
             start_tls={"auto": None, "none": False, "starttls": True, "implicit": False}[o.tls],
             validate_certs=o.verify,
             local_hostname=o.local_hostname,
+            tls_context=self._tls_context,
         )
         try:
             await client.connect()
@@ -123,8 +161,27 @@ class SmtpSender(PolicySender[SmtpConnection]):
             ) from None
         except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             client.close()
+            tls = _tls_error(exc)
+            if isinstance(tls, ssl.SSLCertVerificationError):  # retrying cannot make it verify
+                raise PauseSending(self.tls_failure(tls)) from None
+            if tls is not None:
+                raise TemporaryFailure(f"TLS with {self.target} failed: {_ssl_reason(tls)}") from None
             raise TemporaryFailure(f"cannot connect to {self.target}: {exc}") from None
         return SmtpConnection(client)
+
+    def tls_failure(self, exc: ssl.SSLError) -> str:
+        """What a certificate failure means and what to set (shown in the run's summary and ``run show``)."""
+        o = self.options
+        trusted = (
+            f"the CA certificates of {'cafile=' + o.cafile if o.cafile else 'capath=' + o.capath}"
+            if o.cafile or o.capath
+            else "the system's CA certificates"
+        )
+        return (
+            f"TLS with {self.target} failed: {_ssl_reason(exc)}. The server's certificate is not signed by "
+            f"{trusted} (or does not name {o.host}): add its CA with cafile=/path/ca.pem or capath=/dir to "
+            "the sender DSN (or set SSL_CERT_FILE), or verify=0 to accept any certificate (not recommended)"
+        )
 
     def reusable(self, conn: SmtpConnection) -> bool:
         return conn.client.is_connected and conn.sent < self.options.max_per_connection
@@ -163,7 +220,7 @@ class SmtpSender(PolicySender[SmtpConnection]):
             protocol = client.protocol
             if protocol is None or not hasattr(protocol, "_response_pending"):
                 written = True  # the fallback cannot tell when the payload went out: assume it did
-                response = await client.data(message.data, timeout=self.options.timeout)
+                response = await client.data(message.data, timeout=self.options.final_reply_timeout)
             else:
                 response = await client.execute_command(b"DATA")
                 if response.code != 354:
@@ -172,7 +229,8 @@ class SmtpSender(PolicySender[SmtpConnection]):
                 protocol._response_pending = True  # the next bytes from the server are our reply
                 protocol.write(wire_data(message.data))
                 written = True
-                response = await protocol.read_response(timeout=self.options.timeout)
+                # RFC 5321 4.5.3.2.6: the reply to the final "." may take minutes (the server is storing it)
+                response = await protocol.read_response(timeout=self.options.final_reply_timeout)
             if response.code != 250:
                 return await _refused(client, message.key, stage, response.code, response.message, written)
         except aiosmtplib.SMTPResponseException as exc:  # from the client.data fallback
@@ -190,6 +248,24 @@ class SmtpSender(PolicySender[SmtpConnection]):
             return SendResult(message.key, SendStatus.DEFERRED, f"{stage}: connection lost ({why})")
         conn.sent += 1
         return SendResult(message.key, SendStatus.SENT, code="smtp_250")
+
+
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The ssl error behind ``exc`` (aiosmtplib wraps some in its own exceptions), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed ({exc.verify_message})"
+    return exc.reason or str(exc)
 
 
 async def _refused(

@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Table, func, select
 
 from campaigns.models import Customer, Delivery, Event, Feedback, Order, Suppression
+from campaigns.status import CAP_HOLDING
 from campaigns.store.base import StoreBase, chunked, utcnow
 
 S, E, D = (cast(Table, m.__table__) for m in (Suppression, Event, Delivery))
@@ -124,24 +125,31 @@ class EngagementStore(StoreBase):
 
     # ------------------------------------------------------------------ frequency cap
 
-    def marketing_sends_since(self, customer_ids: Sequence[int], since: datetime) -> dict[int, int]:
-        """Per customer: marketing deliveries with status 'sent' and ``sent_at >= since``.
+    def marketing_sends_since(
+        self, customer_ids: Sequence[int], since: datetime, *, exclude_run: int | None = None
+    ) -> dict[int, int]:
+        """Per customer: marketing deliveries that hold a frequency-cap slot (``claimed``, ``sending``,
+        ``sent``, ``unknown``) sent, or created, at or after ``since`` — outside run ``exclude_run``.
 
-        Customers with none are absent from the result. One query per 900 ids.
+        Customers with none are absent from the result. One query per 900 ids. This is the early look
+        (the verdict's reason); the claim re-counts atomically (campaigns/store/ledger.py, ``CapRule``).
         """
         counts: dict[int, int] = {}
+        when = func.coalesce(D.c.sent_at, D.c.created_at)
         with self.engine.connect() as conn:
             for part in chunked(list(customer_ids), 900):
                 q = (
                     select(D.c.customer_id, func.count())
                     .where(
                         D.c.customer_id.in_(part),
-                        D.c.status == "sent",
+                        D.c.status.in_([str(s) for s in CAP_HOLDING]),
                         D.c.is_marketing.is_(True),
-                        D.c.sent_at >= since,
+                        when >= since,
                     )
                     .group_by(D.c.customer_id)
                 )
+                if exclude_run is not None:
+                    q = q.where(D.c.run_id != exclude_run)
                 counts.update({int(c): int(n) for c, n in conn.execute(q)})
         return counts
 

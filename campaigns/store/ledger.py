@@ -1,11 +1,17 @@
 """Runs and the send ledger (deliveries): claim -> send -> record, exactly once per (run, customer).
 
-A delivery row moves ``claimed -> sending -> sent | failed``; ``skipped``, ``holdout`` and
+A delivery row moves ``claimed -> sending -> sent | failed | unknown``; ``skipped``, ``holdout`` and
 ``deferred`` rows record why someone got nothing (yet). The unique (run, customer) constraint
 makes a second claim impossible; the ``claimed -> sending`` step is an atomic conditional UPDATE,
 so two processes can never both hand the same row to a sender. A row still ``sending`` when its
 batch is processed again was in flight during a crash: Retain resolves it **at most once**
-(marked failed, reason ``in_flight_at_crash``, never re-sent) — see docs/sending.md.
+(``unknown``, reason ``in_flight_at_crash``, never re-sent) — see docs/sending.md.
+
+The frequency cap is claimed with the row (:class:`CapRule`): the claim transaction first serialises on
+the customers it claims (PostgreSQL: ``SELECT ... FOR UPDATE`` on their ``customers`` rows; SQLite: the
+database write lock, taken by the transaction's first statement), then counts their marketing rows that
+hold a slot (``claimed``, ``sending``, ``sent``, ``unknown``) in other runs; a customer at the cap gets a
+``skipped`` / ``frequency_cap`` row instead. Two concurrent runs therefore cannot both pass the cap.
 """
 
 from __future__ import annotations
@@ -19,14 +25,17 @@ from sqlalchemy import Table, and_, bindparam, func, or_, select, text
 
 from campaigns.errors import NotFoundError, RunBusyError
 from campaigns.leases import owner_is_dead
-from campaigns.models import Delivery, Order, Run
-from campaigns.status import CLOSED_RUN, FINAL_DELIVERY, DeliveryStatus, RunStatus
+from campaigns.models import Customer, Delivery, Order, Run
+from campaigns.status import CAP_HOLDING, CLOSED_RUN, FINAL_DELIVERY, DeliveryStatus, RunStatus
 from campaigns.store.base import StoreBase, chunked, utcnow
 
 RUNS, DEL, ORD = (cast(Table, m.__table__) for m in (Run, Delivery, Order))
 
 #: a run lease not renewed for this long is considered abandoned (the process died)
 LEASE_SECONDS = 120
+
+#: the reason of a row found ``sending`` by a later pass: its process died with the message in flight
+IN_FLIGHT_AT_CRASH = "in_flight_at_crash"
 
 #: kept for callers of the old name
 FINAL = tuple(FINAL_DELIVERY)
@@ -78,6 +87,19 @@ class LedgerRow:
 
 
 @dataclass(frozen=True, slots=True)
+class CapRule:
+    """The frequency cap a claim enforces: at most ``cap`` marketing messages per customer whose row was
+    created (or sent) at or after ``since``, counting rows that hold a slot in *other* runs."""
+
+    cap: int
+    since: datetime
+
+
+#: the reason of a row refused by the cap at claim time (the same as eligibility's)
+FREQUENCY_CAP = "frequency_cap"
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryOutcome:
     """What became of one message handed to a sender: ``sent``, ``failed``, or ``claimed`` again
     (a temporary failure: the next pass of the run tries it again)."""
@@ -95,6 +117,7 @@ class RunCounts:
     by_status: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
+    unknown: dict[str, int] = field(default_factory=dict)  # reason -> count of ``unknown`` rows
 
     def get(self, status: str) -> int:
         return self.by_status.get(status, 0)
@@ -147,6 +170,17 @@ _PG_RESULTS = text(
     "CAST(:message_ids AS varchar[]), CAST(:sent_ats AS timestamp[]), CAST(:attempts AS integer[])) "
     "AS u(id, status, reason, message_id, sent_at, attempts) "
     "WHERE d.id = u.id AND d.status = 'sending'"
+)
+#: PostgreSQL: serialise claimers on these customers (row locks in id order: no deadlock between claimers)
+_PG_LOCK_CUSTOMERS = text(
+    f"SELECT id FROM {Customer.__tablename__} WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR UPDATE"
+)
+#: PostgreSQL: per customer, the marketing rows of other runs that hold a frequency-cap slot
+_PG_CAP_COUNTS = text(
+    f"SELECT customer_id, count(*) FROM {Delivery.__tablename__} "
+    "WHERE customer_id = ANY(CAST(:ids AS integer[])) AND run_id <> :run_id AND is_marketing "
+    "AND status = ANY(CAST(:statuses AS varchar[])) AND coalesce(sent_at, created_at) >= :since "
+    "GROUP BY customer_id"
 )
 
 
@@ -293,16 +327,74 @@ class LedgerStore(StoreBase):
                     )
         return out
 
-    def record_deliveries(self, run_id: int, campaign: str, rows: Sequence[LedgerRow]) -> dict[int, int]:
+    def record_deliveries(
+        self, run_id: int, campaign: str, rows: Sequence[LedgerRow], *, cap: CapRule | None = None
+    ) -> dict[int, int]:
         """Insert ledger rows (one per customer); rows whose (run, customer) exists are left alone.
 
         Returns {customer_id: delivery_id} for the rows THIS call inserted — the claim. Status
         ``sending`` claims a row and hands it to this caller's sender in one statement (attempts = 1):
         the runner does that per send window, right before sending (docs/sending.md).
+
+        With ``cap``, marketing rows to send (``claimed`` / ``sending``) of customers already at the cap
+        are inserted as ``skipped`` / ``frequency_cap`` instead (the row object is changed too, so the
+        caller sees it), in the same transaction as the count: see the module docstring.
         """
         if not rows:
             return {}
         now = utcnow()
+        with self.transaction() as conn:
+            if cap is not None and cap.cap > 0:
+                sending = [
+                    r
+                    for r in rows
+                    if r.is_marketing and r.status in (DeliveryStatus.CLAIMED, DeliveryStatus.SENDING)
+                ]
+                full_up = self._at_cap(conn, run_id, [r.customer_id for r in sending], cap)
+                for r in sending:
+                    if r.customer_id in full_up:
+                        r.status, r.reason = DeliveryStatus.SKIPPED, FREQUENCY_CAP
+            return self._insert_rows(conn, run_id, campaign, rows, now)
+
+    def _at_cap(self, conn: Any, run_id: int, customer_ids: Sequence[int], cap: CapRule) -> set[int]:
+        """Customers (of ``customer_ids``) at the cap, counted after serialising on them (module docstring)."""
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return set()
+        if self.dialect == "postgresql":
+            # fixed statements with one array each (a long IN list is a new statement text per window)
+            conn.execute(_PG_LOCK_CUSTOMERS, {"ids": ids})
+            params = {
+                "ids": ids,
+                "run_id": run_id,
+                "statuses": [str(x) for x in CAP_HOLDING],
+                "since": cap.since,
+            }
+            return {int(c) for c, n in conn.execute(_PG_CAP_COUNTS, params) if n >= cap.cap}
+        else:
+            # the first statement of the transaction writes, so it holds SQLite's write lock (waiting up
+            # to the busy timeout for another claimer) before anything is counted
+            conn.execute(RUNS.update().where(RUNS.c.id == run_id).values(updated_at=utcnow()))
+        full: set[int] = set()
+        when = func.coalesce(DEL.c.sent_at, DEL.c.created_at)
+        for part in chunked(ids, 900):
+            q = (
+                select(DEL.c.customer_id, func.count())
+                .where(
+                    DEL.c.customer_id.in_(part),
+                    DEL.c.run_id != run_id,
+                    DEL.c.is_marketing.is_(True),
+                    DEL.c.status.in_([str(s) for s in CAP_HOLDING]),
+                    when >= cap.since,
+                )
+                .group_by(DEL.c.customer_id)
+            )
+            full.update(int(c) for c, n in conn.execute(q) if n >= cap.cap)
+        return full
+
+    def _insert_rows(
+        self, conn: Any, run_id: int, campaign: str, rows: Sequence[LedgerRow], now: datetime
+    ) -> dict[int, int]:
         full = [
             {
                 "run_id": run_id,
@@ -324,16 +416,15 @@ class LedgerStore(StoreBase):
             for r in rows
         ]
         if self.dialect == "postgresql":
-            return self._insert_deliveries_pg(full)
+            return self._insert_deliveries_pg(conn, full)
         claimed: dict[int, int] = {}
-        with self.transaction() as conn:
-            for part in chunked(full, 500):
-                stmt = self.insert(DEL).on_conflict_do_nothing().returning(DEL.c.customer_id, DEL.c.id)
-                for cid, did in conn.execute(stmt, list(part)):
-                    claimed[int(cid)] = int(did)
+        for part in chunked(full, 500):
+            stmt = self.insert(DEL).on_conflict_do_nothing().returning(DEL.c.customer_id, DEL.c.id)
+            for cid, did in conn.execute(stmt, list(part)):
+                claimed[int(cid)] = int(did)
         return claimed
 
-    def _insert_deliveries_pg(self, full: Sequence[dict[str, Any]]) -> dict[int, int]:
+    def _insert_deliveries_pg(self, conn: Any, full: Sequence[dict[str, Any]]) -> dict[int, int]:
         """PostgreSQL: one ``INSERT ... SELECT FROM unnest(arrays)`` per 5,000 rows.
 
         The multi-row VALUES form makes a new statement text of 13 parameters per row that the driver
@@ -341,14 +432,11 @@ class LedgerStore(StoreBase):
         statement with one array per column.
         """
         claimed: dict[int, int] = {}
-        with self.transaction() as conn:
-            for part in chunked(list(full), 5000):
-                params = {col: [r[col] for r in part] for col in _PG_INSERT_ARRAYS}
-                params.update(
-                    run_id=part[0]["run_id"], campaign=part[0]["campaign"], now=part[0]["created_at"]
-                )
-                for cid, did in conn.execute(_PG_INSERT, params):
-                    claimed[int(cid)] = int(did)
+        for part in chunked(list(full), 5000):
+            params = {col: [r[col] for r in part] for col in _PG_INSERT_ARRAYS}
+            params.update(run_id=part[0]["run_id"], campaign=part[0]["campaign"], now=part[0]["created_at"])
+            for cid, did in conn.execute(_PG_INSERT, params):
+                claimed[int(cid)] = int(did)
         return claimed
 
     def update_claims(self, rows: Sequence[LedgerRow]) -> None:
@@ -373,12 +461,39 @@ class LedgerStore(StoreBase):
                     )
                 )
 
-    def begin_sending(self, delivery_ids: Sequence[int]) -> list[int]:
-        """Atomically move ``claimed`` rows to ``sending``; returns the ids this caller now owns."""
+    def begin_sending(self, delivery_ids: Sequence[int], *, cap: CapRule | None = None) -> list[int]:
+        """Atomically move ``claimed`` rows to ``sending``; returns the ids this caller now owns.
+
+        With ``cap``, marketing rows of customers at the cap become ``skipped`` / ``frequency_cap``
+        instead, in the same transaction as the count (see :meth:`record_deliveries`).
+        """
         owned: list[int] = []
         now = utcnow()
+        ids = list(delivery_ids)
         with self.transaction() as conn:
-            for part in chunked(list(delivery_ids), 500):
+            if cap is not None and cap.cap > 0 and ids:
+                run_ids: set[int] = set()
+                by_customer: dict[int, list[int]] = {}
+                for part in chunked(ids, 500):
+                    q = select(DEL.c.id, DEL.c.run_id, DEL.c.customer_id).where(
+                        DEL.c.id.in_(part),
+                        DEL.c.status == DeliveryStatus.CLAIMED,
+                        DEL.c.is_marketing.is_(True),
+                    )
+                    for did, rid, cid in conn.execute(q):
+                        run_ids.add(int(rid))
+                        by_customer.setdefault(int(cid), []).append(int(did))
+                full_up: set[int] = set()
+                for rid in run_ids:  # one run per call in practice
+                    full_up |= self._at_cap(conn, rid, list(by_customer), cap)
+                capped = [d for c in full_up for d in by_customer.get(c, [])]
+                for part in chunked(capped, 500):
+                    conn.execute(
+                        DEL.update()
+                        .where(DEL.c.id.in_(part), DEL.c.status == DeliveryStatus.CLAIMED)
+                        .values(status=DeliveryStatus.SKIPPED, reason=FREQUENCY_CAP, updated_at=now)
+                    )
+            for part in chunked(ids, 500):
                 stmt = (
                     DEL.update()
                     .where(DEL.c.id.in_(part), DEL.c.status == DeliveryStatus.CLAIMED)
@@ -448,16 +563,32 @@ class LedgerStore(StoreBase):
         return n
 
     def resolve_in_flight(self, delivery_ids: Sequence[int]) -> int:
-        """Rows left ``sending`` by a crashed process: at most once -> failed, never re-sent."""
+        """Rows left ``sending`` by a crashed process: at most once -> ``unknown`` (reason
+        ``in_flight_at_crash``), never re-sent unless a run is started ``--at-least-once``."""
         n = 0
         with self.transaction() as conn:
             for part in chunked(list(delivery_ids), 500):
                 n += conn.execute(
                     DEL.update()
                     .where(DEL.c.id.in_(part), DEL.c.status == DeliveryStatus.SENDING)
-                    .values(status=DeliveryStatus.FAILED, reason="in_flight_at_crash", updated_at=utcnow())
+                    .values(status=DeliveryStatus.UNKNOWN, reason=IN_FLIGHT_AT_CRASH, updated_at=utcnow())
                 ).rowcount
         return n
+
+    def reopen_unknown(self, delivery_ids: Sequence[int]) -> list[int]:
+        """``unknown`` rows back to ``claimed`` (an ``--at-least-once`` run sends them again); returns
+        the ids this call moved (an atomic conditional UPDATE, like :meth:`begin_sending`)."""
+        moved: list[int] = []
+        with self.transaction() as conn:
+            for part in chunked(list(delivery_ids), 500):
+                stmt = (
+                    DEL.update()
+                    .where(DEL.c.id.in_(part), DEL.c.status == DeliveryStatus.UNKNOWN)
+                    .values(status=DeliveryStatus.CLAIMED, updated_at=utcnow())
+                    .returning(DEL.c.id)
+                )
+                moved.extend(int(x) for x in conn.execute(stmt).scalars())
+        return moved
 
     def run_counts(self, run_id: int) -> RunCounts:
         counts = RunCounts()
@@ -476,6 +607,9 @@ class LedgerStore(StoreBase):
                 if status == DeliveryStatus.FAILED:
                     key = reason or "failed"
                     counts.failed[key] = counts.failed.get(key, 0) + n
+                if status == DeliveryStatus.UNKNOWN:
+                    key = reason or "unknown"
+                    counts.unknown[key] = counts.unknown.get(key, 0) + n
         return counts
 
     def pending_deferred(self, run_id: int) -> tuple[int, datetime | None]:

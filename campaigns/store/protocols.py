@@ -35,7 +35,14 @@ from campaigns.store.records import (
 
 if TYPE_CHECKING:
     from campaigns.store.batches import BatchProgress, BatchRecord, BatchState, MemberRef
-    from campaigns.store.ledger import DeliveryOutcome, DeliveryState, LedgerRow, RunCounts, RunRecord
+    from campaigns.store.ledger import (
+        CapRule,
+        DeliveryOutcome,
+        DeliveryState,
+        LedgerRow,
+        RunCounts,
+        RunRecord,
+    )
 
 
 class Catalogue(Protocol):
@@ -104,7 +111,9 @@ class Suppressions(Protocol):
 class Engagement(Protocol):
     """Events, the frequency-cap read and feedback."""
 
-    def marketing_sends_since(self, customer_ids: Sequence[int], since: datetime) -> dict[int, int]: ...
+    def marketing_sends_since(
+        self, customer_ids: Sequence[int], since: datetime, *, exclude_run: int | None = None
+    ) -> dict[int, int]: ...
 
     def record_event(
         self,
@@ -141,11 +150,13 @@ class Ledger(Protocol):
 
     def delivery_states(self, run_id: int, customer_ids: Sequence[int]) -> dict[int, DeliveryState]: ...
 
-    def record_deliveries(self, run_id: int, campaign: str, rows: Sequence[LedgerRow]) -> dict[int, int]: ...
+    def record_deliveries(
+        self, run_id: int, campaign: str, rows: Sequence[LedgerRow], *, cap: CapRule | None = None
+    ) -> dict[int, int]: ...
 
     def update_claims(self, rows: Sequence[LedgerRow]) -> None: ...
 
-    def begin_sending(self, delivery_ids: Sequence[int]) -> list[int]: ...
+    def begin_sending(self, delivery_ids: Sequence[int], *, cap: CapRule | None = None) -> list[int]: ...
 
     def record_result(self, outcome: DeliveryOutcome, *, sender: str | None = None) -> None: ...
 
@@ -154,6 +165,8 @@ class Ledger(Protocol):
     def release_unsent(self, delivery_ids: Iterable[int]) -> int: ...
 
     def resolve_in_flight(self, delivery_ids: Sequence[int]) -> int: ...
+
+    def reopen_unknown(self, delivery_ids: Sequence[int]) -> list[int]: ...
 
     def run_counts(self, run_id: int) -> RunCounts: ...
 
