@@ -146,7 +146,7 @@ def shop(db_kind: str, tmp: Path, seed: int, **overrides: Any) -> Iterator[Trial
         try:
             make_shop(store, customers=CUSTOMERS, products=40, seed=seed)
             train_model(store, settings)
-            yield TrialShop(url, tmp, store, settings, cli_env(settings, tmp))
+            yield TrialShop(url, tmp, store, settings, cli_env(settings, tmp, RETAIN_ALLOW_UNSAFE_SEND="1"))
         finally:
             store.close()
 

@@ -281,7 +281,9 @@ def test_cli_counts_unknown_and_at_least_once_resends(
 ) -> None:
     """`retain send --json` counts unknown, `retain runs` / `run show` show it, a rerun sends nothing,
     `--at-least-once` sends those messages again (real processes, real SMTP sink)."""
-    env = cli_env(replace(shop["settings"], database_url=db_url), tmp_path, COLUMNS="300")
+    env = cli_env(
+        replace(shop["settings"], database_url=db_url), tmp_path, COLUMNS="300", RETAIN_ALLOW_UNSAFE_SEND="1"
+    )
 
     def retain(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-c", "from campaigns.cli import run; run()", *args],

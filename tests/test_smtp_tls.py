@@ -138,7 +138,7 @@ def test_tls_failure_shows_in_the_send_summary_and_run_show(
     assert summary.status == "paused"
     assert "certificate verify failed" in (summary.reason or ""), summary.reason
     # the CLI (real processes): `retain send` prints it, `retain run show` shows it as the run's note
-    env = cli_env(settings, tmp_path, COLUMNS="400")
+    env = cli_env(settings, tmp_path, COLUMNS="400", RETAIN_ALLOW_UNSAFE_SEND="1")
 
     def retain(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-c", "from campaigns.cli import run; run()", *args],
