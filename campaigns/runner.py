@@ -40,10 +40,10 @@ from campaigns.clock import reference_now
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition
 from campaigns.eligibility import DEFERRED, ELIGIBLE, HOLDOUT, SKIPPED, Verdict, judge_batch
-from campaigns.errors import RenderError, SenderPausedError
+from campaigns.errors import LeaseLostError, RenderError, SenderPausedError
 from campaigns.factory import BuildOptions, EmailFactory, Prepared, Recommends, Skip
 from campaigns.kinds import AudienceRequest, Member
-from campaigns.leases import new_owner
+from campaigns.leases import LeaseKeeper, new_owner
 from campaigns.segments import iter_segment, load_segments, resolve_segment
 from campaigns.senders import resolve_sender
 from campaigns.senders.base import OutgoingMessage, Sender, SendResult, SendStatus
@@ -55,6 +55,8 @@ from campaigns.summary import ALREADY_DONE, RunSummary, summarise_run
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 20
+#: how often a run's lease is renewed on its own thread (the lease itself lasts ledger.LEASE_SECONDS)
+LEASE_HEARTBEAT_SECONDS = 10.0
 #: results are written in groups of at most this many, or this often: a crash can leave at most a
 #: group's worth of already-sent rows in ``sending`` (resolved at most once, see the module docstring)
 RESULT_FLUSH = 64
@@ -167,11 +169,19 @@ class RunProcessor:
         self._last_flush = time.monotonic()
         self._pending: list[DeliveryOutcome] = []
         self._bounces: list[tuple[str, int, str, str]] = []
+        #: the run's lease, renewed on its own thread; once lost, nothing more is recorded
+        self.lease: LeaseKeeper | None = None
+
+    def check_lease(self) -> None:
+        """Raise LeaseLostError when another process took this run over (nothing is recorded after)."""
+        if self.lease is not None:
+            self.lease.check()
 
     def process(self, members: list[Member]) -> None:
         """One audience batch, start to finish (rows recorded, messages handed to the sender)."""
         if not members:
             return
+        self.check_lease()
         self.summary.audience += len(members)
         states = self._open_rows(members)
         todo = [m for m in members if _needs_work(states.get(m.customer.id))]
@@ -308,6 +318,7 @@ class RunProcessor:
                     row.status = DeliveryStatus.SENDING
                 row.sender = self.sender.name
                 rows.append(row)
+            self.check_lease()
             got = self.store.record_deliveries(self.run_id, self.definition.name, rows)
             mine: dict[int, Prepared] = {}
             for row, p in part:
@@ -342,6 +353,7 @@ class RunProcessor:
             self.flush_results()
         except SenderPausedError:
             self.flush_results()
+            self.check_lease()
             released = self.store.release_unsent(d for d in owned if d not in recorded)
             log.warning("sender paused; %d claimed messages left for the resume", released)
             raise
@@ -372,6 +384,7 @@ class RunProcessor:
     def flush_results(self) -> None:
         """Write buffered outcomes (one transaction) and suppress hard-bounced or complaining addresses."""
         assert self.sender is not None
+        self.check_lease()
         if self._pending:
             self.store.record_results(self._pending, sender=self.sender.name)
             self._pending = []
@@ -458,8 +471,11 @@ class _Run:
     own_sender: bool = False
     report_file: IO[str] | None = None
     writer: Any | None = field(default=None, repr=False)
+    lease: LeaseKeeper | None = None
 
     def close(self) -> None:
+        if self.lease is not None:
+            self.lease.stop()
         if self.report_file is not None:
             self.report_file.close()
         if self.own_sender and self.sender is not None:
@@ -527,6 +543,11 @@ def execute_run(
             store, settings, factory, run_id=run.run_id, owner=run.owner, now=now,
             sender=run.sender, report=run.writer, summary=run.summary,
         )  # fmt: skip
+        if run.run_id is not None:
+            run_id, owner = run.run_id, run.owner
+            run.lease = processor.lease = LeaseKeeper(
+                lambda: store.heartbeat(run_id, owner), LEASE_HEARTBEAT_SECONDS, what=f"run {key}"
+            ).start()
         return _drive(store, settings, request, run, processor, members, now)
     finally:
         run.close()
@@ -565,12 +586,17 @@ def _drive(
                 request.progress(len(batch))
         if run.run_id is not None:
             process_leftovers(store, processor, run.run_id, now)
+            processor.check_lease()
+    except LeaseLostError:
+        log.error("run %s: lease lost to another process; stopped without recording more", run.summary.run_key)
+        raise
     except RenderError as exc:
         if run.run_id is not None:
             store.finish_run(run.run_id, run.owner, RunStatus.FAILED, str(exc))
         raise
     except SenderPausedError as exc:
         assert run.run_id is not None
+        processor.check_lease()
         store.finish_run(run.run_id, run.owner, RunStatus.PAUSED, str(exc))
         reason = f"{exc} — rerun the same command to resume"
         return summarise_run(

@@ -11,6 +11,7 @@ A delivery row (one customer of one run) moves::
     claimed -> sending -> sent | failed      (claimed: rendered, not yet handed over)
     skipped | holdout                        (final on insert: nothing is sent, the reason says why)
     deferred -> claimed ...                  (quiet hours: picked up again after ``not_before``)
+    sending -> unknown                       (the process handling it died: never re-sent, counted)
 
 A run moves ``running -> completed | deferred | paused | failed``; ``skipped`` records a scheduled fire that
 was not sent (too late, template invalid); ``dry_run`` only ever appears in a summary, never in the database.
@@ -29,11 +30,18 @@ class DeliveryStatus(StrEnum):
     SKIPPED = "skipped"
     HOLDOUT = "holdout"
     DEFERRED = "deferred"
+    UNKNOWN = "unknown"
 
 
 #: rows that will never change again
 FINAL_DELIVERY = frozenset(
-    {DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED, DeliveryStatus.HOLDOUT}
+    {
+        DeliveryStatus.SENT,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.SKIPPED,
+        DeliveryStatus.HOLDOUT,
+        DeliveryStatus.UNKNOWN,
+    }
 )
 #: rows a (re)processed batch still has to work on
 OPEN_DELIVERY = frozenset({DeliveryStatus.CLAIMED, DeliveryStatus.DEFERRED})

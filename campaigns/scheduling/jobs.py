@@ -39,6 +39,7 @@ from campaigns.clock import reference_now
 from campaigns.config import Settings
 from campaigns.definition import DEFAULT_MAX_LATENESS, CampaignDefinition, find_campaign
 from campaigns.errors import (
+    LeaseLostError,
     ModelError,
     NotFoundError,
     RetainError,
@@ -188,6 +189,9 @@ def _execute(
     except RunBusyError as exc:
         log.info("campaign %s (%s): %s", name, key, exc)
         return FireOutcome(name, "busy", key, str(exc), skipped)
+    except LeaseLostError as exc:
+        log.error("campaign %s (%s): %s", name, key, exc)
+        return FireOutcome(name, "lost", key, str(exc), skipped)
     except Exception as exc:  # noqa: BLE001 - one campaign's failure must not stop the scheduler
         reason = str(exc) if isinstance(exc, RetainError) else f"{type(exc).__name__}: {exc}"
         log.error(
