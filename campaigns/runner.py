@@ -588,7 +588,9 @@ def _drive(
             process_leftovers(store, processor, run.run_id, now)
             processor.check_lease()
     except LeaseLostError:
-        log.error("run %s: lease lost to another process; stopped without recording more", run.summary.run_key)
+        log.error(
+            "run %s: lease lost to another process; stopped without recording more", run.summary.run_key
+        )
         raise
     except RenderError as exc:
         if run.run_id is not None:

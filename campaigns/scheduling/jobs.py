@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,7 @@ from campaigns.kinds import ModelUse
 from campaigns.scheduling.plan import FUNC_RUN, run_key
 from campaigns.scheduling.policy import decide_fires
 from campaigns.status import CLOSED_RUN, RunStatus
+from campaigns.store.faults import describe, is_transient
 from campaigns.store.protocols import PipelineStore
 from campaigns.summary import RunSummary
 
@@ -59,6 +61,8 @@ log = logging.getLogger("campaigns.scheduling")
 #: waits before retrying a failed (or paused) run: attempt 1, 2, 3
 RETRY_DELAYS = (timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=45))
 TRAIN_MAX_LATENESS = timedelta(hours=6)
+#: waits between attempts to store a retry job while the database is locked (about a minute in all)
+STORE_RETRY_PAUSES = (1, 2, 4, 8, 16, 32)
 
 Clock = Callable[[], datetime]
 
@@ -246,17 +250,47 @@ def _schedule_retry(
     if ctx.scheduler is None:
         log.warning("campaign %s: would retry at %s (not running under a scheduler)", campaign, when)
         return
-    job_id = f"retry:{campaign}@{zone or '-'}:{fire.isoformat()}"
-    ctx.scheduler.add_job(
-        FUNC_RUN,
-        DateTrigger(when),
-        args=(campaign, zone),
-        kwargs={"retry_of": fire.isoformat(), "attempt": attempt + 1 if count_attempt else attempt},
-        id=job_id,
-        name=f"{campaign}: retry {attempt + 1 if count_attempt else 'resume'} of {run_key(fire, zone)}",
-        replace_existing=True,
-    )
+    job_id = retry_job_id(campaign, zone, fire)
+    for pause in (*STORE_RETRY_PAUSES, None):
+        try:
+            ctx.scheduler.add_job(
+                FUNC_RUN,
+                DateTrigger(when),
+                args=(campaign, zone),
+                kwargs={"retry_of": fire.isoformat(), "attempt": attempt + 1 if count_attempt else attempt},
+                id=job_id,
+                name=f"{campaign}: retry {attempt + 1 if count_attempt else 'resume'} of {run_key(fire, zone)}",
+                replace_existing=True,
+            )
+            break
+        except Exception as exc:  # noqa: BLE001 - a locked database must not lose the retry silently
+            if pause is None or not is_transient(exc):
+                log.error(
+                    "campaign %s: could not store the retry of %s (%s); the next scheduler start resumes it",
+                    campaign, run_key(fire, zone), describe(exc),
+                )  # fmt: skip
+                return
+            log.warning(
+                "campaign %s: storing the retry failed (%s); again in %d s", campaign, describe(exc), pause
+            )
+            time.sleep(pause)
     log.warning("campaign %s: retry of %s scheduled at %s", campaign, run_key(fire, zone), when.isoformat())
+
+
+def retry_job_id(campaign: str, zone: str | None, fire: datetime) -> str:
+    return f"retry:{campaign}@{zone or '-'}:{fire.isoformat()}"
+
+
+def schedule_resume(
+    ctx: SchedulerContext, campaign: str, zone: str | None, fire: datetime, *, at: datetime
+) -> bool:
+    """Add a one-off job resuming the run of ``fire`` at ``at``; False when a retry of it already waits."""
+    if ctx.scheduler is None:
+        return False
+    if ctx.scheduler.get_job(retry_job_id(campaign, zone, fire)) is not None:
+        return False
+    _schedule_retry(ctx, campaign, zone, fire, 0, at=at, count_attempt=False)
+    return True
 
 
 def _naive_utc(t: datetime) -> datetime:
