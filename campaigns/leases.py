@@ -5,7 +5,7 @@ behind a role (``sync:host:pid:nonce``). The takeover rule (:func:`may_take_over
 
 - on **this host** the pid decides: a holder whose process no longer exists (or is a zombie) is
   provably gone and is taken over at once; a live process is never taken over, however old its
-  heartbeat (stop it first);
+  heartbeat (stop it first); within this very process, an attempt is alive while its keeper runs;
 - a holder on **another host** cannot be probed: it is taken over only once its heartbeat is older
   than the lease. Its heartbeat runs on its own thread (:class:`LeaseKeeper`), so a process blocked
   on a silent server keeps its lease fresh.
@@ -30,6 +30,15 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _identity: tuple[int, str] | None = None
+#: owners whose lease a :class:`LeaseKeeper` of this process renews right now (the live attempts)
+_live: set[str] = set()
+_live_lock = threading.Lock()
+
+
+def is_live_here(owner: str) -> bool:
+    """True while a keeper of this process renews ``owner``'s lease."""
+    with _live_lock:
+        return owner in _live
 
 
 def process_identity() -> str:
@@ -114,8 +123,8 @@ def may_take_over(
         return True
     if on_this_host(owner):
         if _parse(owner)[1] == os.getpid():
-            # another attempt of this process (a scheduler thread): alive while its keeper beats
-            return heartbeat_at is None or heartbeat_at < now - lease
+            # another attempt of this process (a scheduler thread): alive exactly while its keeper runs
+            return not is_live_here(owner)
         return not pid_alive(_parse(owner)[1] or 0)
     if me is not None and owner == me:
         return True
@@ -135,8 +144,11 @@ class LeaseKeeper:
             lease.check()  # raises LeaseLostError once another process took over
     """
 
-    def __init__(self, renew: Callable[[], bool], interval: float, *, what: str = "lease") -> None:
+    def __init__(
+        self, renew: Callable[[], bool], interval: float, *, what: str = "lease", owner: str | None = None
+    ) -> None:
         self.renew = renew
+        self.owner = owner
         self.interval = interval
         self.what = what
         self.lost = threading.Event()
@@ -145,10 +157,16 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._loop, name=f"lease-keeper:{what}", daemon=True)
 
     def start(self) -> LeaseKeeper:
+        if self.owner:
+            with _live_lock:
+                _live.add(self.owner)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        if self.owner:
+            with _live_lock:
+                _live.discard(self.owner)
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=max(5.0, self.interval))
@@ -185,6 +203,7 @@ class LeaseKeeper:
 __all__ = [
     "LeaseKeeper",
     "holder_is_gone",
+    "is_live_here",
     "may_take_over",
     "new_owner",
     "on_this_host",

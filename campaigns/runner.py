@@ -546,7 +546,10 @@ def execute_run(
         if run.run_id is not None:
             run_id, owner = run.run_id, run.owner
             run.lease = processor.lease = LeaseKeeper(
-                lambda: store.heartbeat(run_id, owner), LEASE_HEARTBEAT_SECONDS, what=f"run {key}"
+                lambda: store.heartbeat(run_id, owner),
+                LEASE_HEARTBEAT_SECONDS,
+                what=f"run {key}",
+                owner=owner,
             ).start()
         return _drive(store, settings, request, run, processor, members, now)
     finally:
