@@ -113,7 +113,9 @@ class _TakenOverSender:
         self.lease = processor_lease
         self.handed: list[str] = []
 
-    def send_batch(self, messages: Sequence[OutgoingMessage], on_result: Callable[[SendResult], None]) -> None:
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], on_result: Callable[[SendResult], None]
+    ) -> None:
         with self.store.transaction() as conn:
             conn.execute(update(Run.__table__).values(owner="otherhost:9:taker"))
         keeper = self.lease()

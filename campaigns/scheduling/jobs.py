@@ -16,8 +16,9 @@ What one fire does (``run_scheduled``):
    recipient-local jobs; a shutdown request stops it between batches (the run stays resumable: same
    key, ledger rows kept);
 4. a failure is logged with its reason and retried after ``RETRY_DELAYS`` (a one-off job in the
-   job store, so a restart keeps it); past the last delay, or beyond the lateness, it is left for
-   `retain send` / recorded as skipped.
+   job store, so a restart keeps it) — after ``TRANSIENT_RETRY`` when the database was locked or
+   unreachable; past the last delay, or beyond the lateness, it is left for `retain send` / recorded
+   as skipped.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from campaigns.kinds import ModelUse
 from campaigns.scheduling.plan import FUNC_RUN, run_key
 from campaigns.scheduling.policy import decide_fires
 from campaigns.status import CLOSED_RUN, RunStatus
-from campaigns.store.faults import describe, is_transient
+from campaigns.store.faults import describe, is_database_error, is_transient
 from campaigns.store.protocols import PipelineStore
 from campaigns.summary import RunSummary
 
@@ -61,6 +62,8 @@ log = logging.getLogger("campaigns.scheduling")
 #: waits before retrying a failed (or paused) run: attempt 1, 2, 3
 RETRY_DELAYS = (timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=45))
 TRAIN_MAX_LATENESS = timedelta(hours=6)
+#: wait before retrying a run that failed on a transient database fault (locked, timeout, unreachable)
+TRANSIENT_RETRY = timedelta(seconds=30)
 #: waits between attempts to store a retry job while the database is locked (about a minute in all)
 STORE_RETRY_PAUSES = (1, 2, 4, 8, 16, 32)
 
@@ -86,6 +89,7 @@ class SchedulerContext:
     owner: str = "scheduler"
     stopping: threading.Event = field(default_factory=threading.Event)
     retry_delays: tuple[timedelta, ...] = RETRY_DELAYS
+    transient_retry: timedelta = TRANSIENT_RETRY
 
 
 _context: SchedulerContext | None = None
@@ -198,10 +202,17 @@ def _execute(
         return FireOutcome(name, "lost", key, str(exc), skipped)
     except Exception as exc:  # noqa: BLE001 - one campaign's failure must not stop the scheduler
         reason = str(exc) if isinstance(exc, RetainError) else f"{type(exc).__name__}: {exc}"
+        if is_database_error(exc):
+            reason = describe(exc)
         log.error(
-            "campaign %s run %s failed: %s", name, key, reason, exc_info=not isinstance(exc, RetainError)
-        )
-        _schedule_retry(ctx, name, zone, fire, attempt)
+            "campaign %s run %s failed: %s", name, key, reason,
+            exc_info=not isinstance(exc, RetainError) and not is_database_error(exc),
+        )  # fmt: skip
+        if is_database_error(exc) and is_transient(exc):
+            # a locked or unreachable database passes: try again soon (the run resumes where it stopped)
+            _schedule_retry(ctx, name, zone, fire, attempt, at=ctx.clock() + ctx.transient_retry)
+        else:
+            _schedule_retry(ctx, name, zone, fire, attempt)
         return FireOutcome(name, "failed", key, reason, skipped)
     log.info("campaign %s run %s (%s): %s", name, key, dispatcher.name, summary.to_json())
     if summary.status == RunStatus.PAUSED:
