@@ -30,6 +30,7 @@ from campaigns.definition import DEFAULT_MAX_LATENESS, find_campaign
 from campaigns.errors import RetainError
 from campaigns.leases import may_take_over, on_this_host
 from campaigns.scheduling.plan import run_key
+from campaigns.store.base import utcnow
 from campaigns.store.ledger import LEASE_SECONDS
 from campaigns.store.scheduling import OpenScheduledRun
 
@@ -71,7 +72,8 @@ def resume_open_runs(ctx: Any, *, now: datetime | None = None, include_paused: b
 
     store: OpenRunStore = ctx.store
     now = now or ctx.clock()
-    naive_now = now.astimezone(UTC).replace(tzinfo=None)
+    # leases and row times are the database's wall clock; lateness is judged on the scheduler's clock
+    naive_now = utcnow()
     report = ResumeReport()
     lease = timedelta(seconds=LEASE_SECONDS)
     for run in store.open_scheduled_runs():
