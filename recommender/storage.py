@@ -87,5 +87,20 @@ def read_model(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dic
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The metadata of the model at ``path`` (the same copy :func:`read_model` uses)."""
-    return read_model(path)[1]
+    """The metadata of the model at ``path`` (the copy :func:`read_model` uses), without reading the
+    arrays; ModelFileMissing / ModelFileError like :func:`read_model`."""
+    npz, meta = model_files(path)
+    if not npz.exists():
+        raise ModelFileMissing(f"no model at {npz.with_suffix('')} (.npz + .json)")
+    try:
+        with np.load(npz, allow_pickle=False) as data:
+            manifest = data[METADATA_ARRAY] if METADATA_ARRAY in data.files else None
+        text = bytes(manifest).decode("utf-8") if manifest is not None else meta.read_text(encoding="utf-8")
+        metadata = json.loads(text)
+    except FileNotFoundError:
+        raise ModelFileMissing(f"no model at {npz.with_suffix('')} (.npz + .json)") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{npz}: model metadata is unreadable ({exc})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise ModelFileError(f"{meta}: not a Retain model file")
+    return metadata

@@ -71,7 +71,9 @@ def schedule_sync(
         raise click.exceptions.Exit(1)
     if busy_sync:
         # the job store may be half-way through the other sync: say so, do not report success
-        err.print("[red]error:[/red] another `retain schedule sync` is running; nothing applied, run it again after")
+        err.print(
+            "[red]error:[/red] another `retain schedule sync` is running; nothing applied, run it again after"
+        )
         raise click.exceptions.Exit(1)
 
 

@@ -332,6 +332,55 @@ def train_scheduled(*, fire_times: Sequence[datetime] = ()) -> FireOutcome:
 
 train_scheduled.accepts_fire_times = True  # type: ignore[attr-defined]
 
+#: the one-off job the scheduler adds when purchase history changed since the model was trained
+TRAIN_AFTER_IMPORT_JOB = "train:after-import"
+FUNC_TRAIN_AFTER_IMPORT = "campaigns.scheduling.jobs:train_after_import"
+
+
+def train_after_import() -> FireOutcome:
+    """Retrain when an import changed the purchase history since the model was trained (or there is none)."""
+    from campaigns.training import model_is_stale, train_model
+
+    ctx = current()
+    why = model_is_stale(ctx.store, ctx.settings)
+    if why is None:
+        return FireOutcome("train", "nothing", reason="the model is up to date")
+    log.info("train: %s; retraining", why)
+    try:
+        path = train_model(ctx.store, ctx.settings)
+    except NotFoundError as exc:  # nothing to learn from yet
+        log.info("train after import skipped: %s", exc)
+        return FireOutcome("train", "skipped", reason=str(exc))
+    except RetainError as exc:
+        log.error("train after import failed: %s", exc)
+        return FireOutcome("train", "failed", reason=str(exc))
+    log.info("train: model saved to %s (after an import)", path)
+    return FireOutcome("train", "sent", reason=str(path))
+
+
+def queue_train_if_stale(ctx: SchedulerContext) -> bool:
+    """Add the one-off retrain job when the model is older than the data (cheap: signature vs metadata).
+
+    Only while some campaign is scheduled (the nightly ``train`` job exists); True when queued.
+    """
+    from campaigns.scheduling.plan import TRAIN_JOB_ID
+    from campaigns.training import model_is_stale
+
+    scheduler = ctx.scheduler
+    if scheduler is None or scheduler.get_job(TRAIN_JOB_ID) is None:
+        return False
+    if scheduler.get_job(TRAIN_AFTER_IMPORT_JOB) is not None:
+        return False
+    why = model_is_stale(ctx.store, ctx.settings)
+    if why is None:
+        return False
+    scheduler.add_job(
+        FUNC_TRAIN_AFTER_IMPORT, DateTrigger(ctx.clock()), id=TRAIN_AFTER_IMPORT_JOB,
+        name=f"train: {why}", replace_existing=True,
+    )  # fmt: skip
+    log.info("train queued: %s", why)
+    return True
+
 
 # ------------------------------------------------------------------------------------------ the executor
 
@@ -376,5 +425,7 @@ __all__ = [
     "bind",
     "current",
     "run_scheduled",
+    "queue_train_if_stale",
+    "train_after_import",
     "train_scheduled",
 ]

@@ -25,7 +25,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from campaigns.config import Settings
 from campaigns.errors import RetainError, SchedulerError
-from campaigns.scheduling.jobs import Clock, FireTimesExecutor, SchedulerContext, bind, utc_now
+from campaigns.scheduling.jobs import (
+    Clock,
+    FireTimesExecutor,
+    SchedulerContext,
+    bind,
+    queue_train_if_stale,
+    utc_now,
+)
 from campaigns.scheduling.lock import HEARTBEAT_SECONDS, SchedulerLock
 from campaigns.scheduling.resume import resume_open_runs
 from campaigns.scheduling.sync import SyncReport, sync_jobs
@@ -189,6 +196,7 @@ def run_forever(
                 on_sync(report)
             # a dead scheduler's fires: APScheduler already moved their jobs on (campaigns/scheduling/resume.py)
             resume_open_runs(context)
+            _guarded("train check", lambda: queue_train_if_stale(context))
             if install_signals and threading.current_thread() is threading.main_thread():
                 previous = _install_signals(stop)
             scheduler.resume()
@@ -208,6 +216,7 @@ def run_forever(
                     last_sync = clock()
                     _resync(scheduler, store, settings, on_sync)
                     _guarded("resume", lambda: resume_open_runs(context, include_paused=False))
+                    _guarded("train check", lambda: queue_train_if_stale(context))
         finally:
             context.stopping.set()
             scheduler.pause()

@@ -21,11 +21,13 @@ from typing import cast
 from sqlalchemy import Connection, Table, delete, func, select, text
 
 from campaigns.leases import may_take_over
-from campaigns.models import Customer, Delivery, Run, SchedulerLock
+from campaigns.models import Customer, Delivery, Order, OrderLine, Run, SchedulerLock
 from campaigns.status import DeliveryStatus, RunStatus
 from campaigns.store.base import StoreBase, chunked, utcnow
 
-LOCKS, CUST, RUNS, DEL = (cast(Table, m.__table__) for m in (SchedulerLock, Customer, Run, Delivery))
+LOCKS, CUST, RUNS, DEL, ORDERS, LINES = (
+    cast(Table, m.__table__) for m in (SchedulerLock, Customer, Run, Delivery, Order, OrderLine)
+)
 #: the reason an ``unknown`` row carries when its process died with the message in flight
 IN_FLIGHT_AT_CRASH = "in_flight_at_crash"
 
@@ -239,6 +241,16 @@ class SchedulingStore(StoreBase):
                     .values(status=DeliveryStatus.UNKNOWN, reason=IN_FLIGHT_AT_CRASH, updated_at=utcnow())
                 ).rowcount
         return n
+
+    def data_signature(self) -> str:
+        """Counts and highest ids of customers, orders and order lines: changes with every import that
+        adds or changes purchase history (re-importing the same file leaves it as it was)."""
+        with self.engine.connect() as conn:
+            parts = []
+            for table in (CUST, ORDERS, LINES):
+                n, top = conn.execute(select(func.count(), func.max(table.c.id))).one()
+                parts.append(f"{int(n)}/{int(top or 0)}")
+        return ":".join(parts)
 
     def run_exists(self, campaign: str, key: str) -> bool:
         with self.engine.connect() as conn:
