@@ -35,6 +35,15 @@ _live: set[str] = set()
 _live_lock = threading.Lock()
 
 
+def mark_live(owner: str, live: bool = True) -> None:
+    """Declare ``owner`` (a lease holder of this process) alive, or no longer (``live=False``)."""
+    with _live_lock:
+        if live:
+            _live.add(owner)
+        else:
+            _live.discard(owner)
+
+
 def is_live_here(owner: str) -> bool:
     """True while a keeper of this process renews ``owner``'s lease."""
     with _live_lock:
@@ -158,15 +167,13 @@ class LeaseKeeper:
 
     def start(self) -> LeaseKeeper:
         if self.owner:
-            with _live_lock:
-                _live.add(self.owner)
+            mark_live(self.owner)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         if self.owner:
-            with _live_lock:
-                _live.discard(self.owner)
+            mark_live(self.owner, False)
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=max(5.0, self.interval))
@@ -204,6 +211,7 @@ __all__ = [
     "LeaseKeeper",
     "holder_is_gone",
     "is_live_here",
+    "mark_live",
     "may_take_over",
     "new_owner",
     "on_this_host",
