@@ -48,6 +48,7 @@ from campaigns.segments import iter_segment, load_segments, resolve_segment
 from campaigns.senders import resolve_sender
 from campaigns.senders.base import OutgoingMessage, Sender, SendResult, SendStatus
 from campaigns.status import CLOSED_RUN, OPEN_DELIVERY, DeliveryStatus, RunStatus
+from campaigns.store.faults import retry_transient
 from campaigns.store.ledger import DeliveryOutcome, DeliveryState, LedgerRow
 from campaigns.store.protocols import AudienceStore, PipelineStore
 from campaigns.summary import ALREADY_DONE, RunSummary, summarise_run
@@ -386,7 +387,9 @@ class RunProcessor:
         assert self.sender is not None
         self.check_lease()
         if self._pending:
-            self.store.record_results(self._pending, sender=self.sender.name)
+            pending, name = self._pending, self.sender.name
+            # these messages left already: a locked database must not turn them into "unknown"
+            retry_transient(lambda: self.store.record_results(pending, sender=name), what="recording results")
             self._pending = []
         for email, customer_id, why, detail in self._bounces:
             self.store.suppress(

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from campaigns.cli import main
 from campaigns.senders.base import OutgoingMessage, SendResult, SendStatus
 from campaigns.senders.outbox import OutboxSender, safe_file_stem
 from campaigns.store import Store
-from campaigns.store.faults import classify, describe, is_transient
+from campaigns.store.faults import classify, describe, is_transient, retry_transient
 
 from .conftest import ROOT
 
@@ -195,3 +196,37 @@ def test_outbox_leaves_no_temp_file_after_a_failed_write(tmp_path: Path) -> None
     assert [r.status for r in results] == [SendStatus.DEFERRED, SendStatus.DEFERRED]
     assert "No space left" in results[0].detail
     assert list((sender.directory / "tmp").iterdir()) == []
+
+
+def test_a_write_retried_through_a_passing_lock_succeeds_and_other_faults_raise(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    store = Store.open(f"sqlite:///{db}?timeout=0.1")
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(1.0, lambda: holder.execute("ROLLBACK"))
+    released.start()
+    calls: list[int] = []
+
+    def write() -> None:
+        calls.append(1)
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO suppressions (email, reason, created_at) VALUES ('a@b.c', 'x', '2024-01-01')"
+                )
+            )
+
+    try:
+        retry_transient(write, what="test write", pauses=(0.3,) * 10)
+        assert len(calls) > 1  # it met the lock, waited, and got through
+        with pytest.raises(OperationalError, match="no such table"):
+            retry_transient(lambda: _exec(store, "SELECT * FROM nope"), what="schema", pauses=(0.1,))
+    finally:
+        released.join()
+        holder.close()
+        store.close()
+
+
+def _exec(store: Store, sql: str) -> None:
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(sql)

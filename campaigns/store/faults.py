@@ -18,7 +18,16 @@ never as "run `retain db upgrade`" for everything:
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: waits between attempts of a write that met a transient fault (about half a minute in all)
+RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 #: kind -> what to do about it
 ADVICE = {
@@ -135,4 +144,25 @@ def is_transient(exc: BaseException) -> bool:
     return classify(exc).transient
 
 
-__all__ = ["ADVICE", "StorageFault", "classify", "describe", "is_database_error", "is_transient"]
+def retry_transient(action: Callable[[], T], *, what: str, pauses: Sequence[float] = RETRY_PAUSES) -> T:
+    """``action()``, tried again after each pause while it fails on a transient fault (then raised)."""
+    for pause in (*pauses, None):
+        try:
+            return action()
+        except Exception as exc:
+            if pause is None or not (is_database_error(exc) and is_transient(exc)):
+                raise
+            log.warning("%s: %s; trying again in %.0f s", what, describe(exc), pause)
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+__all__ = [
+    "ADVICE",
+    "StorageFault",
+    "classify",
+    "describe",
+    "is_database_error",
+    "is_transient",
+    "retry_transient",
+]
