@@ -166,3 +166,57 @@ def test_a_killed_sync_blocks_nothing_and_a_live_one_is_reported(tmp_path: Path,
         assert store.lock_holder("scheduler") is None
     finally:
         store.close()
+
+
+def test_the_scheduler_outlives_a_foreign_write_lock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A foreign transaction holds SQLite's write lock across several heartbeats (busy timeout 0.1 s): the
+    scheduler logs, backs off, stays up, and its heartbeat resumes once the lock is gone."""
+    import sqlite3
+    import threading
+    import time
+
+    from campaigns.scheduling.service import run_forever
+
+    db = tmp_path / "r.db"
+    templates = make_templates(tmp_path, {"thanks": follow_up("thanks")})
+    settings = settings_for(tmp_path, f"sqlite:///{db}?timeout=0.1", templates)
+    stop, ready = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def scheduler() -> None:
+        try:
+            run_forever(settings, stop=stop, on_ready=lambda _s: ready.set(), heartbeat_seconds=0.1,
+                        install_signals=False)  # fmt: skip
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    store = Store.open(f"sqlite:///{db}")  # migrated before the scheduler opens it
+    t = threading.Thread(target=scheduler)
+    t.start()
+    try:
+        assert ready.wait(30), errors
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        deadline = time.monotonic() + 30
+        while not any("heartbeat failed" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline and t.is_alive(), errors
+            time.sleep(0.05)
+        time.sleep(0.5)  # several more failed beats while the lock is held
+        assert t.is_alive(), errors
+        holder.execute("ROLLBACK")
+        holder.close()
+        held_at = store.lock_holder("scheduler").heartbeat_at  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while store.lock_holder("scheduler").heartbeat_at <= held_at:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline and t.is_alive(), errors
+            time.sleep(0.05)
+        assert any(
+            "stays up and retries" in r.getMessage() and "locked" in r.getMessage() for r in caplog.records
+        )
+    finally:
+        stop.set()
+        t.join(60)
+        store.close()
+    assert not t.is_alive() and errors == []
