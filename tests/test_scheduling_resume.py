@@ -120,6 +120,24 @@ def test_live_owners_and_runs_beyond_lateness_are_left_alone(ctx: SchedulerConte
     )
 
 
+def test_a_distributed_run_is_left_to_its_supervisor(ctx: SchedulerContext) -> None:
+    store: Any = ctx.store
+    run = store.start_run(
+        "thanks",
+        run_key(FIRE, ZONE),
+        owner=None,
+        dispatcher="celery",
+        scheduled_for=FIRE.replace(tzinfo=None),
+    )
+    paris = store.get_customer("paris").id
+    store.record_deliveries(
+        run.id, "thanks", [LedgerRow(paris, DeliveryStatus.SENDING, email="p@example.test")]
+    )
+    report = resume_open_runs(ctx)
+    assert report.resumed == [] and report.unknown_rows == 0
+    assert store.delivery_states(run.id, [paris])[paris].status == "sending"  # a live worker may hold it
+
+
 _SYNC_HOLDER = """
 import sys, time
 from campaigns.leases import new_owner

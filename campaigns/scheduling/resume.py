@@ -8,7 +8,8 @@ looks at every scheduled run (key ``sched:...``) still ``running`` or ``paused``
 - held by a live process (the pid on this host, a fresh heartbeat elsewhere): left alone;
 - its fire older than the campaign's ``max_lateness``: left alone, logged (``retain send NAME
   --run-key KEY`` resumes it by hand);
-- (``paused`` runs only on start: while the scheduler runs, their own retry jobs resume them)
+- (``paused`` runs only on start: while the scheduler runs, their own retry jobs resume them; runs of the
+  Celery dispatcher are left to its supervisor, which re-enqueues batches of dead workers)
 - otherwise its ``sending`` rows are resolved first — every one of a provably dead process at once,
   another host's after ``FINAL_REPLY_TIMEOUT`` — as ``unknown`` (reason ``in_flight_at_crash``: handed
   to the server, outcome unknown, never re-sent), then a one-off resume job (the same run key) is
@@ -79,6 +80,8 @@ def resume_open_runs(ctx: Any, *, now: datetime | None = None, include_paused: b
     for run in store.open_scheduled_runs():
         if run.status == "paused" and not include_paused:
             continue
+        if run.dispatcher != "local":
+            continue  # a distributed run has no single owner: its batches' supervisor re-enqueues them
         if run.owner and not may_take_over(run.owner, run.heartbeat_at, naive_now, lease):
             report.busy.append(run.key)
             continue
@@ -89,7 +92,7 @@ def resume_open_runs(ctx: Any, *, now: datetime | None = None, include_paused: b
             continue
         # the dead process held these rows' connections: their final replies can no longer arrive
         dead_here = run.owner is not None and on_this_host(run.owner)
-        cutoff = naive_now if dead_here or run.owner is None else naive_now - FINAL_REPLY_TIMEOUT
+        cutoff = naive_now if dead_here else naive_now - FINAL_REPLY_TIMEOUT
         resolved = store.resolve_stale_sending(run.id, cutoff + timedelta(seconds=1))
         report.unknown_rows += resolved
         lateness = _max_lateness(ctx, run.campaign)

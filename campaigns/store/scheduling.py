@@ -43,6 +43,7 @@ class OpenScheduledRun:
     scheduled_for: datetime
     owner: str | None
     heartbeat_at: datetime | None
+    dispatcher: str = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +213,9 @@ class SchedulingStore(StoreBase):
                 .order_by(RUNS.c.scheduled_for, RUNS.c.id)
             )
             return [
-                OpenScheduledRun(r.id, r.campaign, r.key, r.status, r.scheduled_for, r.owner, r.heartbeat_at)
+                OpenScheduledRun(
+                    r.id, r.campaign, r.key, r.status, r.scheduled_for, r.owner, r.heartbeat_at, r.dispatcher
+                )
                 for r in conn.execute(q)
             ]
 
