@@ -5,7 +5,8 @@ when the scheduler starts (``once`` yesterday, ``max_lateness: 72h``), a real SM
 (tests/smtp_sink.py) and runs ``python scheduler.py`` / ``retain send`` as separate processes:
 
 - ``kill``: SIGKILL the scheduler once the sink has taken a random number of messages (kill by progress,
-  not by clock), start another; the run must be resumed and completed;
+  not by clock), start another (``kills`` times in a row: each successor is killed while resuming); the
+  run must be resumed and completed;
 - ``lease``: ``retain send`` stuck on a silent server (its heartbeat must keep advancing), a rerun of
   the same run key must be refused and mark nothing failed; then the stuck process is killed and a
   rerun against the sink completes the run;
@@ -17,7 +18,7 @@ when the scheduler starts (``once`` yesterday, ``max_lateness: 72h``), a real SM
 Every trial ends with :func:`audit`: duplicates at the sink, customers silently unmailed (no ledger row,
 or a row left open), and the ledger's own consistency with the sink. From the project root::
 
-    python -m tests.fault_trials_sched --repeat 20 --db sqlite,postgresql --trials kill,lease,lock
+    python -m tests.fault_trials_sched --repeat 20 --db sqlite,postgresql --trials kill,lease,lock [--kills 3]
 """
 
 from __future__ import annotations
@@ -230,36 +231,42 @@ def audit(shop: Shop, sink_counts: Counter[str], result: TrialResult) -> TrialRe
 # ------------------------------------------------------------------------------------------ the trials
 
 
-def trial_kill(db: str, db_url: str, tmp: Path, rng: random.Random, customers: int = 1200) -> TrialResult:
-    """SIGKILL the scheduler mid-fire (after a random number of messages), start another: all resumed."""
+def trial_kill(
+    db: str, db_url: str, tmp: Path, rng: random.Random, customers: int = 1200, kills: int = 1
+) -> TrialResult:
+    """SIGKILL the scheduler mid-fire (after a random number of messages), start another — ``kills``
+    times, each successor killed in turn while resuming — then one more: the run must complete."""
     started = time.monotonic()
     shop = make_trial_shop(db_url, tmp, customers, rng.randint(1, 10_000))
     result = TrialResult("kill", db, customers)
+    notes: list[str] = []
     with SinkProcess(tmp / "sink.log", FaultPlan(delay_ms=2)) as sink:
         env = shop.env(sink.dsn)
-        target = rng.randint(50, customers // 2)
-        first = start_scheduler(env, tmp / "scheduler-1.log")
-        reached = wait_until(lambda: sum(sink.counts().values()) >= target, WAIT_SECONDS, alive=first)
-        first.kill()
-        first.wait()
-        at_kill = sum(sink.counts().values())
         store = shop.store()
         try:
-            status_at_kill = run_status(store)
-            second = start_scheduler(env, tmp / "scheduler-2.log")
+            for i in range(kills):
+                target = sum(sink.counts().values()) + rng.randint(50, max(51, customers // (2 * kills)))
+                proc = start_scheduler(env, tmp / f"scheduler-{i + 1}.log")
+                reached = wait_until(
+                    lambda t=target: sum(sink.counts().values()) >= t, WAIT_SECONDS, alive=proc
+                )
+                proc.kill()
+                proc.wait()
+                notes.append(
+                    f"kill {i + 1} after {sum(sink.counts().values())} messages (target {target}, "
+                    f"reached={reached}, run {run_status(store)})"
+                )
+            last = start_scheduler(env, tmp / f"scheduler-{kills + 1}.log")
             try:
-                done = wait_until(lambda: run_status(store) == "completed", WAIT_SECONDS, alive=second)
+                done = wait_until(lambda: run_status(store) == "completed", WAIT_SECONDS, alive=last)
             finally:
-                stop(second)
+                stop(last)
         finally:
             store.close()
         counts = sink.counts()
-    result.note = (
-        f"killed after {at_kill} messages (target {target}, reached={reached}, run was {status_at_kill}); "
-        f"resumed run completed={done}"
-    )
+    result.note = "; ".join(notes) + f"; resumed run completed={done}"
     if not done:
-        result.unmailed = customers  # reported, and audited below
+        result.unmailed = customers
     result.seconds = time.monotonic() - started
     audited = audit(shop, counts, result)
     if not done:
@@ -455,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hold", type=float, default=40.0, help="seconds the lock trial holds the write lock"
     )
+    parser.add_argument(
+        "--kills", type=int, default=1, help="schedulers SIGKILLed in a row in the kill trial"
+    )
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument(
         "--budget", type=float, default=0, help="stop starting repeats after this many seconds"
@@ -470,7 +480,9 @@ def main(argv: list[str] | None = None) -> int:
             break
         for name in args.trials.split(","):
             for db in args.db.split(","):
-                extra = {"hold": args.hold} if name == "lock" else {}
+                extra: dict[str, Any] = {"hold": args.hold} if name == "lock" else {}
+                if name == "kill":
+                    extra["kills"] = args.kills
                 r = run_trial(name, db, args.seed * 1000 + i, **extra)
                 results.append(r)
                 print(
