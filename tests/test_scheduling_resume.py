@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.leases import LeaseKeeper, process_identity
-from campaigns.models import Delivery
+from campaigns.models import Delivery, Run
 from campaigns.scheduling import jobs
 from campaigns.scheduling.jobs import SchedulerContext, run_scheduled
 from campaigns.scheduling.plan import run_key
@@ -27,6 +27,7 @@ from campaigns.scheduling.resume import resume_open_runs
 from campaigns.senders import memory
 from campaigns.status import DeliveryStatus
 from campaigns.store import Store
+from campaigns.store.base import utcnow
 from campaigns.store.ledger import LedgerRow
 from tests.scheduling_fixtures import ROOT, follow_up, make_templates, settings_for, write_people
 
@@ -136,6 +137,24 @@ def test_a_distributed_run_is_left_to_its_supervisor(ctx: SchedulerContext) -> N
     report = resume_open_runs(ctx)
     assert report.resumed == [] and report.unknown_rows == 0
     assert store.delivery_states(run.id, [paris])[paris].status == "sending"  # a live worker may hold it
+
+
+def test_another_hosts_in_flight_rows_wait_the_final_reply_timeout(ctx: SchedulerContext) -> None:
+    from campaigns.scheduling.resume import final_reply_timeout
+
+    assert final_reply_timeout("smtp://127.0.0.1:25?final_reply_timeout=900") == timedelta(seconds=900)
+    assert final_reply_timeout("smtp://127.0.0.1:25?tls=none") == timedelta(seconds=600)
+    store: Any = ctx.store
+    run_id, did = _left_open(store, FIRE, "elsewhere:77:gone")
+    with store.transaction() as conn:  # its heartbeat went silent long ago, its row 5 minutes ago
+        conn.execute(Run.__table__.update().values(heartbeat_at=datetime(2000, 1, 1)))
+        conn.execute(Delivery.__table__.update().values(updated_at=utcnow() - timedelta(minutes=5)))
+    report = resume_open_runs(ctx)
+    # taken over (resumed), but its row may still get its final reply: not resolved yet
+    assert report.resumed == [run_key(FIRE, ZONE)] and report.unknown_rows == 0
+    with store.transaction() as conn:
+        conn.execute(Delivery.__table__.update().values(updated_at=utcnow() - timedelta(minutes=11)))
+    assert resume_open_runs(ctx).unknown_rows == 1
 
 
 _SYNC_HOLDER = """

@@ -11,7 +11,8 @@ looks at every scheduled run (key ``sched:...``) still ``running`` or ``paused``
 - (``paused`` runs only on start: while the scheduler runs, their own retry jobs resume them; runs of the
   Celery dispatcher are left to its supervisor, which re-enqueues batches of dead workers)
 - otherwise its ``sending`` rows are resolved first — every one of a provably dead process at once,
-  another host's after ``FINAL_REPLY_TIMEOUT`` — as ``unknown`` (reason ``in_flight_at_crash``: handed
+  another host's after the final-reply timeout (the sender DSN's ``final_reply_timeout``, default
+  ``FINAL_REPLY_TIMEOUT``) — as ``unknown`` (reason ``in_flight_at_crash``: handed
   to the server, outcome unknown, never re-sent), then a one-off resume job (the same run key) is
   added for now, unless a retry of that fire is already waiting in the job store.
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 from campaigns.definition import DEFAULT_MAX_LATENESS, find_campaign
 from campaigns.errors import RetainError
@@ -40,6 +42,15 @@ log = logging.getLogger("campaigns.scheduling")
 #: how long a message may wait for its final reply (RFC 5321 §4.5.3.2.6: 10 minutes; the SMTP sender's
 #: ``final_reply_timeout`` default): a ``sending`` row older than this cannot still be in progress
 FINAL_REPLY_TIMEOUT = timedelta(seconds=600)
+
+
+def final_reply_timeout(sender: str) -> timedelta:
+    """The sender DSN's ``final_reply_timeout=SECONDS`` (the SMTP sender's option), else the default."""
+    values = parse_qs(urlsplit(sender).query).get("final_reply_timeout")
+    try:
+        return timedelta(seconds=float(values[-1])) if values else FINAL_REPLY_TIMEOUT
+    except ValueError:
+        return FINAL_REPLY_TIMEOUT
 
 
 class OpenRunStore(Protocol):
@@ -92,7 +103,7 @@ def resume_open_runs(ctx: Any, *, now: datetime | None = None, include_paused: b
             continue
         # the dead process held these rows' connections: their final replies can no longer arrive
         dead_here = run.owner is not None and on_this_host(run.owner)
-        cutoff = naive_now if dead_here else naive_now - FINAL_REPLY_TIMEOUT
+        cutoff = naive_now if dead_here else naive_now - final_reply_timeout(ctx.settings.resolved_sender())
         resolved = store.resolve_stale_sending(run.id, cutoff + timedelta(seconds=1))
         report.unknown_rows += resolved
         lateness = _max_lateness(ctx, run.campaign)
@@ -122,4 +133,4 @@ def _max_lateness(ctx: Any, campaign: str) -> timedelta:
     return definition.schedule.max_lateness if definition.schedule else DEFAULT_MAX_LATENESS
 
 
-__all__ = ["FINAL_REPLY_TIMEOUT", "ResumeReport", "resume_open_runs", "zone_of"]
+__all__ = ["FINAL_REPLY_TIMEOUT", "ResumeReport", "final_reply_timeout", "resume_open_runs", "zone_of"]
