@@ -16,6 +16,7 @@ callers that only know Python's exceptions still catch it.
     │   └── SenderPausedError              too many consecutive failures: the run is paused
     ├── TokenError(ValueError)             a signed unsubscribe/feedback token is forged or expired
     ├── RunBusyError                       another live process holds the run's lease
+    ├── LeaseLostError                     this process's lease was taken over: it stops, recording nothing
     └── SchedulerError                     the scheduler cannot start (e.g. another one holds the lock)
 """
 
@@ -105,6 +106,10 @@ class TokenError(RetainError, ValueError):
 
 class RunBusyError(RetainError):
     """Another live process holds this run's lease (wait for it, or use another run key)."""
+
+
+class LeaseLostError(RetainError):
+    """Another process took over this process's lease; the loser stops before recording anything."""
 
 
 class SchedulerError(RetainError):

@@ -43,14 +43,15 @@ from campaigns.clock import reference_now
 from campaigns.config import Settings
 from campaigns.definition import CampaignDefinition
 from campaigns.eligibility import DEFERRED, ELIGIBLE, HOLDOUT, SKIPPED, Verdict, judge_batch
-from campaigns.errors import RenderError, SenderPausedError
+from campaigns.errors import LeaseLostError, RenderError, SenderPausedError
 from campaigns.factory import BuildOptions, EmailFactory, Prepared, Recommends, Skip
 from campaigns.kinds import AudienceRequest, Member
-from campaigns.leases import new_owner
+from campaigns.leases import LeaseKeeper, new_owner
 from campaigns.segments import iter_segment, load_segments, resolve_segment
 from campaigns.senders import resolve_sender
 from campaigns.senders.base import OutgoingMessage, Sender, SendResult, SendStatus
 from campaigns.status import CLOSED_RUN, OPEN_DELIVERY, DeliveryStatus, RunStatus
+from campaigns.store.faults import retry_transient
 from campaigns.store.ledger import CapRule, DeliveryOutcome, DeliveryState, LedgerRow
 from campaigns.store.protocols import AudienceStore, PipelineStore
 from campaigns.summary import ALREADY_DONE, RunSummary, summarise_run
@@ -59,6 +60,8 @@ from campaigns.variants import with_variants
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 20
+#: how often a run's lease is renewed on its own thread (the lease itself lasts ledger.LEASE_SECONDS)
+LEASE_HEARTBEAT_SECONDS = 10.0
 #: results are written in groups of at most this many, or this often: a crash can leave at most a
 #: group's worth of already-sent rows in ``sending`` (resolved at most once, see the module docstring)
 RESULT_FLUSH = 64
@@ -188,11 +191,19 @@ class RunProcessor:
         #: ``winner`` to everyone outside it; None: every recipient gets their assigned variant
         self.phase: str | None = None
         self.winner: str | None = None
+        #: the run's lease, renewed on its own thread; once lost, nothing more is recorded
+        self.lease: LeaseKeeper | None = None
+
+    def check_lease(self) -> None:
+        """Raise LeaseLostError when another process took this run over (nothing is recorded after)."""
+        if self.lease is not None:
+            self.lease.check()
 
     def process(self, members: list[Member]) -> None:
         """One audience batch, start to finish (rows recorded, messages handed to the sender)."""
         if not members:
             return
+        self.check_lease()
         self.summary.audience += len(members)
         states = self._open_rows(members)
         todo = [m for m in members if _needs_work(states.get(m.customer.id))]
@@ -350,6 +361,7 @@ class RunProcessor:
                 row.status = DeliveryStatus.SENDING
                 row.sender = self.sender.name
                 rows.append(row)
+            self.check_lease()
             got = self.store.record_deliveries(self.run_id, self.definition.name, rows, cap=self._cap())
             mine: dict[int, Prepared] = {}
             for row, p in part:
@@ -393,6 +405,7 @@ class RunProcessor:
         except SenderPausedError:
             self.flush_results()
             self._record_withdrawn(watch, recorded)
+            self.check_lease()
             released = self.store.release_unsent(
                 d for d in owned if d not in recorded and str(d) not in watch.withdrawn
             )
@@ -443,8 +456,11 @@ class RunProcessor:
     def flush_results(self) -> None:
         """Write buffered outcomes (one transaction) and suppress hard-bounced or complaining addresses."""
         assert self.sender is not None
+        self.check_lease()
         if self._pending:
-            self.store.record_results(self._pending, sender=self.sender.name)
+            pending, name = self._pending, self.sender.name
+            # these messages left already: a locked database must not turn them into "unknown"
+            retry_transient(lambda: self.store.record_results(pending, sender=name), what="recording results")
             self._pending = []
         for email, customer_id, why, detail in self._bounces:
             self.store.suppress(
@@ -559,8 +575,11 @@ class _Run:
     own_sender: bool = False
     report_file: IO[str] | None = None
     writer: Any | None = field(default=None, repr=False)
+    lease: LeaseKeeper | None = None
 
     def close(self) -> None:
+        if self.lease is not None:
+            self.lease.stop()
         if self.report_file is not None:
             self.report_file.close()
         if self.own_sender and self.sender is not None:
@@ -641,6 +660,14 @@ def execute_run(
             sender=run.sender, report=run.writer, summary=run.summary,
             at_least_once=request.at_least_once,
         )  # fmt: skip
+        if run.run_id is not None:
+            run_id, owner = run.run_id, run.owner
+            run.lease = processor.lease = LeaseKeeper(
+                lambda: store.heartbeat(run_id, owner),
+                LEASE_HEARTBEAT_SECONDS,
+                what=f"run {key}",
+                owner=owner,
+            ).start()
         if definition.ab_test is not None and not request.dry_run:
             from campaigns.abtest import drive_test_then_winner
 
@@ -685,12 +712,19 @@ def _drive(
                 request.progress(len(batch))
         if run.run_id is not None:
             process_leftovers(store, processor, run.run_id, now)
+            processor.check_lease()
+    except LeaseLostError:
+        log.error(
+            "run %s: lease lost to another process; stopped without recording more", run.summary.run_key
+        )
+        raise
     except RenderError as exc:
         if run.run_id is not None:
             store.finish_run(run.run_id, run.owner, RunStatus.FAILED, str(exc))
         raise
     except SenderPausedError as exc:
         assert run.run_id is not None
+        processor.check_lease()
         store.finish_run(run.run_id, run.owner, RunStatus.PAUSED, str(exc))
         reason = f"{exc} — rerun the same command to resume"
         return summarise_run(

@@ -12,6 +12,7 @@ A delivery row (one customer of one run) moves::
     sending -> claimed                       (a failure before the message data was sent: retried)
     skipped | holdout                        (final on insert: nothing is sent, the reason says why)
     deferred -> claimed ...                  (quiet hours: picked up again after ``not_before``)
+    sending -> unknown                       (the process handling it died: never re-sent, counted)
     unknown -> claimed                       (only in a run the operator started ``--at-least-once``)
 
 ``unknown``: the message data went to the transport but its final reply never came (or the process died

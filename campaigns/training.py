@@ -168,6 +168,7 @@ def train_model(
         database=database_identity(store),
         cutoff=cutoff.isoformat() if cutoff else None,
         purchase_lines=len(cols),
+        data_signature=_data_signature(store),
         trained_at=datetime.now().astimezone().isoformat(timespec="seconds"),
     )
     if tuned:
@@ -176,6 +177,28 @@ def train_model(
         rec.metadata["selection"] = selection.to_json()
     rec.save(path)
     return path.with_name(path.name + ".npz")
+
+
+def _data_signature(store: Any) -> str | None:
+    """The store's data signature (campaigns/store/scheduling.py), recorded so the scheduler can tell an
+    import happened since this model was trained; None for stores that cannot tell."""
+    signature = getattr(store, "data_signature", None)
+    return signature() if callable(signature) else None
+
+
+def model_is_stale(store: Any, settings: Settings) -> str | None:
+    """Why the model should be retrained now (no model yet; data imported since it was trained), or None."""
+    from recommender.storage import read_metadata
+
+    if not callable(getattr(store, "data_signature", None)):
+        return None
+    try:
+        meta = read_metadata(settings.resolved_model_path())
+    except RecommenderError:
+        return "no model yet"
+    if meta.get("data_signature") != store.data_signature():
+        return "purchase history changed since the model was trained (an import)"
+    return None
 
 
 def _reads_baskets(model: str, params: dict[str, Any]) -> bool:

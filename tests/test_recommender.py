@@ -195,11 +195,22 @@ def test_corrupt_and_missing_model_files(service: RetainRecommender, tmp_path: P
     with pytest.raises(ModelFileError, match="corrupt"):
         RetainRecommender.load(tmp_path / "m")
     service.save(tmp_path / "m")
-    meta = json.loads((tmp_path / "m.json").read_text())
+    # the metadata the model loads with is the copy inside the .npz (recommender/storage.py)
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(bytes(arrays["__metadata__"]).decode())
     meta["version"] = 99
-    (tmp_path / "m.json").write_text(json.dumps(meta))
+    arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "m.npz", **arrays)
     with pytest.raises(ModelFileError, match="version"):
         RetainRecommender.load(tmp_path / "m")
+    arrays["__metadata__"] = np.frombuffer(b"{", dtype=np.uint8)
+    np.savez(tmp_path / "m.npz", **arrays)
+    with pytest.raises(ModelFileError, match="metadata is corrupt"):
+        RetainRecommender.load(tmp_path / "m")
+    # a model saved before the manifest (arrays only) reads its .json
+    del arrays["__metadata__"]
+    np.savez(tmp_path / "m.npz", **arrays)
     (tmp_path / "m.json").write_text("{")
     with pytest.raises(ModelFileError, match="metadata is corrupt"):
         RetainRecommender.load(tmp_path / "m")

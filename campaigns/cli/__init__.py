@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except SQLAlchemyError as exc:
         # a database problem we did not anticipate: say what failed, without a traceback or a password
-        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        err.print("[red]database error:[/red] " + escape(detail) + " (run `retain db upgrade`, check --db)")
+        from campaigns.store.faults import describe
+
+        err.print("[red]database error:[/red] " + escape(describe(exc)))
         return 1
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)

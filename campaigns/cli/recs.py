@@ -187,15 +187,16 @@ def model_show_cmd(
 ) -> None:
     """Show the trained model: what was chosen per block, why, and the validation table."""
     from campaigns.errors import NotFoundError
-    from recommender.storage import model_files
+    from recommender.errors import ModelFileError
+    from recommender.storage import ModelFileMissing, model_files, read_metadata
 
-    npz, meta_path = model_files(settings(ctx).resolved_model_path())
-    if not meta_path.exists():
-        raise NotFoundError(f"no model at {npz}: run `retain train`")
+    npz, _ = model_files(settings(ctx).resolved_model_path())
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{meta_path}: model metadata is unreadable ({exc}): run `retain train`") from None
+        meta = read_metadata(npz)  # the copy inside the .npz: the one the model loads with
+    except ModelFileMissing:
+        raise NotFoundError(f"no model at {npz}: run `retain train`") from None
+    except ModelFileError as exc:
+        raise ConfigError(f"model metadata is unreadable ({exc}): run `retain train`") from None
     if as_json:
         print_json(meta)
         return

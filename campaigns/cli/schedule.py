@@ -31,7 +31,8 @@ def schedule_sync(
 ) -> None:
     """Reconcile the job store with the template files and print what was added, changed and removed.
 
-    Exits 1 when a template is invalid (the other campaigns are still synced).
+    Exits 1 when a template is invalid (the other campaigns are still synced), and when another
+    ``schedule sync`` is running (nothing applied). A killed sync's lock is taken over at once.
     """
     from campaigns.leases import new_owner
     from campaigns.scheduling.lock import SchedulerLock
@@ -54,6 +55,7 @@ def schedule_sync(
     finally:
         lock.release()
         store.close()
+    busy_sync = running is not None and "(sync:" in running
     if running:
         report.notes.append(
             "not applied: a scheduler is running and re-syncs from the templates every 5 minutes "
@@ -66,6 +68,12 @@ def schedule_sync(
             style = _STYLE.get(line[:1])
             out.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))
     if report.problems:
+        raise click.exceptions.Exit(1)
+    if busy_sync:
+        # the job store may be half-way through the other sync: say so, do not report success
+        err.print(
+            "[red]error:[/red] another `retain schedule sync` is running; nothing applied, run it again after"
+        )
         raise click.exceptions.Exit(1)
 
 

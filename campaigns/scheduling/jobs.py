@@ -16,8 +16,9 @@ What one fire does (``run_scheduled``):
    recipient-local jobs; a shutdown request stops it between batches (the run stays resumable: same
    key, ledger rows kept);
 4. a failure is logged with its reason and retried after ``RETRY_DELAYS`` (a one-off job in the
-   job store, so a restart keeps it); past the last delay, or beyond the lateness, it is left for
-   `retain send` / recorded as skipped.
+   job store, so a restart keeps it) — after ``TRANSIENT_RETRY`` when the database was locked or
+   unreachable; past the last delay, or beyond the lateness, it is left for `retain send` / recorded
+   as skipped.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,7 @@ from campaigns.clock import reference_now
 from campaigns.config import Settings
 from campaigns.definition import DEFAULT_MAX_LATENESS, CampaignDefinition, find_campaign
 from campaigns.errors import (
+    LeaseLostError,
     ModelError,
     NotFoundError,
     RetainError,
@@ -50,6 +53,7 @@ from campaigns.kinds import ModelUse
 from campaigns.scheduling.plan import FUNC_RUN, run_key
 from campaigns.scheduling.policy import decide_fires
 from campaigns.status import CLOSED_RUN, RunStatus
+from campaigns.store.faults import describe, is_database_error, is_transient
 from campaigns.store.protocols import PipelineStore
 from campaigns.summary import RunSummary
 
@@ -58,6 +62,10 @@ log = logging.getLogger("campaigns.scheduling")
 #: waits before retrying a failed (or paused) run: attempt 1, 2, 3
 RETRY_DELAYS = (timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=45))
 TRAIN_MAX_LATENESS = timedelta(hours=6)
+#: wait before retrying a run that failed on a transient database fault (locked, timeout, unreachable)
+TRANSIENT_RETRY = timedelta(seconds=30)
+#: waits between attempts to store a retry job while the database is locked (about a minute in all)
+STORE_RETRY_PAUSES = (1, 2, 4, 8, 16, 32)
 
 Clock = Callable[[], datetime]
 
@@ -81,6 +89,7 @@ class SchedulerContext:
     owner: str = "scheduler"
     stopping: threading.Event = field(default_factory=threading.Event)
     retry_delays: tuple[timedelta, ...] = RETRY_DELAYS
+    transient_retry: timedelta = TRANSIENT_RETRY
 
 
 _context: SchedulerContext | None = None
@@ -192,12 +201,22 @@ def _execute(
     except RunBusyError as exc:
         log.info("campaign %s (%s): %s", name, key, exc)
         return FireOutcome(name, "busy", key, str(exc), skipped)
+    except LeaseLostError as exc:
+        log.error("campaign %s (%s): %s", name, key, exc)
+        return FireOutcome(name, "lost", key, str(exc), skipped)
     except Exception as exc:  # noqa: BLE001 - one campaign's failure must not stop the scheduler
         reason = str(exc) if isinstance(exc, RetainError) else f"{type(exc).__name__}: {exc}"
+        if is_database_error(exc):
+            reason = describe(exc)
         log.error(
-            "campaign %s run %s failed: %s", name, key, reason, exc_info=not isinstance(exc, RetainError)
-        )
-        _schedule_retry(ctx, name, zone, fire, attempt)
+            "campaign %s run %s failed: %s", name, key, reason,
+            exc_info=not isinstance(exc, RetainError) and not is_database_error(exc),
+        )  # fmt: skip
+        if is_database_error(exc) and is_transient(exc):
+            # a locked or unreachable database passes: try again soon (the run resumes where it stopped)
+            _schedule_retry(ctx, name, zone, fire, attempt, at=ctx.clock() + ctx.transient_retry)
+        else:
+            _schedule_retry(ctx, name, zone, fire, attempt)
         return FireOutcome(name, "failed", key, reason, skipped)
     log.info("campaign %s run %s (%s): %s", name, key, dispatcher.name, summary.to_json())
     if summary.status == RunStatus.PAUSED:
@@ -246,17 +265,47 @@ def _schedule_retry(
     if ctx.scheduler is None:
         log.warning("campaign %s: would retry at %s (not running under a scheduler)", campaign, when)
         return
-    job_id = f"retry:{campaign}@{zone or '-'}:{fire.isoformat()}"
-    ctx.scheduler.add_job(
-        FUNC_RUN,
-        DateTrigger(when),
-        args=(campaign, zone),
-        kwargs={"retry_of": fire.isoformat(), "attempt": attempt + 1 if count_attempt else attempt},
-        id=job_id,
-        name=f"{campaign}: retry {attempt + 1 if count_attempt else 'resume'} of {run_key(fire, zone)}",
-        replace_existing=True,
-    )
+    job_id = retry_job_id(campaign, zone, fire)
+    for pause in (*STORE_RETRY_PAUSES, None):
+        try:
+            ctx.scheduler.add_job(
+                FUNC_RUN,
+                DateTrigger(when),
+                args=(campaign, zone),
+                kwargs={"retry_of": fire.isoformat(), "attempt": attempt + 1 if count_attempt else attempt},
+                id=job_id,
+                name=f"{campaign}: retry {attempt + 1 if count_attempt else 'resume'} of {run_key(fire, zone)}",
+                replace_existing=True,
+            )
+            break
+        except Exception as exc:  # noqa: BLE001 - a locked database must not lose the retry silently
+            if pause is None or not is_transient(exc):
+                log.error(
+                    "campaign %s: could not store the retry of %s (%s); the next scheduler start resumes it",
+                    campaign, run_key(fire, zone), describe(exc),
+                )  # fmt: skip
+                return
+            log.warning(
+                "campaign %s: storing the retry failed (%s); again in %d s", campaign, describe(exc), pause
+            )
+            time.sleep(pause)
     log.warning("campaign %s: retry of %s scheduled at %s", campaign, run_key(fire, zone), when.isoformat())
+
+
+def retry_job_id(campaign: str, zone: str | None, fire: datetime) -> str:
+    return f"retry:{campaign}@{zone or '-'}:{fire.isoformat()}"
+
+
+def schedule_resume(
+    ctx: SchedulerContext, campaign: str, zone: str | None, fire: datetime, *, at: datetime
+) -> bool:
+    """Add a one-off job resuming the run of ``fire`` at ``at``; False when a retry of it already waits."""
+    if ctx.scheduler is None:
+        return False
+    if ctx.scheduler.get_job(retry_job_id(campaign, zone, fire)) is not None:
+        return False
+    _schedule_retry(ctx, campaign, zone, fire, 0, at=at, count_attempt=False)
+    return True
 
 
 def _naive_utc(t: datetime) -> datetime:
@@ -300,6 +349,55 @@ def _refresh_predictions(ctx: SchedulerContext) -> None:
 
 
 train_scheduled.accepts_fire_times = True  # type: ignore[attr-defined]
+
+#: the one-off job the scheduler adds when purchase history changed since the model was trained
+TRAIN_AFTER_IMPORT_JOB = "train:after-import"
+FUNC_TRAIN_AFTER_IMPORT = "campaigns.scheduling.jobs:train_after_import"
+
+
+def train_after_import() -> FireOutcome:
+    """Retrain when an import changed the purchase history since the model was trained (or there is none)."""
+    from campaigns.training import model_is_stale, train_model
+
+    ctx = current()
+    why = model_is_stale(ctx.store, ctx.settings)
+    if why is None:
+        return FireOutcome("train", "nothing", reason="the model is up to date")
+    log.info("train: %s; retraining", why)
+    try:
+        path = train_model(ctx.store, ctx.settings)
+    except NotFoundError as exc:  # nothing to learn from yet
+        log.info("train after import skipped: %s", exc)
+        return FireOutcome("train", "skipped", reason=str(exc))
+    except RetainError as exc:
+        log.error("train after import failed: %s", exc)
+        return FireOutcome("train", "failed", reason=str(exc))
+    log.info("train: model saved to %s (after an import)", path)
+    return FireOutcome("train", "sent", reason=str(path))
+
+
+def queue_train_if_stale(ctx: SchedulerContext) -> bool:
+    """Add the one-off retrain job when the model is older than the data (cheap: signature vs metadata).
+
+    Only while some campaign is scheduled (the nightly ``train`` job exists); True when queued.
+    """
+    from campaigns.scheduling.plan import TRAIN_JOB_ID
+    from campaigns.training import model_is_stale
+
+    scheduler = ctx.scheduler
+    if scheduler is None or scheduler.get_job(TRAIN_JOB_ID) is None:
+        return False
+    if scheduler.get_job(TRAIN_AFTER_IMPORT_JOB) is not None:
+        return False
+    why = model_is_stale(ctx.store, ctx.settings)
+    if why is None:
+        return False
+    scheduler.add_job(
+        FUNC_TRAIN_AFTER_IMPORT, DateTrigger(ctx.clock()), id=TRAIN_AFTER_IMPORT_JOB,
+        name=f"train: {why}", replace_existing=True,
+    )  # fmt: skip
+    log.info("train queued: %s", why)
+    return True
 
 
 # ------------------------------------------------------------------------------------------ the executor
@@ -345,5 +443,7 @@ __all__ = [
     "bind",
     "current",
     "run_scheduled",
+    "queue_train_if_stale",
+    "train_after_import",
     "train_scheduled",
 ]

@@ -1,7 +1,7 @@
 """One scheduler per database: acquire, renew and release the scheduler lock.
 
-SQLite uses the ``scheduler_locks`` row with a heartbeat (a holder silent for ``STALE_AFTER`` is
-presumed dead and taken over); PostgreSQL an advisory lock the server frees when the holder's
+SQLite uses the ``scheduler_locks`` row with a heartbeat (a holder of this host whose process is gone
+is taken over at once; one of another host once silent for ``STALE_AFTER``); PostgreSQL an advisory lock the server frees when the holder's
 connection dies (campaigns/store/scheduling.py). A refused start raises SchedulerError naming the
 holder and what to do.
 """
@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from campaigns.errors import SchedulerError
+from campaigns.leases import mark_live
 from campaigns.store.scheduling import AdvisoryLock
 
 LOCK_NAME = "scheduler"
@@ -56,9 +57,11 @@ class SchedulerLock:
                 raise SchedulerError(
                     f"another scheduler is already running on {self.store.url} ({holder.owner}, last heartbeat "
                     f"{holder.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); only one may run per database. Stop it first; "
-                    f"if it died, this one takes over {int(self.stale_after.total_seconds())} s after its last heartbeat."
+                    f"if it died, this one takes over {int(self.stale_after.total_seconds())} s after its last heartbeat "
+                    "(at once when it ran on this host)."
                 )
         self.held = True
+        mark_live(self.owner)  # another thread of this process must not take it over
 
     def heartbeat(self, now: datetime | None = None) -> bool:
         """Renew the lock; False when it was lost (the caller must stop scheduling)."""
@@ -75,6 +78,7 @@ class SchedulerLock:
         if not self.held:
             return
         self.held = False
+        mark_live(self.owner, False)
         try:
             self.store.release_lock_row(self.name, self.owner)
         finally:

@@ -25,9 +25,18 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from campaigns.config import Settings
 from campaigns.errors import RetainError, SchedulerError
-from campaigns.scheduling.jobs import Clock, FireTimesExecutor, SchedulerContext, bind, utc_now
+from campaigns.scheduling.jobs import (
+    Clock,
+    FireTimesExecutor,
+    SchedulerContext,
+    bind,
+    queue_train_if_stale,
+    utc_now,
+)
 from campaigns.scheduling.lock import HEARTBEAT_SECONDS, SchedulerLock
+from campaigns.scheduling.resume import resume_open_runs
 from campaigns.scheduling.sync import SyncReport, sync_jobs
+from campaigns.store.faults import describe
 
 log = logging.getLogger("campaigns.scheduling")
 
@@ -74,6 +83,21 @@ class _TrackingExecutor(FireTimesExecutor):
             return self._idle.wait_for(lambda: self._busy <= 0, timeout)
 
 
+class _ResilientScheduler(BackgroundScheduler):
+    """APScheduler's scheduler whose loop survives a job-store error after a job was submitted.
+
+    APScheduler 3 retries a failing ``get_due_jobs`` but lets an error from ``update_job`` (a locked
+    or unreachable database) end its loop thread: the process would live on and never fire again.
+    """
+
+    def _process_jobs(self) -> float | None:
+        try:
+            return super()._process_jobs()  # type: ignore[no-any-return]
+        except Exception as exc:  # noqa: BLE001 - logged with its storage advice, retried
+            log.error("job store error (%s); retrying in %s s", describe(exc), self.jobstore_retry_interval)
+            return float(self.jobstore_retry_interval)
+
+
 class _StoreJobStore(SQLAlchemyJobStore):
     """APScheduler's SQLAlchemy job store on the store's engine, which the store (not the job store) disposes."""
 
@@ -83,7 +107,7 @@ class _StoreJobStore(SQLAlchemyJobStore):
 
 def build_scheduler(context: SchedulerContext, *, max_workers: int = MAX_WORKERS) -> BackgroundScheduler:
     """A (not started) scheduler whose job store lives in the store's database."""
-    scheduler = BackgroundScheduler(
+    scheduler = _ResilientScheduler(
         jobstores={"default": _StoreJobStore(engine=context.store.engine, tablename=JOBS_TABLE)},
         executors={"default": _TrackingExecutor(max_workers)},
         # coalescing and lateness are Retain's policy (campaigns/scheduling/policy.py): APScheduler
@@ -170,6 +194,9 @@ def run_forever(
             report = sync_jobs(scheduler, store, settings)
             if on_sync:
                 on_sync(report)
+            # a dead scheduler's fires: APScheduler already moved their jobs on (campaigns/scheduling/resume.py)
+            resume_open_runs(context)
+            _guarded("train check", lambda: queue_train_if_stale(context))
             if install_signals and threading.current_thread() is threading.main_thread():
                 previous = _install_signals(stop)
             scheduler.resume()
@@ -177,14 +204,19 @@ def run_forever(
             if on_ready:
                 on_ready(scheduler)
             last_sync = clock()
-            while not stop.wait(heartbeat_seconds):
-                if not lock.heartbeat():
+            beat = _Heartbeat(lock, heartbeat_seconds)
+            while not stop.wait(beat.delay):
+                if not beat.renew():
                     raise SchedulerError(
                         f"scheduler {owner} lost its lock on {store.url} (another scheduler took over); stopping"
                     )
+                if beat.failures:
+                    continue
                 if (clock() - last_sync).total_seconds() >= resync_seconds:
                     last_sync = clock()
                     _resync(scheduler, store, settings, on_sync)
+                    _guarded("resume", lambda: resume_open_runs(context, include_paused=False))
+                    _guarded("train check", lambda: queue_train_if_stale(context))
         finally:
             context.stopping.set()
             scheduler.pause()
@@ -199,6 +231,47 @@ def run_forever(
         lock.release()
         if own_store:
             store.close()
+
+
+#: the longest wait between two heartbeat attempts while the database keeps failing
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class _Heartbeat:
+    """Renews the scheduler lock; a transient database error is logged and retried with backoff."""
+
+    def __init__(self, lock: SchedulerLock, interval: float) -> None:
+        self.lock = lock
+        self.interval = interval
+        self.delay = interval
+        self.failures = 0
+
+    def renew(self) -> bool:
+        """False only when the lock was provably lost; database errors keep the scheduler alive."""
+        try:
+            held = self.lock.heartbeat()
+        except Exception as exc:  # noqa: BLE001 - the scheduler must outlive a locked or flaky database
+            self.failures += 1
+            self.delay = min(
+                self.interval * 2 ** (self.failures - 1), max(MAX_BACKOFF_SECONDS, self.interval)
+            )
+            log.error(
+                "heartbeat failed (%s, attempt %d); the scheduler stays up and retries in %.0f s",
+                describe(exc), self.failures, self.delay,
+            )  # fmt: skip
+            return True
+        if self.failures:
+            log.warning("heartbeat recovered after %d failed attempts", self.failures)
+        self.failures, self.delay = 0, self.interval
+        return held
+
+
+def _guarded(what: str, action: Callable[[], object]) -> None:
+    """Run a periodic chore; a failure is logged (with storage advice), never raised."""
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - a chore must never stop the scheduler
+        log.error("%s failed: %s", what, describe(exc))
 
 
 def _resync(

@@ -73,17 +73,22 @@ class OutboxSender(SenderBase):
         stem = safe_file_stem(message.key)
         tmp = self.directory / "tmp" / f"{stem}.{self._pid}.eml"
         data = message.data.replace(b"\r\n", b"\n")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if self.fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        target = self.directory / "new" / f"{stem}.eml"
-        copy = 1
-        while target.exists() or (self.directory / "cur" / target.name).exists():
-            copy += 1
-            target = self.directory / "new" / f"{stem}.{copy}.eml"
-        os.replace(tmp, target)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            target = self.directory / "new" / f"{stem}.eml"
+            copy = 1
+            while target.exists() or (self.directory / "cur" / target.name).exists():
+                copy += 1
+                target = self.directory / "new" / f"{stem}.{copy}.eml"
+            os.replace(tmp, target)
+        except BaseException:
+            # a full disk or a refused rename leaves no half-written file behind in tmp/
+            tmp.unlink(missing_ok=True)
+            raise
         return target
 
 

@@ -1,11 +1,15 @@
 """Engines and migrations: open a database URL, and keep its schema at Alembic's head.
 
-SQLite gets WAL, foreign keys and a busy timeout, so a scheduler, a preview server and a CLI
-command can share one file. PostgreSQL uses psycopg 3 (``postgresql+psycopg://``).
+SQLite gets WAL, foreign keys and a busy timeout (30 s, or ``?timeout=SECONDS`` in the URL), so a
+scheduler, a preview server and a CLI command can share one file; a file in a read-only directory is
+still readable (the WAL switch is skipped when it cannot be made). PostgreSQL uses psycopg 3 (``postgresql+psycopg://``).
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +18,15 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.exc import DatabaseError as SADatabaseError
 
 from campaigns.errors import DatabaseError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: seconds a SQLite connection waits for another writer's lock before "database is locked"
+SQLITE_BUSY_TIMEOUT = 30.0
 
 
 def safe_url(url: str) -> str:
@@ -43,8 +49,10 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     try:
         if parsed.get_backend_name() == "sqlite":
-            engine = create_engine(parsed, connect_args={"timeout": 30}, **kwargs)
-            event.listen(engine, "connect", _sqlite_pragmas)
+            busy = _busy_timeout(parsed.query.get("timeout"))
+            parsed = _read_only_if_needed(parsed.difference_update_query(["timeout"]))
+            engine = create_engine(parsed, connect_args={"timeout": busy}, **kwargs)
+            event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy))
         else:
             kwargs.setdefault("pool_pre_ping", True)
             engine = create_engine(parsed, **kwargs)
@@ -53,12 +61,50 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _read_only_if_needed(parsed: URL) -> URL:
+    """A SQLite file whose directory cannot be written is opened read-only.
+
+    SQLite keeps its WAL index (``-shm``) beside the file: where it cannot create one, a normal open
+    fails even to read. Read-only (``mode=ro``), and ``immutable`` when no WAL files exist (nobody can
+    be writing: they could not create them either), it reads; a write then fails as "read-only".
+    """
+    name = parsed.database
+    if not name or name == ":memory:" or name.startswith("file:") or parsed.query.get("uri"):
+        return parsed
+    path = Path(name)
+    if not path.exists() or os.access(path.parent, os.W_OK):
+        return parsed
+    busy = [Path(f"{path}-wal"), Path(f"{path}-shm")]
+    query = {"mode": "ro", "uri": "true"}
+    if not any(p.exists() for p in busy):
+        query["immutable"] = "1"
+    return parsed.set(database=f"file:{path.resolve()}").update_query_dict(query)
+
+
+def _busy_timeout(value: object) -> float:
+    """Seconds SQLite waits for another writer's lock (``?timeout=`` in the URL; default 30)."""
+    if value is None:
+        return SQLITE_BUSY_TIMEOUT
+    try:
+        seconds = float(value if isinstance(value, str) else str(value))
+    except ValueError:
+        raise DatabaseError(
+            f"invalid SQLite timeout {value!r} in the database URL: expected seconds, e.g. ?timeout=30"
+        ) from None
+    return max(seconds, 0.0)
+
+
+def _sqlite_pragmas(busy: float, dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    for pragma in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"):
+        try:
+            cur.execute(pragma)
+        except sqlite3.Error:
+            # a file in a read-only directory (or a read-only file) cannot switch its journal: it is
+            # still read in the mode it has; a write fails with a "read-only" message (store/faults.py)
+            break
     cur.close()
 
 

@@ -24,7 +24,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, func, or_, select, text
 
 from campaigns.errors import NotFoundError, RunBusyError
-from campaigns.leases import owner_is_dead
+from campaigns.leases import may_take_over, on_this_host
 from campaigns.models import Customer, Delivery, Order, Run
 from campaigns.status import CAP_HOLDING, CLOSED_RUN, FINAL_DELIVERY, DeliveryStatus, RunStatus
 from campaigns.store.base import StoreBase, chunked, utcnow
@@ -208,6 +208,15 @@ def _update_results_pg(
     )
 
 
+def _busy_message(campaign: str, key: str, owner: str | None, heartbeat_at: datetime | None) -> str:
+    beat = f"{heartbeat_at:%H:%M:%S} UTC" if heartbeat_at else "never"
+    alive = "its process is alive on this host" if owner and on_this_host(owner) else f"last heartbeat {beat}"
+    return (
+        f"run {campaign}/{key} is being sent by {owner} ({alive}); wait for it to finish (or stop that "
+        "process), or use another --run-key"
+    )
+
+
 class LedgerStore(StoreBase):
     # ------------------------------------------------------------------ runs
 
@@ -244,22 +253,19 @@ class LedgerStore(StoreBase):
             )
             row = conn.execute(select(RUNS).where(RUNS.c.campaign == campaign, RUNS.c.key == key)).one()
             if owner is not None and row.status not in CLOSED_RUN:
-                stale = now - timedelta(seconds=LEASE_SECONDS)
-                if row.owner and owner_is_dead(row.owner):
-                    stale = now + timedelta(seconds=1)  # its process is gone: take over at once
+                lease = timedelta(seconds=LEASE_SECONDS)
+                if not may_take_over(row.owner, row.heartbeat_at, now, lease, owner):
+                    raise RunBusyError(_busy_message(campaign, key, row.owner, row.heartbeat_at))
+                # compare-and-set on the holder we judged: a concurrent taker wins or loses as a whole
+                holder = RUNS.c.owner.is_(None) if row.owner is None else RUNS.c.owner == row.owner
                 got = conn.execute(
                     RUNS.update()
-                    .where(
-                        RUNS.c.id == row.id,
-                        or_(RUNS.c.owner.is_(None), RUNS.c.owner == owner, RUNS.c.heartbeat_at < stale),
-                    )
+                    .where(RUNS.c.id == row.id, holder)
                     .values(owner=owner, heartbeat_at=now, status=RunStatus.RUNNING, updated_at=now)
                 ).rowcount
                 if not got:
-                    raise RunBusyError(
-                        f"run {campaign}/{key} is being sent by {row.owner} (last heartbeat {row.heartbeat_at:%H:%M:%S} UTC); "
-                        f"wait for it to finish, or use another --run-key"
-                    )
+                    fresh = conn.execute(select(RUNS).where(RUNS.c.id == row.id)).one()
+                    raise RunBusyError(_busy_message(campaign, key, fresh.owner, fresh.heartbeat_at))
                 row = conn.execute(select(RUNS).where(RUNS.c.id == row.id)).one()
             return _run_record(row)
 
@@ -268,12 +274,15 @@ class LedgerStore(StoreBase):
         with self.transaction() as conn:
             conn.execute(RUNS.update().where(RUNS.c.id == run_id).values(unsafe_send=overridden))
 
-    def heartbeat(self, run_id: int, owner: str) -> None:
+    def heartbeat(self, run_id: int, owner: str) -> bool:
+        """Renew ``owner``'s lease on the run; False when the run is no longer ``owner``'s."""
         with self.transaction() as conn:
-            conn.execute(
-                RUNS.update()
-                .where(RUNS.c.id == run_id, RUNS.c.owner == owner)
-                .values(heartbeat_at=utcnow(), updated_at=utcnow())
+            return bool(
+                conn.execute(
+                    RUNS.update()
+                    .where(RUNS.c.id == run_id, RUNS.c.owner == owner)
+                    .values(heartbeat_at=utcnow(), updated_at=utcnow())
+                ).rowcount
             )
 
     def finish_run(

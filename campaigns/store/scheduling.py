@@ -18,12 +18,32 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Connection, Table, delete, func, or_, select, text
+from sqlalchemy import Connection, Table, delete, func, select, text
 
-from campaigns.models import Customer, Run, SchedulerLock
-from campaigns.store.base import StoreBase, utcnow
+from campaigns.leases import may_take_over
+from campaigns.models import Customer, Delivery, Order, OrderLine, Run, SchedulerLock
+from campaigns.status import DeliveryStatus, RunStatus
+from campaigns.store.base import StoreBase, chunked, utcnow
 
-LOCKS, CUST, RUNS = (cast(Table, m.__table__) for m in (SchedulerLock, Customer, Run))
+LOCKS, CUST, RUNS, DEL, ORDERS, LINES = (
+    cast(Table, m.__table__) for m in (SchedulerLock, Customer, Run, Delivery, Order, OrderLine)
+)
+#: the reason an ``unknown`` row carries when its process died with the message in flight
+IN_FLIGHT_AT_CRASH = "in_flight_at_crash"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenScheduledRun:
+    """A scheduled run left ``running`` or ``paused``: its key, fire time and who last held it."""
+
+    id: int
+    campaign: str
+    key: str
+    status: str
+    scheduled_for: datetime
+    owner: str | None
+    heartbeat_at: datetime | None
+    dispatcher: str = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +105,26 @@ class SchedulingStore(StoreBase):
     ) -> LockHolder | None:
         """Take the lock row for ``owner``; returns None on success, else the live holder.
 
-        Succeeds when the row is absent, already ``owner``'s, or its heartbeat is older than
-        ``stale_after`` (the holder died: taken over). ``now`` is naive UTC (tests inject it).
+        Succeeds when the row is absent, already ``owner``'s, its holder is a dead process of this
+        host (a killed scheduler or ``schedule sync``: taken over at once), or its heartbeat is older
+        than ``stale_after`` (another host's holder went silent). ``now`` is naive UTC (tests inject it).
         """
         now = now or utcnow()
         with self.transaction() as conn:
+            row = conn.execute(select(LOCKS).where(LOCKS.c.name == name)).first()
+            if (
+                row is not None
+                and row.owner != owner
+                and may_take_over(row.owner, row.heartbeat_at, now, stale_after)
+            ):
+                # compare-and-set on the dead holder: of two takers, one wins
+                took = conn.execute(
+                    LOCKS.update()
+                    .where(LOCKS.c.name == name, LOCKS.c.owner == row.owner)
+                    .values(owner=owner, acquired_at=now, heartbeat_at=now)
+                ).rowcount
+                if took:
+                    return None
             stmt = (
                 self.insert(LOCKS)
                 .values(name=name, owner=owner, acquired_at=now, heartbeat_at=now)
@@ -101,10 +136,7 @@ class SchedulingStore(StoreBase):
                 return None
             took = conn.execute(
                 LOCKS.update()
-                .where(
-                    LOCKS.c.name == name,
-                    or_(LOCKS.c.owner == owner, LOCKS.c.heartbeat_at < now - stale_after),
-                )
+                .where(LOCKS.c.name == name, LOCKS.c.owner == owner)
                 .values(owner=owner, acquired_at=now, heartbeat_at=now)
             ).rowcount
             if took:
@@ -168,10 +200,72 @@ class SchedulingStore(StoreBase):
             q = select(CUST.c.timezone, func.count()).group_by(CUST.c.timezone)
             return {tz: int(n) for tz, n in conn.execute(q)}
 
+    def open_scheduled_runs(self) -> list[OpenScheduledRun]:
+        """Scheduled runs (key ``sched:...``) still ``running`` or ``paused``, oldest fire first."""
+        with self.engine.connect() as conn:
+            q = (
+                select(RUNS)
+                .where(
+                    RUNS.c.status.in_((RunStatus.RUNNING, RunStatus.PAUSED)),
+                    RUNS.c.scheduled_for.is_not(None),
+                    RUNS.c.key.like("sched:%"),
+                )
+                .order_by(RUNS.c.scheduled_for, RUNS.c.id)
+            )
+            return [
+                OpenScheduledRun(
+                    r.id, r.campaign, r.key, r.status, r.scheduled_for, r.owner, r.heartbeat_at, r.dispatcher
+                )
+                for r in conn.execute(q)
+            ]
+
+    def resolve_stale_sending(self, run_id: int, older_than: datetime) -> int:
+        """Rows of ``run_id`` left ``sending`` since before ``older_than`` (naive UTC) become ``unknown``.
+
+        Their process died (or its final reply never came) with the message handed to the server:
+        whether it arrived cannot be known, so it is never re-sent, only counted (docs/scheduling.md).
+        """
+        with self.transaction() as conn:
+            ids = [
+                int(x)
+                for x in conn.execute(
+                    select(DEL.c.id).where(
+                        DEL.c.run_id == run_id,
+                        DEL.c.status == DeliveryStatus.SENDING,
+                        DEL.c.updated_at < older_than,
+                    )
+                ).scalars()
+            ]
+            n = 0
+            for part in chunked(ids, 500):
+                n += conn.execute(
+                    DEL.update()
+                    .where(DEL.c.id.in_(part), DEL.c.status == DeliveryStatus.SENDING)
+                    .values(status=DeliveryStatus.UNKNOWN, reason=IN_FLIGHT_AT_CRASH, updated_at=utcnow())
+                ).rowcount
+        return n
+
+    def data_signature(self) -> str:
+        """Counts and highest ids of customers, orders and order lines: changes with every import that
+        adds or changes purchase history (re-importing the same file leaves it as it was)."""
+        with self.engine.connect() as conn:
+            parts = []
+            for table in (CUST, ORDERS, LINES):
+                n, top = conn.execute(select(func.count(), func.max(table.c.id))).one()
+                parts.append(f"{int(n)}/{int(top or 0)}")
+        return ":".join(parts)
+
     def run_exists(self, campaign: str, key: str) -> bool:
         with self.engine.connect() as conn:
             q = select(RUNS.c.id).where(RUNS.c.campaign == campaign, RUNS.c.key == key)
             return conn.execute(q).first() is not None
 
 
-__all__ = ["AdvisoryLock", "LockHolder", "SchedulingStore", "advisory_key"]
+__all__ = [
+    "IN_FLIGHT_AT_CRASH",
+    "AdvisoryLock",
+    "LockHolder",
+    "OpenScheduledRun",
+    "SchedulingStore",
+    "advisory_key",
+]
