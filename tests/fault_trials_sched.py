@@ -36,10 +36,9 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,6 +50,7 @@ from campaigns.models import Delivery, Run
 from campaigns.store import Store
 from campaigns.training import train_model
 
+from .databases import fresh_database
 from .smtp_sink import FaultPlan, SinkProcess
 from .synthetic import ROOT, cli_env, make_shop, shop_settings
 
@@ -128,26 +128,9 @@ def make_trial_shop(db_url: str, tmp: Path, customers: int, seed: int) -> Shop:
     return Shop(db_url, tmp, customers, templates, settings)
 
 
-@contextmanager
-def database(kind: str, tmp: Path) -> Iterator[str]:
+def database(kind: str, tmp: Path) -> AbstractContextManager[str]:
     """A fresh SQLite file, or a fresh schema on the test PostgreSQL server (dropped afterwards)."""
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp / 'trial.db'}"
-        return
-    from campaigns.config import postgres_test_url
-
-    schema = "f_" + uuid.uuid4().hex[:12]
-    base = postgres_test_url()
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    return fresh_database(kind, tmp, prefix="f_")
 
 
 def start_scheduler(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -41,10 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,14 +51,15 @@ from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from sqlalchemy import create_engine, select, text  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
-from campaigns.config import Settings, postgres_test_url  # noqa: E402
+from campaigns.config import Settings  # noqa: E402
 from campaigns.models import Customer, Delivery  # noqa: E402
 from campaigns.store import Store  # noqa: E402
 from campaigns.store.base import utcnow  # noqa: E402
 from campaigns.training import train_model  # noqa: E402
 
+from .databases import fresh_database  # noqa: E402
 from .smtp_sink import FaultPlan, SinkProcess  # noqa: E402
 from .synthetic import ROOT, cli_env, make_shop, shop_settings  # noqa: E402
 
@@ -92,24 +92,9 @@ class TrialResult:
 # ---------------------------------------------------------------------------- set-up
 
 
-@contextmanager
-def database(kind: str, tmp: Path) -> Iterator[str]:
-    """A fresh database URL: a SQLite file under ``tmp``, or a PostgreSQL schema dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp / 'trial.db'}"
-        return
-    schema = "ft_" + uuid.uuid4().hex[:12]
-    base = postgres_test_url()
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+def database(kind: str, tmp: Path) -> AbstractContextManager[str]:
+    """A fresh SQLite file, or a fresh schema on the test PostgreSQL server (dropped afterwards)."""
+    return fresh_database(kind, tmp, prefix="ft_")
 
 
 @dataclass

@@ -23,13 +23,13 @@ from sqlalchemy import Connection, Table, delete, func, select, text
 from campaigns.leases import may_take_over
 from campaigns.models import Customer, Delivery, Order, OrderLine, Run, SchedulerLock
 from campaigns.status import DeliveryStatus, RunStatus
-from campaigns.store.base import StoreBase, chunked, utcnow
+from campaigns.store.base import StoreBase, utcnow
+from campaigns.store.ledger import IN_FLIGHT_AT_CRASH
 
 LOCKS, CUST, RUNS, DEL, ORDERS, LINES = (
     cast(Table, m.__table__) for m in (SchedulerLock, Customer, Run, Delivery, Order, OrderLine)
 )
 #: the reason an ``unknown`` row carries when its process died with the message in flight
-IN_FLIGHT_AT_CRASH = "in_flight_at_crash"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,24 +226,17 @@ class SchedulingStore(StoreBase):
         whether it arrived cannot be known, so it is never re-sent, only counted (docs/scheduling.md).
         """
         with self.transaction() as conn:
-            ids = [
-                int(x)
-                for x in conn.execute(
-                    select(DEL.c.id).where(
+            return int(
+                conn.execute(
+                    DEL.update()
+                    .where(
                         DEL.c.run_id == run_id,
                         DEL.c.status == DeliveryStatus.SENDING,
                         DEL.c.updated_at < older_than,
                     )
-                ).scalars()
-            ]
-            n = 0
-            for part in chunked(ids, 500):
-                n += conn.execute(
-                    DEL.update()
-                    .where(DEL.c.id.in_(part), DEL.c.status == DeliveryStatus.SENDING)
                     .values(status=DeliveryStatus.UNKNOWN, reason=IN_FLIGHT_AT_CRASH, updated_at=utcnow())
                 ).rowcount
-        return n
+            )
 
     def data_signature(self) -> str:
         """Counts and highest ids of customers, orders and order lines: changes with every import that
