@@ -363,11 +363,15 @@ def test_database_connections_dropped_mid_batch_are_retried_cleanly(pg_trial: Ca
     def batch_failed() -> bool:
         return "database error, retrying" in worker_log.read_text(errors="replace")
 
+    def write_retried() -> bool:
+        # a result write hit by the kill is retried in place (campaigns/store/faults.retry_transient)
+        return "recording results:" in worker_log.read_text(errors="replace")
+
     def terminate_worker_connections() -> None:
         # kill connections caught inside a statement or transaction (an idle pooled one would just be
         # replaced by the pool's pre-ping): that is what makes a batch fail half way. A connection can
         # finish its statement between the lookup and the kill, so go on until the worker reports a
-        # failed batch — by progress: until one fails or the run is nearly through (2,900 of 3,000 at the
+        # failed batch or an in-place retried write — by progress: until one, or the run is nearly through (2,900 of 3,000 at the
         # sink), bounded by 40 kills and a 120 s safety limit for a stuck run
         trial.wait_for_sink(500)
         deadline = time.monotonic() + 120
@@ -376,7 +380,7 @@ def test_database_connections_dropped_mid_batch_are_retried_cleanly(pg_trial: Ca
                 len(killed) < 40
                 and time.monotonic() < deadline
                 and trial.sink_total() < 2_900
-                and not batch_failed()
+                and not (batch_failed() or write_retried())
             ):
                 hit = [
                     pid
@@ -403,4 +407,7 @@ def test_database_connections_dropped_mid_batch_are_retried_cleanly(pg_trial: Ca
     check_exactly_once(trial, summary)
     run = trial.store.get_run(summary.run_key, summary.campaign)
     retried = [b for b in (trial.store.get_batch(run.id, n) for n in range(6)) if b and b.attempts > 1]
-    assert batch_failed() and retried
+    # the drop was seen and recovered from: the batch failed and was re-run, or the write was retried in place
+    assert batch_failed() or write_retried(), worker_log.read_text(errors="replace")[-2000:]
+    if batch_failed():
+        assert retried
