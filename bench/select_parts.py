@@ -11,7 +11,8 @@ test window never influences the choice. Experimental parts (only ``trend`` ship
 - ``popular_repeat`` — customers who bought the product more than once; ``repeat_rate`` — their share of
   its buyers (smoothed);
 - ``own_recent`` — own products by the recency of their last purchase (half-life 30 days);
-  ``own_rate`` — own products weighted by the product's repeat rate.
+  ``own_rate`` — own products weighted by the product's repeat rate; ``tifu_own`` — TIFU-KNN's own
+  vector (``alpha`` 1: the customer's time-decayed baskets, no neighbours), z-scored.
 
     python bench/select_parts.py --db sqlite:///var/or.db --cutoff 2011-10-09 --extra trend
 """
@@ -31,6 +32,7 @@ import numpy as np  # noqa: E402
 from recommender import select as S  # noqa: E402
 from recommender.evaluate import temporal_split  # noqa: E402
 from recommender.models.base import standardize  # noqa: E402
+from recommender.models.tifuknn import TIFUKNNModel  # noqa: E402
 from recommender.models.trend import TrendModel  # noqa: E402
 
 STANDARD = [*S.POPULAR_PARTS, "own", "own_count", "itemknn", "als"]
@@ -49,6 +51,8 @@ def experimental_parts(window: Any) -> dict[str, np.ndarray]:
     buyers = np.bincount(cols, minlength=n)
     rebuyers = np.bincount(cols[cnt > 1], minlength=n)
     rate = (rebuyers + 1.0) / (buyers + 5.0)
+    tifu_own = TIFUKNNModel(alpha=1.0)  # the customer's own time-decayed basket vector, no neighbours
+    tifu_own.fit(d)
     own = d.counts[window.users].tocsr().copy()
     own.data[:] = 1.0
     return {
@@ -58,6 +62,7 @@ def experimental_parts(window: Any) -> dict[str, np.ndarray]:
         "repeat_rate": _item(rate),
         "own_recent": d.aligned((0.5 ** (age / 30.0)).astype(np.float32))[window.users].toarray(),
         "own_rate": own.multiply(rate[None, :]).toarray().astype(np.float32),
+        "tifu_own": np.asarray(standardize(tifu_own.score(d, window.users)), dtype=np.float32),
     }
 
 
