@@ -5,8 +5,8 @@ purchases before ``as_of - w * days`` and validates on the ``days`` after (rolli
 cannot decide). Nothing at or after ``as_of`` is read, so ``retain evaluate`` can select on the training
 side of its cutoff exactly as ``retain train`` would.
 
-In every window each *part* is fitted once and scored for the validation customers — popularity (30 days
-and all time), the customer's own products (buy-again score, and plain order counts), ALS, item-kNN,
+In every window each *part* is fitted once and scored for the validation customers — popularity (7 days,
+30 days and all time), trend (rising sales), the customer's own products (buy-again score, and plain order counts), ALS, item-kNN,
 EASE^R and TIFU-KNN — and every *configuration* is a weighting of z-scored parts, i.e. a
 :class:`~recommender.models.blend.BlendModel` parameter set. Per block:
 
@@ -25,7 +25,7 @@ Everything runs within ``budget`` seconds: windows are dropped when fitting them
 candidate is always compared on the same windows), expensive parts are skipped when their first fit says
 they cannot be afforded, and the weight search stops at the deadline. Catalogues above
 :data:`~recommender.models.blend.DENSE_ITEMS` products offer only the parts the candidate path serves
-exactly (ALS, item-kNN, popularity; own/popularity/ALS for repeat). Above ``max_customers`` customers the
+exactly (ALS, item-kNN, popularity; own/popularity/ALS for repeat; not EASE^R, TIFU-KNN or trend). Above ``max_customers`` customers the
 windows are built from a deterministic sample of customers.
 """
 
@@ -235,10 +235,10 @@ def _offered(n_items: int, notes: list[str]) -> list[str]:
     """The parts selection fits for a catalogue of ``n_items`` products, cheapest first."""
     if n_items > DENSE_ITEMS:
         notes.append(
-            f"more than {DENSE_ITEMS} products: EASE^R and TIFU-KNN are not offered (not served exactly)"
+            f"more than {DENSE_ITEMS} products: EASE^R, TIFU-KNN and trend are not offered (not served exactly)"
         )
         return [*POPULAR_PARTS, "own", "own_count", "itemknn", "als"]
-    return [*POPULAR_PARTS, "own", "own_count", "itemknn", "tifuknn", "ease", "als"]
+    return [*POPULAR_PARTS, "trend", "own", "own_count", "itemknn", "tifuknn", "ease", "als"]
 
 
 def _reason(best: Candidate, strongest: dict[str, Any]) -> str:
@@ -325,6 +325,9 @@ def _fit_part(window: _Window, part: str, base: dict[str, Any]) -> None:
     blend = BlendModel(**{part: dict(base.get(part, {}) or {})})
     model = getattr(blend, part)
     model.fit(data)
+    if part == "trend":  # the same for every customer: kept as one row, like popularity
+        window.parts[part] = standardize(model.item_scores[None, :])[0]
+        return
     window.parts[part] = standardize(model.score(data, users))
 
 
@@ -385,12 +388,13 @@ def _singles(block: str, parts: list[str]) -> list[Candidate]:
         "ease": "ease",
         "tifuknn": "tifuknn",
         "als": "als",
+        "trend": "trend",
     }
     out = []
     for part in parts:
         if block == "discover" and part.startswith("own"):
             continue  # own products are masked in discover
-        out.append(Candidate(names[part], {part: 1.0}, baseline=part in POPULAR_PARTS))
+        out.append(Candidate(names.get(part, part), {part: 1.0}, baseline=part in POPULAR_PARTS))
     if block == "repeat" and "own_count" in parts:
         out.append(Candidate("personal", {"own_count": OWN_FIRST, "popular_all": 1.0}, baseline=True))
     return out

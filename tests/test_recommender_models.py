@@ -14,10 +14,11 @@ import scipy.sparse as sp
 from recommender import RetainRecommender, build_interactions
 from recommender.errors import RecommenderError, UnknownModelError
 from recommender.models import MODELS, make_model, model_class, recommend, register
-from recommender.models.base import Model, top_n
-from recommender.models.blend import BlendModel
+from recommender.models.base import Model, standardize, top_n
+from recommender.models.blend import DENSE_ITEMS, BlendModel
 from recommender.models.tifuknn import user_vectors
-from recommender.select import select
+from recommender.models.trend import TrendModel
+from recommender.select import Candidate, _fit_part, _make_window, _offered, _params_for, _scores, select
 from tests.test_recommender import N, checkerboard  # each pair its own order: TIFU-KNN sees a sequence
 
 SMALL_ALS = {"factors": 2, "regularization": 1.0, "alpha": 5.0, "iterations": 20, "seed": 0, "use_gpu": False}
@@ -30,6 +31,7 @@ CONTRACT: dict[str, dict[str, object]] = {
     "ease": {"l2": 1.0},
     "tifuknn": {"k": 5, "alpha": 0.5},
     "popular": {"window_days": 0},
+    "trend": {},
     "personal": {},
     "buy_again": {},
     "blend": {"als": SMALL_ALS, "popular_weight": 0.0, "knn_weight": 0.5},
@@ -262,6 +264,65 @@ def test_repeat_mix_lets_bestsellers_outrank_a_weak_history_and_orders_buy_again
         order_by_block = row.indices[np.argsort(-row.data, kind="stable")]
         order_by_score = row.indices[np.argsort(-dense[u, row.indices], kind="stable")]
         assert list(order_by_block) == list(order_by_score)
+
+
+def _weekly(rows: list[tuple[int, int, str]]) -> object:
+    cust, prod, when = (np.array(col) for col in zip(*rows, strict=True))
+    return build_interactions(
+        cust, prod, np.arange(cust.size), when.astype("datetime64[s]"), as_of=np.datetime64("2024-03-01", "s")
+    )
+
+
+def test_trend_ranks_rising_products_above_steady_and_falling_ones() -> None:
+    rows = []
+    for c in range(10):  # product 0: the same ten customers every week (steady)
+        for week in range(1, 7):
+            rows.append((c, 0, str(np.datetime64("2024-03-01") - np.timedelta64(7 * week, "D"))))
+    for c in range(10, 20):  # product 1: ten new customers in the last fortnight (rising)
+        rows.append((c, 1, "2024-02-25"))
+    for c in range(20, 30):  # product 2: ten customers a month ago, nobody since (falling)
+        rows.append((c, 2, "2024-01-25"))
+    data = _weekly(rows)
+    model = TrendModel()
+    model.fit(data)
+    s = model.item_scores[data.items.index(np.array([0, 1, 2]))]
+    assert s[1] > s[0] > s[2]
+    # the formula: recent 10 buyers; the steady ones also bought before (first purchase 6 weeks ago)
+    np.testing.assert_allclose(
+        s, np.log([(10 + 3) / (10 / 2 + 3), (10 + 3) / 3, 3 / (10 / 2 + 3)]), rtol=1e-6
+    )
+    with pytest.raises(TypeError, match="positive"):
+        TrendModel(recent_days=0)
+
+
+def test_blend_serves_exactly_what_selection_validated_with_trend() -> None:
+    cols = shop_history(seed=2)
+    as_of = np.datetime64("2024-06-01", "s")
+    from recommender.evaluate import temporal_split
+
+    split = temporal_split(cols, as_of, 30, half_life_days=60.0)
+    window = _make_window(split.train, split.truth, as_of, 1 << 23, 0)
+    base = {"als": {"factors": 4, "iterations": 3}}
+    for part in ("popular", "popular_7", "trend", "own", "itemknn", "als"):
+        _fit_part(window, part, base)
+    discover = Candidate("d", {"trend": 0.5, "popular": 1.0, "itemknn": 0.25, "als": 0.5})
+    repeat = Candidate("r", {"trend": 0.25, "popular_7": 1.0, "own": 2.0})
+    model = BlendModel(**_params_for(discover, repeat, base))
+    assert "trend" in model.needed()
+    model.fit(window.train)
+    users = window.users
+    np.testing.assert_allclose(
+        model.discover_score(window.train, users), _scores(window, discover.weights), rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        model.score(window.train, users), _scores(window, repeat.weights), rtol=1e-4, atol=1e-4
+    )
+    z = standardize(model.trend.item_scores[None, :])[0]
+    np.testing.assert_allclose(window.parts["trend"], z, rtol=1e-6)
+    # a large catalogue's candidate path does not serve trend: a weighting with it is scored densely,
+    # and selection does not offer it there
+    assert not model._candidates_ok()
+    assert "trend" in _offered(100, []) and "trend" not in _offered(DENSE_ITEMS + 1, [])
 
 
 def test_blend_fits_only_the_parts_its_weights_use() -> None:

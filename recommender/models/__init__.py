@@ -8,6 +8,7 @@ alias          model
 ``ease``       EASE^R closed-form item-item weights (top products when large)
 ``tifuknn``    TIFU-KNN: time-decayed basket history + nearest customers
 ``popular``    most bought in a recent window (baseline, cold start)
+``trend``      rising sales: recent buyers against the period before
 ``personal``   the customer's own most-bought products, then popular (baseline)
 ``buy_again``  own products with recency and repurchase timing
 ``blend``      weighted z-scores of the above, per block (what ``retain train`` ships)
@@ -36,6 +37,7 @@ from recommender.models.itemknn import ItemKNNModel
 from recommender.models.personal import BuyAgainModel, PersonalFrequencyModel
 from recommender.models.popular import PopularModel
 from recommender.models.tifuknn import TIFUKNNModel
+from recommender.models.trend import TrendModel
 
 MODELS: dict[str, type[Model]] = {
     m.name: m
@@ -45,6 +47,7 @@ MODELS: dict[str, type[Model]] = {
         EASEModel,
         TIFUKNNModel,
         PopularModel,
+        TrendModel,
         PersonalFrequencyModel,
         BuyAgainModel,
         BlendModel,

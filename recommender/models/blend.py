@@ -1,8 +1,8 @@
 """``blend``: the model behind the email blocks, a weighted sum of per-customer z-scored parts.
 
 ``discover_score`` = ``als_weight`` z(ALS) + ``knn_weight`` z(item-kNN) + ``popular_weight`` z(log recent
-popularity) + ``ease_weight`` z(EASE^R) + ``tifu_weight`` z(TIFU-KNN), z-scored per customer so the parts
-share one scale. ``score`` (the ``repeat`` ranking and the ``buy_again`` order) is, when ``repeat`` is
+popularity) + ``ease_weight`` z(EASE^R) + ``tifu_weight`` z(TIFU-KNN) + ``trend_weight`` z(trend: rising
+sales), z-scored per customer so the parts share one scale. ``score`` (the ``repeat`` ranking and the ``buy_again`` order) is, when ``repeat`` is
 given, ``sum(repeat[part] * z(part)) + repeat["own"] * buy-again score`` — a learned mix in which
 bestsellers can outrank a weak personal history; without it (``repeat=None``, the hand-set default of
 earlier versions) own products come first in buy-again order plus ``repeat_mix`` times the discover score.
@@ -43,6 +43,7 @@ from recommender.models.itemknn import ItemKNNModel
 from recommender.models.personal import BuyAgainModel
 from recommender.models.popular import PopularModel
 from recommender.models.tifuknn import TIFUKNNModel
+from recommender.models.trend import TrendModel
 
 #: chosen by `retain tune` on the validation month 2011-10-10 .. 2011-11-09 of Online Retail
 DEFAULTS: dict[str, Any] = {
@@ -53,10 +54,11 @@ DEFAULTS: dict[str, Any] = {
     "popular_7_weight": 0.0,
     "ease_weight": 0.0,
     "tifu_weight": 0.0,
+    "trend_weight": 0.0,
     "repeat_mix": 0.1,
     "repeat": None,
 }
-PARTS = ("als", "itemknn", "popular", "popular_all", "popular_7", "buy_again", "ease", "tifuknn")
+PARTS = ("als", "itemknn", "popular", "popular_all", "popular_7", "buy_again", "ease", "tifuknn", "trend")
 #: the popularity parts and their fixed windows (``popular`` takes its window from its parameters)
 POPULAR_PARTS = {"popular": None, "popular_all": 0.0, "popular_7": 7.0}
 #: the discover weight of each scoring part
@@ -68,6 +70,7 @@ WEIGHT_OF = {
     "popular_7": "popular_7_weight",
     "ease": "ease_weight",
     "tifuknn": "tifu_weight",
+    "trend": "trend_weight",
 }
 #: what a ``repeat`` mix may weigh: the scoring parts plus ``own`` (the buy-again score)
 REPEAT_KEYS = (*WEIGHT_OF, "own")
@@ -97,6 +100,7 @@ class BlendModel:
         self.buy_again = BuyAgainModel(**sub["buy_again"])
         self.ease = EASEModel(**sub["ease"])
         self.tifuknn = TIFUKNNModel(**sub["tifuknn"])
+        self.trend = TrendModel(**sub["trend"])
         self.params: dict[str, Any] = {**DEFAULTS, **params}
         repeat = self.params["repeat"]
         if repeat is not None:
@@ -157,6 +161,8 @@ class BlendModel:
                 continue
             if part in POPULAR_PARTS:
                 out += np.float32(w) * self._popular_z(part)[None, :]
+            elif part == "trend":  # the same row for every customer (z-scoring a tiled row changes nothing)
+                out += np.float32(w) * standardize(self.trend.item_scores[None, :])[0][None, :]
             else:
                 out += np.float32(w) * self._z(part, data, users)
         return out
@@ -175,8 +181,8 @@ class BlendModel:
         return self._z_parts(data, users, {p: self.weight(p) for p in WEIGHT_OF})
 
     def _candidates_ok(self) -> bool:
-        """Whether the candidate path gives this weighting's exact blend (ALS-led, no EASE/TIFU)."""
-        return bool(self.weight("als")) and not self.weight("ease") and not self.weight("tifuknn")
+        """Whether the candidate path gives this weighting's exact blend (ALS-led, no EASE/TIFU/trend)."""
+        return bool(self.weight("als")) and not any(self.weight(p) for p in ("ease", "tifuknn", "trend"))
 
     def discover_top(
         self,
