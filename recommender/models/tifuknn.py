@@ -91,6 +91,28 @@ class TIFUKNNModel:
         alpha = float(self.params["alpha"])
         return (alpha * own + (1.0 - alpha) * near).astype(np.float32)
 
+    def z_at(self, data: Interactions, users: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """``standardize(score(data, users))[r, c]`` without the dense score rows: each customer's mean and
+        variance over all products from sums over the sparse own vector and the neighbour mean (float64),
+        the scores read at (r, c)."""
+        users = np.asarray(users, dtype=np.int64)
+        own = self.vectors[users]
+        near = self._neighbour_means()[users].toarray()
+        a, n_items = float(self.params["alpha"]), max(near.shape[1], 1)
+        rows = np.repeat(np.arange(users.size), np.diff(own.indptr))
+        x = own.data.astype(np.float64)
+        sums = [
+            np.bincount(rows, weights=w, minlength=users.size)
+            for w in (x, x * x, x * near[rows, own.indices])
+        ]
+        mean = (a * sums[0] + (1 - a) * near.sum(axis=1, dtype=np.float64)) / n_items
+        square = a * a * sums[1] + 2 * a * (1 - a) * sums[2]
+        square += (1 - a) ** 2 * np.einsum("ij,ij->i", near, near, dtype=np.float64)
+        std = np.sqrt(np.maximum(square / n_items - mean * mean, 0.0))
+        std = np.where(std > 1e-6 * np.abs(mean), std, 1.0)
+        value = a * np.asarray(own[r, c], dtype=np.float64).ravel() + (1 - a) * near[r, c]
+        return np.asarray((value - mean[r]) / std[r], dtype=np.float32)
+
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         # co-occurrence of the customers' decayed vectors (cosine)
         v = self.vectors.tocsc()
