@@ -5,7 +5,7 @@ z-scores it with ``standardize`` and sums the parts: the discover block is the t
 and disallowed products masked), the buy-again block orders each customer's own products by the
 ``repeat`` sum. The service instead shares the parts between the two blocks, reads the buy-again sum at
 the own products only (sparse rows and factor moments for parts discover does not weigh), and builds
-the blocks vectorised. Same products in the same order, same reasons, scores equal to float tolerance.
+the blocks vectorised; item-kNN and EASE^R rows come from column-major products. Same products in the same order, same reasons, scores equal to float tolerance.
 Online Retail (bundled) and Groceries (../shared/data/groceries, imported like a user would).
 """
 
@@ -31,7 +31,8 @@ SHIPPED_OR = {
     "popular_7_weight": 0.5,
     "repeat": {"tifuknn": 0.5, "popular": 4.0, "popular_7": 1.0, "itemknn": 0.25, "als": 0.5, "own": 4.0},
 }
-#: repeat mixes weighing parts the discover score does not (item-kNN, TIFU-KNN, EASE^R; then ALS)
+#: repeat mixes weighing parts the discover score does not (item-kNN, TIFU-KNN, EASE^R; then ALS, with
+#: TIFU-KNN and EASE^R in discover)
 REPEAT_ONLY = {
     "knn_weight": 0.0,
     "repeat": {"itemknn": 0.5, "tifuknn": 1.0, "ease": 0.5, "popular_all": 1.0, "own": 2.0},
@@ -39,6 +40,7 @@ REPEAT_ONLY = {
 ALS_REPEAT_ONLY = {
     "als_weight": 0.0,
     "tifu_weight": 0.5,
+    "ease_weight": 0.1,
     "repeat": {"als": 1.0, "tifuknn": -0.5, "own": 1.0},
 }
 FAST_ALS = {"factors": 32, "iterations": 6}
@@ -62,9 +64,23 @@ class Straightforward:
             if part in POPULAR_PARTS:
                 z = standardize(np.log1p(getattr(self.blend, part).item_scores)[None, :])
             else:
-                z = standardize(getattr(self.blend, part).score(data, users))
+                z = standardize(self._scores(part, data, users))
             out += np.float32(w) * z
         return out
+
+    def _scores(self, part: str, data: Interactions, users: np.ndarray) -> np.ndarray:
+        """A part's scores by its textbook formula (item-kNN and EASE^R as row-by-row products)."""
+        b = self.blend
+        if part == "itemknn":
+            return (data.weights[users] @ b.itemknn.similarity).toarray()
+        if part == "ease":
+            x = (data.counts[users] > 0).astype(np.float32)
+            out = np.zeros((len(users), data.shape[1]), dtype=np.float32)
+            out[:, b.ease.items] = x[:, b.ease.items] @ b.ease.weights
+            return out
+        if part == "als":
+            return b.als.user_factors[users] @ b.als.item_factors.T
+        return b.tifuknn.score(data, users)
 
     def warm(self) -> None:
         self.blend.warm()
@@ -143,28 +159,27 @@ def shop(
     return groceries(tmp_path_factory.mktemp("groceries"))
 
 
-def assert_same(got: list[Any], want: list[Any]) -> int:
-    """Same blocks, products, order, reasons and sources; scores to float tolerance. Returns the items."""
+def assert_same(got: list[Any], want: list[Any]) -> tuple[int, int]:
+    """Same blocks, products, order, reasons and sources; scores to float tolerance. Two products whose
+    scores are equal to float tolerance may come in either order (a near-tie broken by rounding): from
+    such a swap on, the block is not compared further (a per-category cap may then pick differently).
+    Returns (items compared, blocks with a near-tie swap)."""
     assert [r.customer_id for r in got] == [r.customer_id for r in want]
-    items = 0
+    items = swaps = 0
     for g, w in zip(got, want, strict=True):
         assert [b.name for b in g.blocks] == [b.name for b in w.blocks]
         for gb, wb in zip(g.blocks, w.blocks, strict=True):
             where = (g.customer_id, gb.name)
             assert gb.fallback == wb.fallback, where
-            assert [i.product_id for i in gb.items] == [i.product_id for i in wb.items], where
-            assert [(i.reason, i.because_product_id) for i in gb.items] == [
-                (i.reason, i.because_product_id) for i in wb.items
-            ], where
-            np.testing.assert_allclose(
-                [i.score for i in gb.items],
-                [i.score for i in wb.items],
-                rtol=1e-5,
-                atol=1e-5,
-                err_msg=str(where),
-            )
-            items += len(gb.items)
-    return items
+            assert len(gb.items) == len(wb.items), where
+            for gi, wi in zip(gb.items, wb.items, strict=True):
+                assert gi.score == pytest.approx(wi.score, rel=1e-5, abs=1e-5), where
+                if gi.product_id != wi.product_id:
+                    swaps += 1
+                    break
+                assert (gi.reason, gi.because_product_id) == (wi.reason, wi.because_product_id), where
+                items += 1
+    return items, swaps
 
 
 @pytest.mark.parametrize(
@@ -181,5 +196,7 @@ def test_recommend_all_equals_the_straightforward_computation(
     ids = data.users.values
     for rules in (Rules(), Rules(max_per_category=1, exclude_bought=False)):
         got, want = rec.recommend(ids, n=4, rules=rules), plain.recommend(ids, n=4, rules=rules)
+        items, swaps = assert_same(got, want)
         # nearly every customer has both blocks filled: the comparison covers real rankings
-        assert assert_same(got, want) > 6 * len(ids)
+        assert items > 6 * len(ids)
+        assert swaps <= len(ids) // 1000, swaps  # near-ties are rare

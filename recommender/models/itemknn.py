@@ -13,6 +13,8 @@ from recommender.interactions import Interactions
 from recommender.models.base import csr_from_state, csr_state, sparse_z_at, standardize, with_defaults
 
 DEFAULTS: dict[str, Any] = {"K": 200, "K1": 1.2, "B": 0.75, "similarity": "bm25"}
+#: catalogues up to this size keep a dense copy of the similarity for scoring (64 MB at 4,096 products)
+DENSE_SIMILARITY = 4_096
 
 
 class ItemKNNModel:
@@ -26,6 +28,7 @@ class ItemKNNModel:
             )
         #: item x item, row j holds the neighbours of item j (score of item i given a purchase of j)
         self.similarity = sp.csr_matrix((0, 0), dtype=np.float32)
+        self._dense: tuple[sp.csr_matrix, np.ndarray] | None = None  # (similarity, its dense copy)
 
     def fit(self, data: Interactions) -> None:
         from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
@@ -45,14 +48,31 @@ class ItemKNNModel:
         self.similarity = sim
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
-        return np.asarray((data.weights[users] @ self.similarity).toarray())
+        rows = data.weights[users]
+        dense = self._dense_similarity()
+        if dense is None:
+            return np.asarray((rows @ self.similarity).toarray())
+        # the rows are nearly dense on small catalogues: CSC times the dense similarity (each similarity
+        # row added into its buyers' rows) is ~2x faster than the sparse product, same sums, same order
+        return np.asarray(rows.tocsc() @ dense, dtype=np.float32)
+
+    def _dense_similarity(self) -> np.ndarray | None:
+        """The similarity as a dense array up to ``DENSE_SIMILARITY`` products (built once), else None."""
+        s = self.similarity
+        if s.shape[0] > DENSE_SIMILARITY:
+            return None
+        if self._dense is None or self._dense[0] is not s:
+            self._dense = (s, s.toarray())
+        return self._dense[1]
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         return np.asarray(self.similarity[items].toarray())
 
     def warm(self) -> None:
-        """Sort the similarity rows if they are not (``because`` searches them; before concurrent calls)."""
+        """Sort the similarity rows if they are not (``because`` searches them) and build the dense copy
+        (before concurrent calls)."""
         self.similarity.sort_indices()
+        self._dense_similarity()
 
     def because(self, data: Interactions, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """For each (user, recommended item) pair, the bought item that contributes most to it, or -1."""
