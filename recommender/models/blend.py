@@ -141,8 +141,6 @@ class BlendModel:
     def warm(self) -> None:
         """Build what scoring reads lazily (before batches run on several threads)."""
         self.itemknn.warm()
-        if "tifuknn" in self.needed():
-            self.tifuknn.warm()
 
     def own_per_batch(self, data: Interactions) -> bool:
         """Whether ``own_scores`` reads dense part scores (then a service computes it per batch, sharing
