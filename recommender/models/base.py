@@ -173,6 +173,41 @@ def recommend(
     return top_n(scores, n)
 
 
+def sparse_z_at(rows: sp.spmatrix, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``standardize(rows.toarray())[r, c]`` without the dense array: each row's mean and standard deviation
+    over every column (absent entries count as zeros), in float64, and the z-scores looked up at (r, c)."""
+    rows = sp.csr_matrix(rows)
+    rows.sum_duplicates()
+    rows.sort_indices()
+    n_rows, n_cols = rows.shape
+    per_row = np.diff(rows.indptr)
+    row_of = np.repeat(np.arange(n_rows, dtype=np.int64), per_row)
+    x = rows.data.astype(np.float64)
+    mean = np.bincount(row_of, weights=x, minlength=n_rows) / max(n_cols, 1)
+    dev = x - mean[row_of]
+    var = (np.bincount(row_of, weights=dev * dev, minlength=n_rows) + (n_cols - per_row) * mean**2) / max(
+        n_cols, 1
+    )
+    std = np.sqrt(var)
+    std = np.where(std > 0, std, 1.0)
+    keys = row_of * n_cols + rows.indices
+    query = np.asarray(r, dtype=np.int64) * n_cols + c
+    val = np.zeros(query.size)
+    if keys.size:
+        pos = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+        val = np.where(keys[pos] == query, x[pos], 0.0)
+    return np.asarray((val - mean[r]) / std[r], dtype=np.float32)
+
+
+def row_moments(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's mean and standard deviation (float64; 1 for rows with no spread, as ``standardize``):
+    ``(scores - mean[:, None]) / std[:, None]`` is ``standardize(scores)`` to float tolerance."""
+    n = max(scores.shape[1], 1)
+    mean = scores.sum(axis=1, dtype=np.float64) / n
+    std = np.sqrt(np.maximum(np.einsum("ij,ij->i", scores, scores, dtype=np.float64) / n - mean * mean, 0.0))
+    return mean, np.where(std > 1e-6 * np.abs(mean), std, 1.0)
+
+
 def standardize(scores: np.ndarray) -> np.ndarray:
     """Per-row z-scores (rows with no spread become zeros): puts models on one scale for blending."""
     # float32 work arrays, float64 accumulation: half the memory traffic of the float64 version

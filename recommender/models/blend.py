@@ -37,7 +37,14 @@ import scipy.sparse as sp
 
 from recommender.interactions import Interactions
 from recommender.models.als import ALSModel
-from recommender.models.base import mask_seen_at, masked_top_n, seen_positions, standardize, top_n
+from recommender.models.base import (
+    mask_seen_at,
+    masked_top_n,
+    row_moments,
+    seen_positions,
+    standardize,
+    top_n,
+)
 from recommender.models.ease import EASEModel
 from recommender.models.itemknn import ItemKNNModel
 from recommender.models.personal import BuyAgainModel
@@ -138,8 +145,6 @@ class BlendModel:
     def warm(self) -> None:
         """Build what scoring reads lazily (before batches run on several threads)."""
         self.itemknn.warm()
-        if "tifuknn" in self.needed():
-            self.tifuknn.warm()
 
     def own_per_batch(self, data: Interactions) -> bool:
         """Whether ``own_scores`` reads dense part scores (then a service computes it per batch, sharing
@@ -154,31 +159,47 @@ class BlendModel:
             self._own_cache = cached
         return cached[1]
 
-    def _z_parts(self, data: Interactions, users: np.ndarray, weights: dict[str, float]) -> np.ndarray:
-        out = np.zeros((len(users), data.shape[1]), dtype=np.float32)
-        for part, w in weights.items():
-            if not w or part == "own":
-                continue
+    def _z_parts(
+        self, data: Interactions, users: np.ndarray, weights: dict[str, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``sum(w * z(part))`` less a per-customer constant, and that constant: ``(out, shift)`` with
+        ``out - shift[:, None]`` the weighted sum of z-scores. Each part adds ``w / std * scores`` (no
+        z-scored copy of it); the popularity parts, the same for every customer, are summed once."""
+        parts = [(p, float(w)) for p, w in weights.items() if w and p != "own"]
+        pop = np.zeros(data.shape[1], dtype=np.float32)
+        for part, w in parts:
             if part in POPULAR_PARTS:
-                out += np.float32(w) * self._popular_z(part)[None, :]
+                pop += np.float32(w) * self._popular_z(part)
             elif part == "trend":  # the same row for every customer (z-scoring a tiled row changes nothing)
-                out += np.float32(w) * standardize(self.trend.item_scores[None, :])[0][None, :]
-            else:
-                out += np.float32(w) * self._z(part, data, users)
-        return out
+                pop += np.float32(w) * self._trend_z()
+        out = np.empty((len(users), data.shape[1]), dtype=np.float32)
+        out[:] = pop
+        shift = np.zeros(len(users))
+        tmp = None
+        for part, w in parts:
+            if part not in POPULAR_PARTS and part != "trend":
+                scores, mean, std = self._part(part, data, users)
+                tmp = np.multiply(scores, (w / std).astype(np.float32)[:, None], out=tmp)
+                out += tmp
+                shift += w * mean / std
+        return out, shift
 
-    def _z(self, part: str, data: Interactions, users: np.ndarray) -> np.ndarray:
-        """``standardize(part.score(data, users))``, remembered for the last batch of this thread."""
+    def _part(self, part: str, data: Interactions, users: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``part.score(data, users)`` with each row's mean and standard deviation (:func:`row_moments`),
+        remembered for the last batch of this thread (discover and buy_again share them)."""
         key = (id(data), users.tobytes())
         memo = self._memo
         if getattr(memo, "key", None) != key:
             memo.key, memo.parts = key, {}
         if part not in memo.parts:
-            memo.parts[part] = standardize(getattr(self, part).score(data, users))
+            scores = np.asarray(getattr(self, part).score(data, users), dtype=np.float32)
+            memo.parts[part] = (scores, *row_moments(scores))
         return memo.parts[part]  # type: ignore[no-any-return]
 
     def discover_score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
-        return self._z_parts(data, users, {p: self.weight(p) for p in WEIGHT_OF})
+        out, shift = self._z_parts(data, users, {p: self.weight(p) for p in WEIGHT_OF})
+        out -= shift[:, None].astype(np.float32)
+        return out
 
     def _candidates_ok(self) -> bool:
         """Whether the candidate path gives this weighting's exact blend (ALS-led, no EASE/TIFU/trend)."""
@@ -202,8 +223,12 @@ class BlendModel:
         if candidates is None:
             candidates = 0 if data.shape[1] <= DENSE_ITEMS or not self._candidates_ok() else CANDIDATES
         if not candidates:
-            scores = self.discover_score(data, users)
-            return masked_top_n(scores, data.counts, users, n, allowed=allowed, exclude_bought=exclude_bought)
+            # ranked before the per-customer shift is taken off (it does not change a row's order)
+            scores, shift = self._z_parts(data, users, {p: self.weight(p) for p in WEIGHT_OF})
+            idx, vals = masked_top_n(
+                scores, data.counts, users, n, allowed=allowed, exclude_bought=exclude_bought
+            )
+            return idx, (vals - shift[:, None]).astype(np.float32)
         return self._candidate_top(data, users, n, allowed, exclude_bought, max(int(candidates), n))
 
     def _candidate_top(
@@ -315,10 +340,15 @@ class BlendModel:
         model: PopularModel = getattr(self, part)
         return np.asarray(standardize(np.log1p(model.item_scores)[None, :])[0])
 
+    def _trend_z(self) -> np.ndarray:
+        """z-scored trend of every item (the same for every customer)."""
+        return np.asarray(standardize(self.trend.item_scores[None, :])[0])
+
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
         repeat = self.params["repeat"]
         if repeat is not None:
-            out = self._z_parts(data, users, repeat)
+            out, shift = self._z_parts(data, users, repeat)
+            out -= shift[:, None].astype(np.float32)
             w_own = float(repeat.get("own", 0.0))
             if w_own:
                 own = self._own_matrix(data)[users]
@@ -352,8 +382,9 @@ class BlendModel:
             for start in range(0, len(users), 2048):
                 stop = min(len(users), start + 2048)
                 lo, hi = own.indptr[start], own.indptr[stop]
-                dense = self.score(data, users[start:stop])
-                values[lo:hi] = dense[r[lo:hi] - start, own.indices[lo:hi]]
+                values[lo:hi] = self._repeat_at(
+                    data, users[start:stop], r[lo:hi] - start, own.indices[lo:hi], own.data[lo:hi]
+                )
         else:
             values = np.float32(repeat.get("own", 0.0)) * own.data
             for part in POPULAR_PARTS:
@@ -368,6 +399,37 @@ class BlendModel:
         out = sp.csr_matrix((values.astype(np.float32), own.indices, own.indptr), shape=own.shape)
         out.data -= out.data.min(initial=0.0) - np.float32(1e-3)
         return out
+
+    def _repeat_at(
+        self, data: Interactions, users: np.ndarray, r: np.ndarray, c: np.ndarray, own: np.ndarray
+    ) -> np.ndarray:
+        """``score(data, users)[r, c]`` for a ``repeat`` mix, summed part by part in ``score``'s order
+        without its dense sum: the parts the discover score weighs come from this batch's dense z-scores
+        (which discover then reuses); TIFU-KNN, item-kNN and ALS otherwise from their sparse rows or
+        factor moments (no dense score rows); ``own`` is the buy-again score at (r, c)."""
+        values = np.zeros(r.size, dtype=np.float32)
+        for part, w in self.params["repeat"].items():
+            if not w or part == "own":
+                continue
+            if part in POPULAR_PARTS:
+                z = self._popular_z(part)[c]
+            elif part == "trend":
+                z = self._trend_z()[c]
+            elif self.weight(part) or part == "ease":
+                scores, mean, std = self._part(part, data, users)
+                z = (scores[r, c] - mean[r]) / std[r]
+            elif part == "als":
+                factors = self.als.user_factors[users]
+                mean, std = self._als_moments(factors)
+                dot = np.einsum("ij,ij->i", factors[r], self.als.item_factors[c])
+                z = (dot - mean[r]) / std[r]
+            else:
+                z = getattr(self, part).z_at(data, users, r, c)
+            values += np.float32(w) * z
+        w_own = float(self.params["repeat"].get("own", 0.0))
+        if w_own:
+            values += np.float32(w_own) * own
+        return values
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         return self.itemknn.item_similarity(items)

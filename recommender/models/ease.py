@@ -56,15 +56,17 @@ class EASEModel:
         self.n_items = n_items
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
+        # column-major (CSC) times dense: scipy then adds each weight row into the rows of its buyers, ~4x
+        # faster than row by row (CSR) at 1,024 x 3,659 x 3,659 and the same sums in the same order
         rows = data.counts[users]
         if self.items.size == self.n_items:  # every product kept: no column selection
             x = rows.astype(np.float32)
             x.data[:] = 1.0
-            return np.asarray(x @ self.weights, dtype=np.float32)
+            return np.asarray(x.tocsc() @ self.weights, dtype=np.float32)
         x = rows[:, self.items].astype(np.float32)
         x.data[:] = 1.0
         out = np.zeros((len(users), self.n_items), dtype=np.float32)
-        out[:, self.items] = x @ self.weights
+        out[:, self.items] = x.tocsc() @ self.weights
         return out
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:

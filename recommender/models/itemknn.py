@@ -10,9 +10,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.interactions import Interactions
-from recommender.models.base import csr_from_state, csr_state, standardize, with_defaults
+from recommender.models.base import csr_from_state, csr_state, sparse_z_at, standardize, with_defaults
 
 DEFAULTS: dict[str, Any] = {"K": 200, "K1": 1.2, "B": 0.75, "similarity": "bm25"}
+#: catalogues up to this size keep a dense copy of the similarity for scoring (64 MB at 4,096 products)
+DENSE_SIMILARITY = 4_096
 
 
 class ItemKNNModel:
@@ -26,7 +28,7 @@ class ItemKNNModel:
             )
         #: item x item, row j holds the neighbours of item j (score of item i given a purchase of j)
         self.similarity = sp.csr_matrix((0, 0), dtype=np.float32)
-        self._sim_keys: np.ndarray | None = None
+        self._dense: tuple[sp.csr_matrix, np.ndarray] | None = None  # (similarity, its dense copy)
 
     def fit(self, data: Interactions) -> None:
         from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
@@ -44,27 +46,33 @@ class ItemKNNModel:
         sim = sp.csr_matrix(model.similarity, dtype=np.float32)
         sim.sort_indices()
         self.similarity = sim
-        self._sim_keys = None
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
-        return np.asarray((data.weights[users] @ self.similarity).toarray())
+        rows = data.weights[users]
+        dense = self._dense_similarity()
+        if dense is None:
+            return np.asarray((rows @ self.similarity).toarray())
+        # the rows are nearly dense on small catalogues: CSC times the dense similarity (each similarity
+        # row added into its buyers' rows) is ~2x faster than the sparse product, same sums, same order
+        return np.asarray(rows.tocsc() @ dense, dtype=np.float32)
+
+    def _dense_similarity(self) -> np.ndarray | None:
+        """The similarity as a dense array up to ``DENSE_SIMILARITY`` products (built once), else None."""
+        s = self.similarity
+        if s.shape[0] > DENSE_SIMILARITY:
+            return None
+        if self._dense is None or self._dense[0] is not s:
+            self._dense = (s, s.toarray())
+        return self._dense[1]
 
     def item_similarity(self, items: np.ndarray) -> np.ndarray:
         return np.asarray(self.similarity[items].toarray())
 
     def warm(self) -> None:
-        """Build the lookup keys ``because`` uses (before concurrent calls)."""
-        self._keys()
-
-    def _keys(self) -> np.ndarray:
-        """``row * n_items + column`` of every stored similarity, ascending (for vectorised lookups)."""
-        if self._sim_keys is None:  # reset whenever ``similarity`` is replaced (fit, from_state)
-            s = self.similarity
-            if not s.has_sorted_indices:
-                s.sort_indices()
-            rows = np.repeat(np.arange(s.shape[0], dtype=np.int64), np.diff(s.indptr))
-            self._sim_keys = rows * s.shape[1] + s.indices
-        return self._sim_keys
+        """Sort the similarity rows if they are not (``because`` searches them) and build the dense copy
+        (before concurrent calls)."""
+        self.similarity.sort_indices()
+        self._dense_similarity()
 
     def because(self, data: Interactions, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """For each (user, recommended item) pair, the bought item that contributes most to it, or -1."""
@@ -73,18 +81,12 @@ class ItemKNNModel:
         if users.size == 0:
             return np.empty(0, dtype=np.int64)
         own = data.weights[users]  # one row per pair: the user's bought items and weights
-        keys = self._keys()
-        if own.nnz == 0 or keys.size == 0:
+        if own.nnz == 0 or self.similarity.nnz == 0:
             return np.full(users.size, -1, dtype=np.int64)
         pair = np.repeat(np.arange(users.size), np.diff(own.indptr))
         bought = own.indices.astype(np.int64)
-        # similarity[bought, item] for every (pair, bought item), looked up in the sorted keys; sorted
-        # queries make the binary searches walk the keys in order (~4x faster on large catalogues)
-        query = bought * self.similarity.shape[1] + items[pair]
-        order = np.argsort(query, kind="stable")
-        pos = np.empty_like(order)
-        pos[order] = np.minimum(np.searchsorted(keys, query[order]), keys.size - 1)
-        contrib = own.data * np.where(keys[pos] == query, self.similarity.data[pos], 0.0)
+        # similarity[bought, item] for every (pair, bought item): scipy's binary searches in the sorted rows
+        contrib = own.data * np.asarray(self.similarity[bought, items[pair]]).ravel()
         # the best contribution of each pair; ties go to the first (lowest) bought item
         has = np.diff(own.indptr) > 0
         best = np.zeros(users.size)
@@ -122,6 +124,10 @@ class ItemKNNModel:
             val = np.zeros(query.shape)
         return np.asarray((val - mean[:, None]) / std[:, None], dtype=np.float32)
 
+    def z_at(self, data: Interactions, users: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """``standardize(score(data, users))[r, c]`` from the sparse score rows."""
+        return sparse_z_at(data.weights[users] @ self.similarity, r, c)
+
     def state(self) -> dict[str, np.ndarray]:
         return csr_state(self.similarity, "sim_")
 
@@ -129,4 +135,5 @@ class ItemKNNModel:
     def from_state(cls, params: dict[str, Any], state: dict[str, np.ndarray]) -> ItemKNNModel:
         model = cls(**params)
         model.similarity = csr_from_state(state, "sim_")
+        model.warm()
         return model
