@@ -42,6 +42,7 @@ DEFAULT_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "als": ("als", {}),
     "ease": ("ease", {}),
     "tifuknn": ("tifuknn", {}),
+    "trend": ("trend", {}),
     "blend": ("blend", {}),
 }
 BASELINES = ("popular (all time)", "popular (30 days)", "popular (7 days)", "personal")
