@@ -217,3 +217,29 @@ def standardize(scores: np.ndarray) -> np.ndarray:
     std = np.sqrt(np.einsum("ij,ij->i", out, out, dtype=np.float64) / max(out.shape[1], 1)).astype(np.float32)
     out /= np.where(std > 0, std, np.float32(1.0))[:, None]
     return out
+
+
+class SameForEveryone:
+    """Base of the models whose score is one row of ``item_scores``, the same for every customer
+    (popularity, trend): scoring, similarity (the row again) and the ``.npz`` state."""
+
+    params: dict[str, Any]
+    item_scores: np.ndarray
+
+    def __init__(self, **params: Any) -> None:  # subclasses take their own keyword parameters
+        raise NotImplementedError
+
+    def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
+        return np.tile(self.item_scores, (len(users), 1))
+
+    def item_similarity(self, items: np.ndarray) -> np.ndarray:
+        return np.tile(self.item_scores, (len(items), 1))
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"item_scores": self.item_scores}
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], state: dict[str, np.ndarray]) -> Self:
+        model = cls(**params)
+        model.item_scores = state["item_scores"].astype(np.float32)
+        return model

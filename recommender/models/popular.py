@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recommender.interactions import Interactions
-from recommender.models.base import top_n
+from recommender.models.base import SameForEveryone, top_n
 
 
-class PopularModel:
+class PopularModel(SameForEveryone):
     """Score = distinct customers who bought the item in the last ``window_days`` (plus an all-time
     tie-break), the same for every customer. ``window_days <= 0`` counts all time."""
 
@@ -35,18 +35,3 @@ class PopularModel:
         idx, vals = top_n(scores, k)
         keep = np.isfinite(vals[0])
         return idx[0][keep], vals[0][keep]
-
-    def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
-        return np.tile(self.item_scores, (len(users), 1))
-
-    def item_similarity(self, items: np.ndarray) -> np.ndarray:
-        return np.tile(self.item_scores, (len(items), 1))
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"item_scores": self.item_scores}
-
-    @classmethod
-    def from_state(cls, params: dict[str, Any], state: dict[str, np.ndarray]) -> PopularModel:
-        model = cls(**params)
-        model.item_scores = state["item_scores"].astype(np.float32)
-        return model

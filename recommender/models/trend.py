@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recommender.interactions import Interactions
+from recommender.models.base import SameForEveryone
 
 
-class TrendModel:
+class TrendModel(SameForEveryone):
     name: ClassVar[str] = "trend"
 
     def __init__(self, recent_days: float = 14.0, prior_days: float = 28.0, smoothing: float = 3.0) -> None:
@@ -47,18 +48,3 @@ class TrendModel:
         prior = np.bincount(cols[prior_pairs], minlength=n_items) * (recent_days / prior_days)
         s = self.params["smoothing"]
         self.item_scores = np.log((recent + s) / (prior + s)).astype(np.float32)
-
-    def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
-        return np.tile(self.item_scores, (len(users), 1))
-
-    def item_similarity(self, items: np.ndarray) -> np.ndarray:
-        return np.tile(self.item_scores, (len(items), 1))
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"item_scores": self.item_scores}
-
-    @classmethod
-    def from_state(cls, params: dict[str, Any], state: dict[str, np.ndarray]) -> TrendModel:
-        model = cls(**params)
-        model.item_scores = state["item_scores"].astype(np.float32)
-        return model
