@@ -23,6 +23,7 @@ with a repeat purchase, an optimiser failure).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,23 @@ def _unique_rows(*cols: FloatArray) -> tuple[FloatArray, FloatArray, NDArray[np.
     stacked = np.column_stack(cols)
     uniq, inverse, counts = np.unique(stacked, axis=0, return_inverse=True, return_counts=True)
     return uniq, counts.astype(np.float64), inverse.reshape(-1)
+
+
+def _minimize(negll: Callable[[FloatArray], float], x0: FloatArray, model: str) -> tuple[FloatArray, float]:
+    """The log-parameters minimising ``negll`` from ``x0`` and the minimum: L-BFGS-B, then Nelder-Mead
+    when it reports no convergence (the better finite result of the two). ``negll`` returns 1e12 where
+    it is not finite."""
+    best = None
+    for method in ("L-BFGS-B", "Nelder-Mead"):
+        res = optimize.minimize(negll, x0, method=method, options={"maxiter": 4000})
+        if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+            best = res
+        if res.success:
+            break
+    if best is None or best.fun >= 1e11:
+        raise CLVFitError(f"the {model} fit did not converge")
+    out: FloatArray = np.asarray(best.x, np.float64)
+    return out, float(best.fun)
 
 
 # --------------------------------------------------------------------------- BG/NBD
@@ -170,17 +188,9 @@ def fit_bgnbd(
         x0 = np.log(np.array([0.5, scale / 4, 0.8, 2.5]))
     else:
         x0 = np.log(np.array([start.r, start.alpha, start.a, start.b]))
-    best = None
-    for method in ("L-BFGS-B", "Nelder-Mead"):
-        res = optimize.minimize(negll, x0, method=method, options={"maxiter": 4000})
-        if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
-            best = res
-        if res.success:
-            break
-    if best is None or not np.isfinite(best.fun) or best.fun >= 1e11:
-        raise CLVFitError("the BG/NBD fit did not converge")
-    r, alpha, a, b = (float(v) for v in np.exp(best.x))
-    return BGNBD(r, alpha, a, b, int(n), -float(best.fun) * n, modified)
+    logp, fun = _minimize(negll, x0, "BG/NBD")
+    r, alpha, a, b = (float(v) for v in np.exp(logp))
+    return BGNBD(r, alpha, a, b, int(n), -fun * n, modified)
 
 
 # --------------------------------------------------------------------------- Gamma-Gamma
@@ -245,16 +255,7 @@ def fit_gamma_gamma(
         x0 = np.log(np.array([2.0, 2.0, max(float(np.median(m)), 1.0)]))
     else:
         x0 = np.log(np.array([start.p, max(start.q - 1.0, 1e-6), start.v]))
-    best = None
-    for method in ("L-BFGS-B", "Nelder-Mead"):
-        res = optimize.minimize(negll, x0, method=method, options={"maxiter": 4000})
-        if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
-            best = res
-        if res.success:
-            break
-    if best is None or best.fun >= 1e11:
-        raise CLVFitError("the Gamma-Gamma fit did not converge")
-    p, q1, v = (float(e) for e in np.exp(best.x))
+    p, q1, v = (float(e) for e in np.exp(_minimize(negll, x0, "Gamma-Gamma")[0]))
     return GammaGamma(p, 1.0 + q1, v, int(n))
 
 
