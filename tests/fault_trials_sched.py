@@ -51,6 +51,7 @@ from campaigns.store import Store
 from campaigns.training import train_model
 
 from .databases import fresh_database
+from .fault_trials_send import wait_for
 from .smtp_sink import FaultPlan, SinkProcess
 from .synthetic import ROOT, cli_env, make_shop, shop_settings
 
@@ -154,18 +155,6 @@ def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGINT, timeout: float =
             proc.wait()
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, alive: subprocess.Popen[Any] | None = None) -> bool:
-    """Poll ``cond`` until true (True), ``timeout`` passes or ``alive`` exits (False)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        if alive is not None and alive.poll() is not None:
-            return cond()
-        time.sleep(0.05)
-    return False
-
-
 def run_row(store: Store) -> Any:
     with store.engine.connect() as conn:
         return conn.execute(select(Run).where(Run.campaign == CAMPAIGN).order_by(Run.id)).first()
@@ -232,9 +221,7 @@ def trial_kill(
             for i in range(kills):
                 target = sum(sink.counts().values()) + rng.randint(50, max(51, customers // (2 * kills)))
                 proc = start_scheduler(env, tmp / f"scheduler-{i + 1}.log")
-                reached = wait_until(
-                    lambda t=target: sum(sink.counts().values()) >= t, WAIT_SECONDS, alive=proc
-                )
+                reached = wait_for(lambda t=target: sum(sink.counts().values()) >= t, proc, WAIT_SECONDS)
                 proc.kill()
                 proc.wait()
                 notes.append(
@@ -243,7 +230,7 @@ def trial_kill(
                 )
             last = start_scheduler(env, tmp / f"scheduler-{kills + 1}.log")
             try:
-                done = wait_until(lambda: run_status(store) == "completed", WAIT_SECONDS, alive=last)
+                done = wait_for(lambda: run_status(store) == "completed", last, WAIT_SECONDS)
             finally:
                 stop(last)
         finally:
@@ -305,11 +292,11 @@ def trial_lease(db: str, db_url: str, tmp: Path, rng: random.Random, customers: 
                 n = conn.execute(text("SELECT count(*) FROM deliveries WHERE status = 'sending'")).scalar()
             return bool(n)
 
-        if not wait_until(sending, WAIT_SECONDS, alive=stuck):
+        if not wait_for(sending, stuck, WAIT_SECONDS):
             problems.append("the stuck sender never reached the server")
         first_beat = run_row(store).heartbeat_at
         # its heartbeat runs on its own thread: it advances while the sender waits on the silent server
-        if not wait_until(lambda: run_row(store).heartbeat_at > first_beat, 60, alive=stuck):
+        if not wait_for(lambda: run_row(store).heartbeat_at > first_beat, stuck, 60):
             problems.append("the stuck sender's heartbeat did not advance")
         rerun = subprocess.run(
             retain(env, *args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=WAIT_SECONDS
@@ -392,7 +379,7 @@ def trial_lock(
         store = shop.store()
         try:
             target = rng.randint(20, customers // 3)
-            wait_until(lambda: sum(sink.counts().values()) >= target, WAIT_SECONDS, alive=sched)
+            wait_for(lambda: sum(sink.counts().values()) >= target, sched, WAIT_SECONDS)
             with foreign_write_lock(db_url):
                 deadline = time.monotonic() + hold
                 while time.monotonic() < deadline:
@@ -400,7 +387,7 @@ def trial_lock(
                         problems.append(f"the scheduler exited during the lock (code {sched.returncode})")
                         break
                     time.sleep(0.1)
-            done = wait_until(lambda: run_status(store) == "completed", WAIT_SECONDS, alive=sched)
+            done = wait_for(lambda: run_status(store) == "completed", sched, WAIT_SECONDS)
             if not done:
                 problems.append(f"the run did not complete after the lock (status {run_status(store)})")
             if sched.poll() is not None:
