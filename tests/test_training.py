@@ -99,6 +99,15 @@ def test_empty_history_is_a_clear_error(sqlite_store, tmp_path: Path) -> None:
 def test_bad_params_are_a_model_error(shop, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="unknown"):
         train_model(shop, settings_for(tmp_path), params={"als": {"factorz": 2}})
+    # a weight that is not a number (hand-written --params JSON) is named, not a ValueError traceback
+    for params, name in (
+        ({"trend_weight": "x"}, "trend_weight"),
+        ({"als_weight": None}, "als_weight"),
+        ({"repeat": {"own": "1"}}, "repeat.own"),
+        ({"popular_weight": float("nan")}, "popular_weight"),
+    ):
+        with pytest.raises(ModelError, match=f"blend '{name}' must be a finite number"):
+            train_model(shop, settings_for(tmp_path), params=params)
 
 
 def test_evaluate_store_reports_every_model_for_both_protocols(shop) -> None:

@@ -109,11 +109,13 @@ class BlendModel:
         self.tifuknn = TIFUKNNModel(**sub["tifuknn"])
         self.trend = TrendModel(**sub["trend"])
         self.params: dict[str, Any] = {**DEFAULTS, **params}
+        for key in (*WEIGHT_OF.values(), "repeat_mix"):
+            self.params[key] = _weight(key, self.params[key])
         repeat = self.params["repeat"]
         if repeat is not None:
             if not isinstance(repeat, dict) or set(repeat) - set(REPEAT_KEYS):
                 raise TypeError(f"blend 'repeat' must map some of {', '.join(REPEAT_KEYS)} to weights")
-            self.params["repeat"] = {k: float(v) for k, v in repeat.items()}
+            self.params["repeat"] = {k: _weight(f"repeat.{k}", v) for k, v in repeat.items()}
         self._index: _FactorIndex | None = None  # built from the ALS item factors on first use
         # per thread: the z-scored part scores of the last batch of users (discover and buy_again of one
         # batch share them)
@@ -449,6 +451,17 @@ class BlendModel:
             klass = type(getattr(model, part))
             setattr(model, part, klass.from_state(getattr(model, part).params, sub))
         return model
+
+
+def _weight(name: str, value: Any) -> float:
+    """A weight as a float; ``TypeError`` naming it when it is not a finite number (``--params`` JSON)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not np.isfinite(value)
+    ):
+        raise TypeError(f"blend '{name}' must be a finite number, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
