@@ -118,7 +118,7 @@ def test_processes_opening_an_empty_database_together_migrate_it_once(db_url: st
         engine.dispose()
 
 
-_FAILING_REVISION = '''
+_FAILING_REVISION = """
 revision = "9999_fails"
 down_revision = "{head}"
 branch_labels = None
@@ -131,7 +131,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     pass
-'''
+"""
 
 
 def test_a_migration_failing_midway_leaves_the_database_as_it_was(
