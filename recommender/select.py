@@ -43,7 +43,7 @@ from recommender.evaluate import PurchaseLike, temporal_split, to_datetime64
 from recommender.interactions import Interactions
 from recommender.metrics import user_ndcg
 from recommender.models.base import _top_n_partition, standardize
-from recommender.models.blend import DENSE_ITEMS, POPULAR_PARTS, BlendModel
+from recommender.models.blend import DENSE_ITEMS, POPULAR_PARTS, SAME_ROW_PARTS, BlendModel, row_z
 from recommender.models.personal import BuyAgainModel
 from recommender.models.popular import PopularModel
 
@@ -315,7 +315,7 @@ def _fit_part(window: _Window, part: str, base: dict[str, Any]) -> None:
             params["window_days"] = POPULAR_PARTS[part]
         pop = PopularModel(**params)
         pop.fit(data)
-        window.parts[part] = standardize(np.log1p(pop.item_scores)[None, :])[0]
+        window.parts[part] = row_z(part, pop)
         return
     if part in ("own", "own_count"):
         params = COUNT_ONLY if part == "own_count" else dict(base.get("buy_again", {}) or {})
@@ -325,8 +325,8 @@ def _fit_part(window: _Window, part: str, base: dict[str, Any]) -> None:
     blend = BlendModel(**{part: dict(base.get(part, {}) or {})})
     model = getattr(blend, part)
     model.fit(data)
-    if part == "trend":  # the same for every customer: kept as one row, like popularity
-        window.parts[part] = standardize(model.item_scores[None, :])[0]
+    if part in SAME_ROW_PARTS:  # the same for every customer: kept as one row
+        window.parts[part] = row_z(part, model)
         return
     window.parts[part] = standardize(model.score(data, users))
 
@@ -384,12 +384,7 @@ def _singles(block: str, parts: list[str]) -> list[Candidate]:
         "popular_7": "popular (7 days)",
         "own": "buy-again score",
         "own_count": "own order counts",
-        "itemknn": "itemknn",
-        "ease": "ease",
-        "tifuknn": "tifuknn",
-        "als": "als",
-        "trend": "trend",
-    }
+    }  # the other parts go by their own names
     out = []
     for part in parts:
         if block == "discover" and part.startswith("own"):

@@ -68,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
 PARTS = ("als", "itemknn", "popular", "popular_all", "popular_7", "buy_again", "ease", "tifuknn", "trend")
 #: the popularity parts and their fixed windows (``popular`` takes its window from its parameters)
 POPULAR_PARTS = {"popular": None, "popular_all": 0.0, "popular_7": 7.0}
+#: the parts whose score is one row, the same for every customer (summed once, read by column)
+SAME_ROW_PARTS = (*POPULAR_PARTS, "trend")
 #: the discover weight of each scoring part
 WEIGHT_OF = {
     "als": "als_weight",
@@ -170,16 +172,14 @@ class BlendModel:
         parts = [(p, float(w)) for p, w in weights.items() if w and p != "own"]
         pop = np.zeros(data.shape[1], dtype=np.float32)
         for part, w in parts:
-            if part in POPULAR_PARTS:
-                pop += np.float32(w) * self._popular_z(part)
-            elif part == "trend":  # the same row for every customer (z-scoring a tiled row changes nothing)
-                pop += np.float32(w) * self._trend_z()
+            if part in SAME_ROW_PARTS:
+                pop += np.float32(w) * self._row_z(part)
         out = np.empty((len(users), data.shape[1]), dtype=np.float32)
         out[:] = pop
         shift = np.zeros(len(users))
         tmp = None
         for part, w in parts:
-            if part not in POPULAR_PARTS and part != "trend":
+            if part not in SAME_ROW_PARTS:
                 scores, mean, std = self._part(part, data, users)
                 tmp = np.multiply(scores, (w / std).astype(np.float32)[:, None], out=tmp)
                 out += tmp
@@ -254,7 +254,7 @@ class BlendModel:
         z_als = w_als * (np.where(dead, np.float32(0), als_raw) - mean[:, None]) / std[:, None]
         z_als[dead] = -np.inf
         # popular candidates: the same allowed products for everyone, minus each user's own
-        z_pop = self._popular_z()
+        z_pop = self._row_z()
         pop_idx, _ = self.popular.top_allowed(allowed, k)
         extra = [p for p in ("popular_all", "popular_7") if self.weight(p)]
         for part in extra:  # those bestsellers are candidates too
@@ -268,7 +268,7 @@ class BlendModel:
         if w_pop:
             score += w_pop * z_pop[idx]
         for part in extra:
-            score += self.weight(part) * self._popular_z(part)[idx]
+            score += self.weight(part) * self._row_z(part)[idx]
         w_knn = float(self.params["knn_weight"])
         if w_knn:
             score += w_knn * self.itemknn.z_scores_at(data, users, idx)
@@ -337,14 +337,9 @@ class BlendModel:
             self._index = _FactorIndex.build(self.als.item_factors)
         return self._index
 
-    def _popular_z(self, part: str = "popular") -> np.ndarray:
-        """z-scored log popularity of every item (the same for every customer)."""
-        model: PopularModel = getattr(self, part)
-        return np.asarray(standardize(np.log1p(model.item_scores)[None, :])[0])
-
-    def _trend_z(self) -> np.ndarray:
-        """z-scored trend of every item (the same for every customer)."""
-        return np.asarray(standardize(self.trend.item_scores[None, :])[0])
+    def _row_z(self, part: str = "popular") -> np.ndarray:
+        """The z-scored row of a same-for-everyone part (:func:`row_z`)."""
+        return row_z(part, getattr(self, part))
 
     def score(self, data: Interactions, users: np.ndarray) -> np.ndarray:
         repeat = self.params["repeat"]
@@ -390,7 +385,7 @@ class BlendModel:
         else:
             values = np.float32(repeat.get("own", 0.0)) * own.data
             for part in POPULAR_PARTS:
-                values += np.float32(repeat.get(part, 0.0)) * self._popular_z(part)[own.indices]
+                values += np.float32(repeat.get(part, 0.0)) * self._row_z(part)[own.indices]
             w_als = float(repeat.get("als", 0.0))
             if w_als:
                 factors = self.als.user_factors[users]
@@ -413,10 +408,8 @@ class BlendModel:
         for part, w in self.params["repeat"].items():
             if not w or part == "own":
                 continue
-            if part in POPULAR_PARTS:
-                z = self._popular_z(part)[c]
-            elif part == "trend":
-                z = self._trend_z()[c]
+            if part in SAME_ROW_PARTS:
+                z = self._row_z(part)[c]
             elif self.weight(part) or part == "ease":
                 scores, mean, std = self._part(part, data, users)
                 z = (scores[r, c] - mean[r]) / std[r]
@@ -451,6 +444,13 @@ class BlendModel:
             klass = type(getattr(model, part))
             setattr(model, part, klass.from_state(getattr(model, part).params, sub))
         return model
+
+
+def row_z(part: str, model: PopularModel | TrendModel) -> np.ndarray:
+    """What a same-for-everyone part adds to the blend, z-scored over the products: log popularity
+    (``log1p`` of buyer counts) or the trend score. Selection validates exactly these rows."""
+    row = np.log1p(model.item_scores) if part in POPULAR_PARTS else model.item_scores
+    return np.asarray(standardize(row[None, :])[0])
 
 
 def _weight(name: str, value: Any) -> float:
