@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from recommender import RetainRecommender, build_interactions
 from recommender.errors import RecommenderError, UnknownModelError
 from recommender.models import MODELS, make_model, model_class, recommend, register
-from recommender.models.base import Model, standardize, top_n
+from recommender.models.base import Model, sparse_z_at, standardize, top_n
 from recommender.models.blend import DENSE_ITEMS, BlendModel
 from recommender.models.tifuknn import user_vectors
 from recommender.models.trend import TrendModel
@@ -507,3 +507,21 @@ def test_an_order_is_one_basket_whatever_its_lines_timestamps() -> None:
         build_interactions(np.array([1]), np.array([10]), np.array([7]), when[:1], baskets=False).baskets
         is None
     )
+
+
+@pytest.mark.parametrize("density", [0.02, 0.6])
+def test_sparse_z_at_equals_standardize_dense_rows(density: float) -> None:
+    # both ways through sparse_z_at: sorted-key lookups (sparse rows) and the dense pass (rows over a
+    # quarter full), with duplicate entries and an empty row
+    rng = np.random.default_rng(3)
+    dense = rng.random((40, 300)) * (rng.random((40, 300)) < density)
+    dense[7] = 0.0
+    rows = sp.coo_matrix(dense)
+    doubled = sp.coo_matrix(
+        (np.concatenate([rows.data / 2, rows.data / 2]), (np.tile(rows.row, 2), np.tile(rows.col, 2))),
+        shape=dense.shape,
+    )
+    r = rng.integers(0, 40, 500)
+    c = rng.integers(0, 300, 500)
+    got = sparse_z_at(doubled, r, c)
+    np.testing.assert_allclose(got, standardize(dense.astype(np.float32))[r, c], rtol=1e-4, atol=1e-5)

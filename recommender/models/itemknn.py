@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.interactions import Interactions
-from recommender.models.base import csr_from_state, csr_state, sparse_z_at, standardize, with_defaults
+from recommender.models.base import csr_from_state, csr_state, sparse_z_at, with_defaults
 
 DEFAULTS: dict[str, Any] = {"K": 200, "K1": 1.2, "B": 0.75, "similarity": "bm25"}
 #: catalogues up to this size keep a dense copy of the similarity for scoring (64 MB at 4,096 products)
@@ -101,28 +101,8 @@ class ItemKNNModel:
     def z_scores_at(self, data: Interactions, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Per-user z-scored kNN scores at ``items`` (shape (len(users), k)), with the mean and standard
         deviation over all products, as ``standardize(score(data, users))`` would give."""
-        n_items = self.similarity.shape[1]
-        rows = (data.weights[users] @ self.similarity).tocsr()
-        if rows.nnz * 4 > rows.shape[0] * n_items:
-            # dense enough (small catalogues): one dense pass beats sorting and searching
-            return np.take_along_axis(standardize(rows.toarray()), items, axis=1)
-        rows.sum_duplicates()
-        rows.sort_indices()
-        row_of = np.repeat(np.arange(len(users), dtype=np.int64), np.diff(rows.indptr))
-        values = rows.data.astype(np.float64)
-        total = np.bincount(row_of, weights=values, minlength=len(users))
-        total_sq = np.bincount(row_of, weights=values * values, minlength=len(users))
-        mean = total / n_items
-        std = np.sqrt(np.maximum(total_sq / n_items - mean * mean, 0.0))
-        std = np.where(std > 0, std, 1.0)
-        keys = row_of * n_items + rows.indices
-        query = np.arange(len(users), dtype=np.int64)[:, None] * n_items + items
-        if keys.size:
-            pos = np.minimum(np.searchsorted(keys, query), keys.size - 1)
-            val = np.where(keys[pos] == query, rows.data[pos], 0.0)
-        else:
-            val = np.zeros(query.shape)
-        return np.asarray((val - mean[:, None]) / std[:, None], dtype=np.float32)
+        r = np.repeat(np.arange(len(users), dtype=np.int64), items.shape[1])
+        return self.z_at(data, users, r, np.asarray(items).ravel()).reshape(items.shape)
 
     def z_at(self, data: Interactions, users: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """``standardize(score(data, users))[r, c]`` from the sparse score rows."""
