@@ -108,6 +108,18 @@ def test_bad_params_are_a_model_error(shop, tmp_path: Path) -> None:
     ):
         with pytest.raises(ModelError, match=f"blend '{name}' must be a finite number"):
             train_model(shop, settings_for(tmp_path), params=params)
+    # every part's numeric parameters go through the same check; a weight so large that float32 sums
+    # overflow, or a NaN trend smoothing, would otherwise rank by inf/NaN scores without a word
+    for params, message in (
+        ({"trend_weight": 1e39}, "blend 'trend_weight' must be between -1e\\+06 and 1e\\+06, not 1e\\+39"),
+        ({"trend": {"smoothing": float("nan")}}, "trend 'smoothing' must be a finite number, not nan"),
+        ({"trend": {"recent_days": "x"}}, "trend 'recent_days' must be a finite number, not 'x'"),
+        ({"trend": {"prior_days": 0}}, "trend 'prior_days' must be positive, not 0"),
+        ({"popular": {"window_days": None}}, "popular 'window_days' must be a finite number, not None"),
+        ({"ease": {"l2": float("inf")}}, "EASE 'l2' must be a finite number, not inf"),
+    ):
+        with pytest.raises(ModelError, match=message):
+            train_model(shop, settings_for(tmp_path), params=params)
 
 
 def test_evaluate_store_reports_every_model_for_both_protocols(shop) -> None:

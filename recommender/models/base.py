@@ -56,6 +56,24 @@ def with_defaults(defaults: dict[str, Any], params: dict[str, Any], label: str) 
     return {**defaults, **params}
 
 
+def number(label: str, value: Any, *, positive: bool = False, limit: float = float("inf")) -> float:
+    """A numeric model parameter (hand-written ``--params`` JSON) as a float; ``TypeError`` naming
+    ``label`` when it is not a finite number (a string, null, a boolean, NaN, 1e400), is not positive
+    where it must be, or lies beyond ``limit`` either side of zero."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not np.isfinite(value)
+    ):
+        raise TypeError(f"{label} must be a finite number, not {value!r}")
+    x = float(value)
+    if positive and not x > 0:
+        raise TypeError(f"{label} must be positive, not {value!r}")
+    if abs(x) > limit:
+        raise TypeError(f"{label} must be between -{limit:g} and {limit:g}, not {value!r}")
+    return x
+
+
 def csr_state(matrix: sp.csr_matrix, prefix: str) -> dict[str, np.ndarray]:
     """A CSR matrix as ``{prefix}data/indices/indptr/shape`` arrays (for ``state()``)."""
     return {

@@ -40,6 +40,7 @@ from recommender.models.als import ALSModel
 from recommender.models.base import (
     mask_seen_at,
     masked_top_n,
+    number,
     row_moments,
     seen_positions,
     standardize,
@@ -91,6 +92,8 @@ DENSE_ITEMS = 8_192
 CANDIDATES = 100
 #: items (by factor norm) every customer's exact ALS top-k starts from
 HEAD = 2_048
+#: the largest weight accepted (z-scores times far larger weights overflow the float32 sums)
+MAX_WEIGHT = 1e6
 
 
 class BlendModel:
@@ -112,12 +115,14 @@ class BlendModel:
         self.trend = TrendModel(**sub["trend"])
         self.params: dict[str, Any] = {**DEFAULTS, **params}
         for key in (*WEIGHT_OF.values(), "repeat_mix"):
-            self.params[key] = _weight(key, self.params[key])
+            self.params[key] = number(f"blend '{key}'", self.params[key], limit=MAX_WEIGHT)
         repeat = self.params["repeat"]
         if repeat is not None:
             if not isinstance(repeat, dict) or set(repeat) - set(REPEAT_KEYS):
                 raise TypeError(f"blend 'repeat' must map some of {', '.join(REPEAT_KEYS)} to weights")
-            self.params["repeat"] = {k: _weight(f"repeat.{k}", v) for k, v in repeat.items()}
+            self.params["repeat"] = {
+                k: number(f"blend 'repeat.{k}'", v, limit=MAX_WEIGHT) for k, v in repeat.items()
+            }
         self._index: _FactorIndex | None = None  # built from the ALS item factors on first use
         # per thread: the z-scored part scores of the last batch of users (discover and buy_again of one
         # batch share them)
@@ -451,17 +456,6 @@ def row_z(part: str, model: PopularModel | TrendModel) -> np.ndarray:
     (``log1p`` of buyer counts) or the trend score. Selection validates exactly these rows."""
     row = np.log1p(model.item_scores) if part in POPULAR_PARTS else model.item_scores
     return np.asarray(standardize(row[None, :])[0])
-
-
-def _weight(name: str, value: Any) -> float:
-    """A weight as a float; ``TypeError`` naming it when it is not a finite number (``--params`` JSON)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float | np.integer | np.floating)
-        or not np.isfinite(value)
-    ):
-        raise TypeError(f"blend '{name}' must be a finite number, not {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)

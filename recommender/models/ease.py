@@ -17,7 +17,7 @@ import numpy as np
 import scipy.linalg as la
 
 from recommender.interactions import Interactions
-from recommender.models.base import with_defaults
+from recommender.models.base import number, with_defaults
 
 DEFAULTS: dict[str, Any] = {"l2": 500.0, "max_items": 4096}
 
@@ -27,8 +27,7 @@ class EASEModel:
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = with_defaults(DEFAULTS, params, "EASE")
-        if not float(self.params["l2"]) > 0:
-            raise TypeError(f"EASE l2 must be positive, got {self.params['l2']!r}")
+        self.params["l2"] = number("EASE 'l2'", self.params["l2"], positive=True)
         self.items = np.zeros(0, dtype=np.int64)  # model item index of each column of ``weights``
         self.weights = np.zeros((0, 0), dtype=np.float32)
         self.n_items = 0

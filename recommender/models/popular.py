@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recommender.interactions import Interactions
-from recommender.models.base import SameForEveryone, top_n
+from recommender.models.base import SameForEveryone, number, top_n
 
 
 class PopularModel(SameForEveryone):
@@ -17,7 +17,7 @@ class PopularModel(SameForEveryone):
     name: ClassVar[str] = "popular"
 
     def __init__(self, window_days: float = 30.0) -> None:
-        self.params: dict[str, Any] = {"window_days": float(window_days)}
+        self.params: dict[str, Any] = {"window_days": number("popular 'window_days'", window_days)}
         self.item_scores = np.zeros(0, dtype=np.float32)
 
     def fit(self, data: Interactions) -> None:

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from recommender.errors import InteractionError
 from recommender.interactions import Interactions
-from recommender.models.base import csr_from_state, csr_state, with_defaults
+from recommender.models.base import csr_from_state, csr_state, number, with_defaults
 
 #: the paper's setting for Ta-Feng except ``k`` (300 there): 100 neighbours scored as well on Online
 #: Retail (repeat nDCG@10 0.3463 vs 0.3456, discover 0.0552 vs 0.0469) and Groceries (0.1686 vs 0.1721)
@@ -46,7 +46,7 @@ class TIFUKNNModel:
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = with_defaults(DEFAULTS, params, "TIFU-KNN")
-        if not 0.0 <= float(self.params["alpha"]) <= 1.0:
+        if not 0.0 <= number("TIFU-KNN 'alpha'", self.params["alpha"]) <= 1.0:
             raise TypeError(f"TIFU-KNN alpha must be in [0, 1], got {self.params['alpha']!r}")
         self.vectors = sp.csr_matrix((0, 0), dtype=np.float32)
         self.neighbours = np.zeros((0, 0), dtype=np.int32)

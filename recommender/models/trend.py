@@ -18,20 +18,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recommender.interactions import Interactions
-from recommender.models.base import SameForEveryone
+from recommender.models.base import SameForEveryone, number
 
 
 class TrendModel(SameForEveryone):
     name: ClassVar[str] = "trend"
 
     def __init__(self, recent_days: float = 14.0, prior_days: float = 28.0, smoothing: float = 3.0) -> None:
-        if recent_days <= 0 or prior_days <= 0 or smoothing <= 0:
-            raise TypeError("trend: recent_days, prior_days and smoothing must be positive")
-        self.params: dict[str, Any] = {
-            "recent_days": float(recent_days),
-            "prior_days": float(prior_days),
-            "smoothing": float(smoothing),
-        }
+        given = {"recent_days": recent_days, "prior_days": prior_days, "smoothing": smoothing}
+        self.params: dict[str, Any] = {k: number(f"trend '{k}'", v, positive=True) for k, v in given.items()}
         self.item_scores = np.zeros(0, dtype=np.float32)
 
     def fit(self, data: Interactions) -> None:
