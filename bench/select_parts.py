@@ -7,7 +7,8 @@ fitted in every window; ``recommender.select``'s search then chooses per block w
 (``base``) and with ``--extra`` parts added (``new``), and the choice is scored on the test window. The
 test window never influences the choice. Experimental parts (only ``trend`` ships):
 
-- ``trend`` — :class:`recommender.models.trend.TrendModel`; ``popular_14`` — popularity over 14 days;
+- ``trend`` — :class:`recommender.models.trend.TrendModel`, fitted as selection fits it; ``popular_14`` —
+  popularity over 14 days;
 - ``popular_repeat`` — customers who bought the product more than once; ``repeat_rate`` — their share of
   its buyers (smoothed);
 - ``own_recent`` — own products by the recency of their last purchase (half-life 30 days);
@@ -33,7 +34,6 @@ from recommender import select as S  # noqa: E402
 from recommender.evaluate import temporal_split  # noqa: E402
 from recommender.models.base import standardize  # noqa: E402
 from recommender.models.tifuknn import TIFUKNNModel  # noqa: E402
-from recommender.models.trend import TrendModel  # noqa: E402
 
 STANDARD = [*S.POPULAR_PARTS, "own", "own_count", "itemknn", "als"]
 
@@ -46,8 +46,6 @@ def experimental_parts(window: Any) -> dict[str, np.ndarray]:
     d = window.train
     cols, n = d.counts.indices, d.shape[1]
     age, cnt = d.age_days, d.counts.data
-    trend = TrendModel()
-    trend.fit(d)
     buyers = np.bincount(cols, minlength=n)
     rebuyers = np.bincount(cols[cnt > 1], minlength=n)
     rate = (rebuyers + 1.0) / (buyers + 5.0)
@@ -56,7 +54,6 @@ def experimental_parts(window: Any) -> dict[str, np.ndarray]:
     own = d.counts[window.users].tocsr().copy()
     own.data[:] = 1.0
     return {
-        "trend": _item(trend.item_scores),
         "popular_14": _item(np.log1p(np.bincount(cols[age <= 14], minlength=n))),
         "popular_repeat": _item(np.log1p(rebuyers)),
         "repeat_rate": _item(rate),
@@ -91,7 +88,7 @@ def main() -> None:
     test = window(cols, end, 1 << 40)
     t0 = time.perf_counter()
     for w in [*windows, test]:
-        for part in STANDARD:
+        for part in [*STANDARD, "trend"]:  # trend ships: fitted as selection fits it
             S._fit_part(w, part, {})
         w.parts.update(experimental_parts(w))
     print(f"fitted in {time.perf_counter() - t0:.1f} s")
