@@ -21,7 +21,7 @@ from campaigns.config import postgres_test_url
 from campaigns.errors import SchedulerError
 from campaigns.scheduling.lock import SchedulerLock
 from campaigns.store import Store
-from campaigns.store.scheduling import advisory_key
+from campaigns.store.engine import advisory_key
 from tests.scheduling_fixtures import ROOT, follow_up, make_templates
 
 T0 = datetime(2024, 3, 20, 9, 0)

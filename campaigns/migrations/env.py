@@ -17,7 +17,7 @@ from alembic import context
 from sqlalchemy import text
 
 from campaigns.models import Base
-from campaigns.store.scheduling import advisory_key
+from campaigns.store.engine import advisory_lock_key
 
 engine = context.config.attributes["engine"]
 with engine.connect() as connection:
@@ -30,10 +30,7 @@ with engine.connect() as connection:
             if dialect == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             elif dialect == "postgresql":
-                database, schema = connection.execute(
-                    text("SELECT current_database(), current_schema()")
-                ).one()
-                key = advisory_key(database, schema or "public", "migrate")
+                key = advisory_lock_key(connection, "migrate")
                 connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
             context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
             context.run_migrations()

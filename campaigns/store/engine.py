@@ -8,6 +8,7 @@ still readable (the WAL switch is skipped when it cannot be made). PostgreSQL us
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -17,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.exc import DatabaseError as SADatabaseError
@@ -106,6 +107,19 @@ def _sqlite_pragmas(busy: float, dbapi_conn: Any, _record: Any) -> None:
             # still read in the mode it has; a write fails with a "read-only" message (store/faults.py)
             break
     cur.close()
+
+
+def advisory_key(database: str, schema: str, name: str) -> int:
+    """A signed 64-bit PostgreSQL advisory-lock key for (database, schema, lock name)."""
+    digest = hashlib.blake2b(f"retain:{database}:{schema}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def advisory_lock_key(conn: Connection, name: str) -> int:
+    """The advisory-lock key of ``name`` in this connection's database and schema (PostgreSQL): the
+    scheduler's lock and the migration lock (campaigns/migrations/env.py)."""
+    database, schema = conn.execute(text("SELECT current_database(), current_schema()")).one()
+    return advisory_key(database, schema or "public", name)
 
 
 def _alembic_config(engine: Engine) -> Config:

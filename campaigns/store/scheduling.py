@@ -13,7 +13,6 @@ APScheduler 3 cannot share a job store between processes, so one scheduler per d
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -24,6 +23,7 @@ from campaigns.leases import may_take_over
 from campaigns.models import Customer, Delivery, Order, OrderLine, Run, SchedulerLock
 from campaigns.status import DeliveryStatus, RunStatus
 from campaigns.store.base import StoreBase, utcnow
+from campaigns.store.engine import advisory_lock_key
 from campaigns.store.ledger import IN_FLIGHT_AT_CRASH
 
 LOCKS, CUST, RUNS, DEL, ORDERS, LINES = (
@@ -54,12 +54,6 @@ class LockHolder:
     owner: str
     acquired_at: datetime
     heartbeat_at: datetime
-
-
-def advisory_key(database: str, schema: str, name: str) -> int:
-    """A signed 64-bit advisory-lock key for (database, schema, lock name)."""
-    digest = hashlib.blake2b(f"retain:{database}:{schema}:{name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 class AdvisoryLock:
@@ -180,8 +174,7 @@ class SchedulingStore(StoreBase):
         """PostgreSQL only: the advisory lock for ``name`` in this database+schema, or None if held."""
         conn = self.engine.connect()
         try:
-            database, schema = conn.execute(text("SELECT current_database(), current_schema()")).one()
-            key = advisory_key(database, schema or "public", name)
+            key = advisory_lock_key(conn, name)
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
             conn.commit()
         except BaseException:
@@ -260,5 +253,4 @@ __all__ = [
     "LockHolder",
     "OpenScheduledRun",
     "SchedulingStore",
-    "advisory_key",
 ]
